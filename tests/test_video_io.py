@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from vidact.data.synthetic import SynthConfig, clip_seed, generate, render_clip
+from vidact.errors import VideoDecodeError
+from vidact.io.video import decode_frames, decode_range, probe
+
+
+def test_synth_is_deterministic_and_decodes_close_to_render(tmp_path):
+    cfg = SynthConfig(classes=2, per_class=2, frames=12, size=32, seed=7)
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(a, cfg)
+    generate(b, cfg)
+    clip = "videos/move_right/move_right_0001.mp4"
+    fa = decode_frames(a / clip, range(12))
+    fb = decode_frames(b / clip, range(12))
+    assert np.array_equal(fa, fb)
+    rendered = render_clip("move_right", 12, 32, clip_seed(7, 1, 1))
+    other = render_clip("move_right", 12, 32, clip_seed(7, 1, 0))
+    err_same = np.abs(fa.astype(int) - rendered).mean()
+    err_other = np.abs(fa.astype(int) - other).mean()
+    assert err_same < 10 and err_same < err_other / 3  # lossy H.264 (4:2:0), but the same picture
+    assert (a / "classes.txt").read_text().split() == ["move_left", "move_right"]
+    assert (a / "train.csv").read_text().splitlines()[0] == "path,label"
+
+
+def test_probe_and_decode_real_clip(bikes_mp4):
+    info = probe(bikes_mp4)
+    assert (info.width, info.height, info.codec) == (640, 272, "h264")
+    assert info.num_frames == 250 and info.fps == pytest.approx(25.0)
+    frames = decode_frames(bikes_mp4, [200, 3, 3, 120])
+    assert frames.shape == (4, 272, 640, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames[1], frames[2])
+    sequential = decode_frames(bikes_mp4, list(range(0, 201)))
+    assert np.array_equal(frames[0], sequential[200])  # seeking lands on the same frame
+    assert np.array_equal(frames[3], sequential[120])
+
+
+def test_decode_range_counts_frames(bikes_mp4):
+    clip = decode_range(bikes_mp4, 1.0, 2.0, size=(160, 68))
+    assert clip.shape == (25, 68, 160, 3)
+
+
+def test_bad_files_raise_named_errors(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    for path, reason in [(empty, "empty file"), (junk, "cannot open"), (tmp_path / "none.mp4", "no such file")]:
+        with pytest.raises(VideoDecodeError) as err:
+            probe(path)
+        assert str(path) in str(err.value) and reason in str(err.value)

@@ -1,0 +1,1 @@
+"""The ``vidact`` command line: one module per command group, logic lives in the library."""

@@ -1,0 +1,54 @@
+"""Helpers every command uses: JSON output, result printing, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from vidact.errors import UsageError
+
+out_console = Console()  # results go to stdout
+err_console = Console(stderr=True)  # progress, logs and errors go to stderr
+
+
+def _default(obj: Any):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output on stdout (one JSON document)."""
+    sys.stdout.write(json.dumps(obj, default=_default, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def require_path(path: Path, what: str = "input", kind: str = "any") -> Path:
+    """Raise a one-line UsageError unless ``path`` exists (as a file/dir when asked)."""
+    if not path.exists():
+        raise UsageError(f"{path}: {what} not found")
+    if kind == "file" and not path.is_file():
+        raise UsageError(f"{path}: {what} is not a file")
+    if kind == "dir" and not path.is_dir():
+        raise UsageError(f"{path}: {what} is not a folder")
+    return path
+
+
+def finish(exit_code: int) -> None:
+    """Leave the command with ``exit_code`` (0 ok, 1 partial failure, 2 bad usage)."""
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")

@@ -1,0 +1,101 @@
+"""Entry point: the typer app, global options and the one-line error policy.
+
+Exit codes: 0 success, 1 partial failure (some inputs failed, the rest are done),
+2 bad usage (unknown option or name, missing input). Errors are one line on stderr;
+``--debug`` (or VIDACT_DEBUG=1) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from vidact import __version__
+from vidact.cli.common import err_console
+from vidact.errors import EXIT_USAGE, VidactError
+
+app = typer.Typer(
+    name="vidact",
+    help="Video action recognition: frames, TV-L1 flow, models, training, evaluation, profiling.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """vidact: train and evaluate video action recognition models from one CLI."""
+    if debug:
+        os.environ["VIDACT_DEBUG"] = "1"
+
+
+def _register() -> None:
+    """Attach every command group (one module each)."""
+    from vidact.cli import data
+
+    app.add_typer(data.app, name="data")
+
+
+_register()
+
+
+def _debug() -> bool:
+    return os.environ.get("VIDACT_DEBUG") == "1" or "--debug" in sys.argv[1:]
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """Typer/click usage errors (vendored or not) carry ``format_message`` and ``exit_code``."""
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the app, map errors to one line and an exit code."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="vidact")
+        code = rv if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        code = 130
+    except VidactError as exc:
+        if _debug():
+            raise
+        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        code = exc.exit_code
+    except Exception as exc:
+        if _debug():
+            raise
+        if _is_usage_error(exc):  # bad option, missing argument (typer's click exceptions)
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                err_console.print(ctx.get_usage(), highlight=False, markup=False)
+            err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False)
+            code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        else:
+            err_console.print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                              highlight=False, markup=False, soft_wrap=True)
+            code = 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

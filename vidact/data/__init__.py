@@ -1,0 +1,1 @@
+"""Annotations, synthetic data, clip sampling, transforms and the clip dataset."""

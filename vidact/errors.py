@@ -1,0 +1,54 @@
+"""Typed errors with exit codes; the CLI prints them as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+class VidactError(Exception):
+    """Base error: a message fit for one line and the exit code it maps to."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(VidactError):
+    """Bad arguments: unknown name, missing input file, invalid option value."""
+
+    exit_code = EXIT_USAGE
+
+
+class VideoDecodeError(VidactError):
+    """A video that cannot be opened or decoded; names the file."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class AnnotationError(VidactError):
+    """A malformed annotation entry, reported as ``file:line: reason``."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: str | Path, line: int | None, reason: str):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {reason}")
+
+
+class CheckpointError(VidactError):
+    """A checkpoint that is missing, truncated, unsafe or for another model."""
+
+    exit_code = EXIT_USAGE

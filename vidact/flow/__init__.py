@@ -1,0 +1,1 @@
+"""TV-L1 optical flow: PyTorch implementation, OpenCV reference, extraction jobs."""

@@ -1,0 +1,1 @@
+"""Video, frame-folder and flow file I/O."""

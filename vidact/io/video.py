@@ -1,0 +1,216 @@
+"""Video files through PyAV: probe, decode chosen frames with keyframe-aware seeking, time ranges."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from vidact.errors import VideoDecodeError
+
+# A forward gap (in frames) beyond which seeking to the nearest keyframe beats decoding through.
+SEEK_GAP = 48
+# Missing frames at the very end that are tolerated (container frame counts are often off by one).
+TAIL_SLACK = 2
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns about a video file."""
+
+    path: str
+    num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _open(path: str | Path):
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise VideoDecodeError(path, "no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # PyAV raises many error types; all mean "not a readable video"
+        raise VideoDecodeError(path, f"cannot open: {_reason(exc)}") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "no video stream")
+    return container
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _stream_fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
+    """Frame count, fps, duration, size and codec of ``path``.
+
+    The frame count comes from the container header when present, else (or when
+    ``count_frames``) from counting demuxed video packets, which is exact and cheap.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        fps = _stream_fps(stream)
+        n = int(stream.frames or 0)
+        if count_frames or n <= 0:
+            try:
+                n = sum(1 for p in container.demux(stream) if p.size > 0)
+            except Exception as exc:
+                raise VideoDecodeError(path, f"cannot demux: {_reason(exc)}") from exc
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        else:
+            duration = n / fps if fps else 0.0
+        if n <= 0:
+            raise VideoDecodeError(path, "no decodable video frames")
+        ctx = stream.codec_context
+        return VideoInfo(str(path), n, fps, duration, int(ctx.width), int(ctx.height), ctx.name)
+    finally:
+        container.close()
+
+
+def _frame_index(frame, stream, fps: float, start: float) -> int | None:
+    if frame.pts is None or stream.time_base is None or not fps:
+        return None
+    return int(round((float(frame.pts * stream.time_base) - start) * fps))
+
+
+def _to_array(frame, size: tuple[int, int] | None) -> np.ndarray:
+    if size is not None:
+        frame = frame.reformat(width=size[0], height=size[1])
+    return frame.to_ndarray(format="rgb24")
+
+
+def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Every frame of ``path`` in order, as (H, W, 3) uint8 RGB; ``size`` is (width, height)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield _to_array(frame, size)
+        except VideoDecodeError:
+            raise
+        except Exception as exc:
+            raise VideoDecodeError(path, f"decode failed: {_reason(exc)}") from exc
+    finally:
+        container.close()
+
+
+def decode_frames(
+    path: str | Path,
+    indices: Sequence[int],
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode the frames at ``indices`` (0-based, any order, repeats allowed).
+
+    Returns (len(indices), H, W, 3) uint8 RGB. Decoding walks forward and seeks to the
+    nearest preceding keyframe only across gaps longer than ``SEEK_GAP`` frames.
+    """
+    if len(indices) == 0:
+        raise ValueError("decode_frames needs at least one index")
+    wanted = sorted(set(int(i) for i in indices))
+    if wanted[0] < 0:
+        raise ValueError(f"negative frame index {wanted[0]}")
+    got: dict[int, np.ndarray] = {}
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = _stream_fps(stream)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        pos = -1  # index of the last decoded frame
+        k = 0
+        try:
+            while k < len(wanted):
+                if wanted[k] - pos > SEEK_GAP and fps and stream.time_base:
+                    ts = int((start + wanted[k] / fps) / stream.time_base)
+                    container.seek(ts, stream=stream, backward=True, any_frame=False)
+                exhausted = True
+                for frame in container.decode(stream):
+                    idx = _frame_index(frame, stream, fps, start)
+                    pos = idx if idx is not None else pos + 1
+                    if pos < wanted[k]:
+                        continue
+                    arr = _to_array(frame, size)
+                    while k < len(wanted) and wanted[k] <= pos:
+                        got[wanted[k]] = arr  # an imprecise seek falls back to the next frame
+                        k += 1
+                    if k >= len(wanted) or wanted[k] - pos > SEEK_GAP:
+                        exhausted = False
+                        break
+                if exhausted:
+                    break
+        except Exception as exc:
+            if not got:
+                raise VideoDecodeError(path, f"decode failed: {_reason(exc)}") from exc
+    finally:
+        container.close()
+    missing = [i for i in wanted if i not in got]
+    if missing:
+        if got and len(missing) <= TAIL_SLACK and min(missing) > max(got):
+            last = got[max(got)]
+            for i in missing:
+                got[i] = last
+        else:
+            raise VideoDecodeError(
+                path, f"could not decode frame {missing[0]} ({len(missing)} of {len(wanted)} missing)"
+            )
+    return np.stack([got[int(i)] for i in indices])
+
+
+def decode_range(
+    path: str | Path,
+    start_sec: float,
+    end_sec: float,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """All frames whose timestamps fall in ``[start_sec, end_sec)``, as (N, H, W, 3) uint8."""
+    if end_sec <= start_sec:
+        raise ValueError("end_sec must be greater than start_sec")
+    info = probe(path, count_frames=False)
+    first = max(0, int(math.ceil(start_sec * info.fps - 1e-6)))
+    last = min(info.num_frames, int(math.ceil(end_sec * info.fps - 1e-6)))
+    if last <= first:
+        raise VideoDecodeError(path, f"no frames in [{start_sec}, {end_sec}) s")
+    return decode_frames(path, list(range(first, last)), size=size)
+
+
+def short_side_size(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
+    """(width, height) that scales the shorter side to ``short_side`` (even sizes), or None."""
+    if not short_side:
+        return None
+    if width <= height:
+        w, h = short_side, height * short_side / width
+    else:
+        w, h = width * short_side / height, short_side
+    return max(2, int(round(w / 2)) * 2), max(2, int(round(h / 2)) * 2)
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """A tidy rational frame rate for encoders (29.97 -> 30000/1001)."""
+    return Fraction(fps).limit_denominator(1001)

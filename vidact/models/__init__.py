@@ -1,0 +1,8 @@
+"""Video classification architectures; importing this package fills the registry."""
+
+from vidact.models.registry import InputSpec, create_model, get_entry, model_names, register_model
+
+# Each family module registers its variants on import.
+# (add one import per family below)
+
+__all__ = ["InputSpec", "create_model", "get_entry", "model_names", "register_model"]

@@ -1,0 +1,1 @@
+"""FLOPs (multiply-adds), parameters and measured speed."""

@@ -1,0 +1,1 @@
+"""Architecture search: X3D progressive expansion."""

@@ -1,0 +1,1 @@
+"""Training: engine, LR schedules, checkpoints, multigrid, distributed."""

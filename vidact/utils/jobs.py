@@ -1,0 +1,127 @@
+"""Run one job per video into ``OUT/<relpath-without-ext>/``: resumable, atomic, fault tolerant.
+
+Used by frame and flow extraction. A video's folder appears only when its job has
+finished (staging folder + rename), so re-running skips finished videos and a killed
+run leaves no half folders. Failures are collected, never fatal, and written to
+``OUT/failures.txt`` as ``path<TAB>reason``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from vidact.errors import VidactError
+from vidact.io.atomic import atomic_dir, atomic_write_text
+from vidact.utils.progress import make_progress
+
+FAILURES_FILE = "failures.txt"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One input video (or frame folder) and the output folder it produces."""
+
+    src: Path
+    rel: str  # output folder relative to OUT (relative path without extension)
+
+
+@dataclass
+class JobReport:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "done": len(self.done),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "failures": [{"path": p, "reason": r} for p, r in self.failed],
+        }
+
+
+def output_rel(src: Path, root: Path | None) -> str:
+    """``root/a/b/clip.mp4`` -> ``a/b/clip``; without a root, the file stem."""
+    src = Path(src)
+    if root is not None:
+        try:
+            rel = src.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            rel = Path(src.name)
+    else:
+        rel = Path(src.name)
+    return str(rel.with_suffix("")) if rel.suffix else str(rel)
+
+
+def _run_one(process: Callable[[Path, Path], None], job: VideoJob, out: Path) -> tuple[str, str | None]:
+    try:
+        with atomic_dir(out / job.rel) as staging:
+            process(job.src, staging)
+        return job.rel, None
+    except VidactError as exc:
+        return job.rel, str(exc)
+    except Exception as exc:  # a bad video must never stop the others
+        return job.rel, f"{job.src}: {type(exc).__name__}: {exc}"
+
+
+def run_video_jobs(
+    jobs: Sequence[VideoJob],
+    out: str | Path,
+    process: Callable[[Path, Path], None],
+    workers: int = 1,
+    description: str = "videos",
+    overwrite: bool = False,
+) -> JobReport:
+    """Run ``process(src, staging_dir)`` for every job whose output folder is missing.
+
+    ``process`` must be picklable when ``workers > 1`` (a module-level function or a
+    ``functools.partial`` of one).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise VidactError(f"{out}: output folder is not writable", exit_code=2)
+    report = JobReport()
+    todo = []
+    for job in jobs:
+        if not overwrite and (out / job.rel).is_dir():
+            report.skipped.append(job.rel)
+        else:
+            todo.append(job)
+    with make_progress() as progress:
+        task = progress.add_task(description, total=len(todo), status="")
+
+        def record(rel: str, err: str | None) -> None:
+            if err is None:
+                report.done.append(rel)
+            else:
+                report.failed.append((rel, err))
+            progress.update(task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else "")
+
+        if workers <= 1:
+            for job in todo:
+                record(*_run_one(process, job, out))
+        else:
+            with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_run_one, process, job, out) for job in todo]
+                for fut in cf.as_completed(futures):
+                    record(*fut.result())
+    write_failures(out, report.failed)
+    return report
+
+
+def write_failures(out: Path, failed: list[tuple[str, str]]) -> None:
+    """Write (or clear) ``OUT/failures.txt``; one ``path<TAB>reason`` per line."""
+    path = Path(out) / FAILURES_FILE
+    if failed:
+        atomic_write_text(path, "".join(f"{p}\t{r}\n" for p, r in sorted(failed)))
+    elif path.exists():
+        path.unlink()
