@@ -45,3 +45,37 @@ def synth(
     else:
         out_console.print(f"wrote {result['train']} train + {result['val']} val clips "
                           f"of {len(result['classes'])} classes to {out}")
+
+
+@app.command("check")
+def check(
+    lists: Path = typer.Argument(..., help="Data set folder: classes.txt plus train.csv / val.csv / test.csv."),
+    split: str = typer.Option("all", help="Which split to check: all, train, val or test."),
+    workers: int = typer.Option(1, help="Videos opened in parallel."),
+    output: Path = typer.Option(None, "-o", "--output", help="Also write the report to a .json or .md file."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Scan a data set before training: decodability, frame counts, durations, sizes, labels, duplicates.
+
+    Exit code 1 when any problem was found, 0 when the data set is clean.
+
+    Example: vidact data check data/synth --workers 2 -o check.md
+    """
+    from vidact.cli.common import finish
+    from vidact.data.check import check_dataset, write_report
+
+    with make_progress() as progress:
+        task = progress.add_task("check", total=None, status="")
+        report = check_dataset(lists, split=split, workers=workers,
+                               progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if output is not None:
+        write_report(report, output)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        s = report.summary()
+        out_console.print(f"{s['readable']} of {s['listed']} listed videos readable; "
+                          f"{s['errors']} errors, {s['warnings']} warnings", highlight=False)
+        for p in report.problems:
+            out_console.print(f"{p.severity}: {p}", highlight=False, markup=False, soft_wrap=True)
+    finish(report.exit_code)
