@@ -1,0 +1,148 @@
+"""Spatial transforms on clips shaped (C, T, H, W): scale, crop, flip, normalize.
+
+RGB clips are float in [0, 1] (or uint8, converted by :func:`to_float`); flow clips are
+float displacements in pixels with channel 0 = x and channel 1 = y. Functions taking
+``is_flow`` keep flow physically consistent: resizing scales the displacements, and a
+horizontal flip negates the x component.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# PySlowFast's RGB statistics on [0, 1] pixels.
+RGB_MEAN = (0.45, 0.45, 0.45)
+RGB_STD = (0.225, 0.225, 0.225)
+# Flow is divided by the JPEG quantisation bound (pixels) and not mean-centred.
+FLOW_SCALE = 20.0
+
+
+def _check_clip(x: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"expected a clip shaped (C, T, H, W), got shape {tuple(x.shape)}")
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1]; float input is returned as float32 unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) with the shorter side equal to ``size``, keeping the aspect ratio."""
+    if height <= width:
+        return size, max(1, int(round(width * size / height)))
+    return max(1, int(round(height * size / width))), size
+
+
+def resize(x: torch.Tensor, height: int, width: int, *, is_flow: bool = False) -> torch.Tensor:
+    """Bilinear resize of every frame to (height, width); flow displacements scale along."""
+    _check_clip(x)
+    h, w = x.shape[-2:]
+    if (h, w) == (height, width):
+        return x
+    frames = to_float(x).permute(1, 0, 2, 3)  # (T, C, H, W): frames as a batch
+    out = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=height < h or width < w)
+    out = out.permute(1, 0, 2, 3).contiguous()
+    if is_flow:
+        out[0] *= width / w
+        out[1] *= height / h
+    return out
+
+
+def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> torch.Tensor:
+    """Resize so the shorter side is ``size`` (float32 out)."""
+    _check_clip(x)
+    height, width = short_side_size(x.shape[-2], x.shape[-1], size)
+    return resize(x, height, width, is_flow=is_flow)
+
+
+def random_short_side_scale(
+    x: torch.Tensor, min_size: int, max_size: int, rng: np.random.Generator, *, is_flow: bool = False
+) -> torch.Tensor:
+    """Scale jitter: short side drawn uniformly from ``[min_size, max_size]``."""
+    if min_size > max_size:
+        raise ValueError(f"min_size {min_size} > max_size {max_size}")
+    return short_side_scale(x, int(rng.integers(min_size, max_size + 1)), is_flow=is_flow)
+
+
+def crop_at(x: torch.Tensor, size: int | tuple[int, int], top: float, left: float) -> torch.Tensor:
+    """A ``size`` crop whose offset is the fraction ``top``/``left`` (0..1) of the free room.
+
+    Fractions rather than pixels let an RGB and a flow clip of different resolutions be
+    cropped at matching places.
+    """
+    _check_clip(x)
+    ch, cw = _pair(size)
+    h, w = x.shape[-2:]
+    if ch > h or cw > w:
+        raise ValueError(f"crop {ch}x{cw} is larger than the frame {h}x{w}")
+    y0 = int(round(top * (h - ch)))
+    x0 = int(round(left * (w - cw)))
+    return x[..., y0 : y0 + ch, x0 : x0 + cw]
+
+
+def random_crop(x: torch.Tensor, size: int | tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
+    """A crop at a uniformly random position."""
+    _check_clip(x)
+    ch, cw = _pair(size)
+    h, w = x.shape[-2:]
+    if ch > h or cw > w:
+        raise ValueError(f"crop {ch}x{cw} is larger than the frame {h}x{w}")
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    return x[..., y0 : y0 + ch, x0 : x0 + cw]
+
+
+def center_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """The centred crop."""
+    return crop_at(x, size, 0.5, 0.5)
+
+
+THREE_CROP_POSITIONS = (0.0, 0.5, 1.0)
+
+
+def three_crops(x: torch.Tensor, size: int | tuple[int, int]) -> list[torch.Tensor]:
+    """Three crops along the longer side: left/centre/right (top/centre/bottom when portrait)."""
+    _check_clip(x)
+    h, w = x.shape[-2:]
+    if w >= h:
+        return [crop_at(x, size, 0.5, p) for p in THREE_CROP_POSITIONS]
+    return [crop_at(x, size, p, 0.5) for p in THREE_CROP_POSITIONS]
+
+
+def horizontal_flip(x: torch.Tensor, is_flow: bool = False) -> torch.Tensor:
+    """Mirror left-right; for flow the x displacement changes sign too."""
+    _check_clip(x)
+    out = x.flip(-1)
+    if is_flow:
+        if out.shape[0] != 2:
+            raise ValueError(f"a flow clip has 2 channels (x, y), got {out.shape[0]}")
+        out[0].neg_()
+    return out
+
+
+def normalize(
+    x: torch.Tensor,
+    mean: tuple[float, ...] = RGB_MEAN,
+    std: tuple[float, ...] = RGB_STD,
+) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (channel = dim 0)."""
+    _check_clip(x)
+    if len(mean) != x.shape[0] or len(std) != x.shape[0]:
+        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {x.shape[0]} channels")
+    m = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
+    return (to_float(x) - m) / s
+
+
+def normalize_flow(x: torch.Tensor, scale: float = FLOW_SCALE) -> torch.Tensor:
+    """Flow in pixels divided by a fixed ``scale`` (no mean-centring: zero motion stays 0)."""
+    _check_clip(x)
+    return x.float() / scale
