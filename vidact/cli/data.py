@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JSON_OPTION, finish, out_console, print_json
 from vidact.errors import UsageError
 from vidact.utils.progress import make_progress
 
@@ -79,3 +79,36 @@ def check(
         for p in report.problems:
             out_console.print(f"{p.severity}: {p}", highlight=False, markup=False, soft_wrap=True)
     finish(report.exit_code)
+
+
+@app.command("index")
+def index(
+    root: Path = typer.Argument(..., help="Data set root (videos, and annotation files unless --ann)."),
+    fmt: str = typer.Option(..., "--format", "-f",
+                            help="Layout: ucf101, hmdb51, kinetics, ssv2, folder, csv, videolist, rawframes."),
+    out: Path = typer.Option(..., "--out", "-o", help="Data set folder to write (classes.txt, train.csv, val.csv)."),
+    split: int = typer.Option(1, "--split", help="Official split number for ucf101/hmdb51 (1-3)."),
+    ann: Path = typer.Option(None, "--ann", help="Annotation file or folder (default: the usual place under ROOT)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction",
+                                       help="folder format without train/val subfolders: share of each class for val."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Index a data set in its own layout into a data set folder that --data accepts.
+
+    Listed videos that are not on disk are skipped, written to OUT/missing.txt, and make
+    the exit code 1.
+
+    Example: vidact data index UCF101/ --format ucf101 --split 1 --ann ucfTrainTestlist/ -o lists/ucf101-1
+    """
+    from vidact.data.index import index_dataset, write_dataset_dir
+
+    result = write_dataset_dir(index_dataset(root, fmt, split=split, ann=ann, val_fraction=val_fraction), out)
+    if json_out:
+        print_json(result)
+    else:
+        counts = ", ".join(f"{result[s]} {s}" for s in ("train", "val", "test") if s in result)
+        out_console.print(f"indexed {counts} videos of {result['classes']} classes into {out}", highlight=False)
+        if result["missing"]:
+            out_console.print(f"{result['missing']} listed videos not found: see {out / 'missing.txt'}",
+                              highlight=False)
+    finish(1 if result["missing"] else 0)

@@ -1,14 +1,40 @@
-"""Annotation lists: one ``Sample`` per video, parsed from the formats users already have."""
+"""Annotation lists: one ``Sample`` per video, parsed from the formats users already have.
+
+Formats (every malformed entry raises ``AnnotationError`` -> ``file:line: reason``):
+
+- data set folder: ``classes.txt`` + ``train.csv``/``val.csv``/``test.csv`` (:func:`load_dataset_dir`)
+- CSV ``path,label[,num_frames]`` (:func:`parse_csv`)
+- MMAction2 video list ``path label`` (:func:`parse_video_list`)
+- MMAction2 rawframe list ``dir total_frames label`` (:func:`parse_rawframe_list`)
+- UCF101 ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt`` (:func:`parse_ucf101_list`)
+- HMDB51 ``<class>_test_split<N>.txt`` (:func:`parse_hmdb51_split`)
+- Kinetics CSV ``label,youtube_id,time_start,time_end,split`` (:func:`parse_kinetics_csv`)
+- Something-Something v2 JSON (:func:`parse_ssv2_json`)
+
+Paths are relative to a data root; a path that escapes it (``../``) is refused, and a
+path listed twice in one file is an error. Labels are class indices or class names.
+
+Every command that takes ``--data`` calls :func:`load_data` (or :func:`load_samples`), so
+it accepts either a data set folder or a single list file in any of the generic list
+formats (CSV, video list, rawframe list, UCF101 train/test list), detected by
+extension and content (:func:`detect_list_format`).
+"""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from vidact.errors import AnnotationError, UsageError
 
 SPLITS = ("train", "val", "test")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+LIST_FORMATS = ("csv", "videolist", "rawframes", "ucf101")
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,89 @@ class DatasetSplits:
         return self.splits[name]
 
 
+# ---------------------------------------------------------------------------- shared helpers
+
+
+def is_video_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def find_videos(root: str | Path) -> list[Path]:
+    """Every video file under ``root`` (sorted, hidden files and folders skipped)."""
+    root = Path(root)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in files if not f.startswith(".") and is_video_file(f)]
+    return sorted(found)
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{path}: annotation file not found")
+    return path
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, stripped text) of every non-blank, non-comment line."""
+    text = _require_file(path).read_text(encoding="utf-8-sig")
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield n, line
+
+
+def _label(value: str, classes: list[str] | None, path: Path, line: int) -> int:
+    value = value.strip()
+    if value.lstrip("-").isdigit():
+        label = int(value)
+    elif classes is not None and value in classes:
+        return classes.index(value)
+    else:
+        raise AnnotationError(path, line, f"unknown label {value!r}")
+    if label < 0 or (classes is not None and label >= len(classes)):
+        raise AnnotationError(path, line, f"label {label} out of range (0..{len(classes or []) - 1})")
+    return label
+
+
+def _resolve(rel: str, root: Path, path: Path, line: int) -> str:
+    """Absolute path of ``rel`` under ``root``; relative paths may not climb out of it.
+
+    The check is lexical (``..`` parts), so a data root that holds symlinks to other
+    disks still works.
+    """
+    if not rel:
+        raise AnnotationError(path, line, "empty path")
+    p = Path(rel)
+    base = Path(os.path.normpath(Path(root).absolute()))
+    full = Path(os.path.normpath(p if p.is_absolute() else base / p))
+    if not p.is_absolute() and not full.is_relative_to(base):
+        raise AnnotationError(path, line, f"path {rel!r} escapes the data root {root}")
+    return str(full)
+
+
+class _Seen:
+    """Refuses a path listed twice in one file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.first: dict[str, int] = {}
+
+    def add(self, key: str, line: int) -> None:
+        if key in self.first:
+            raise AnnotationError(self.path, line, f"duplicate entry {key!r} (first on line {self.first[key]})")
+        self.first[key] = line
+
+
+def _positive_int(value: str, what: str, path: Path, line: int) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise AnnotationError(path, line, f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- classes
+
+
 def read_classes(path: str | Path) -> list[str]:
     """``classes.txt``: one class name per line; the line number (from 0) is the label."""
     path = Path(path)
@@ -52,48 +161,379 @@ def read_classes(path: str | Path) -> list[str]:
     return names
 
 
-def _label(value: str, classes: list[str] | None, path: Path, line: int) -> int:
-    value = value.strip()
-    if value.lstrip("-").isdigit():
-        label = int(value)
-    elif classes is not None and value in classes:
-        return classes.index(value)
-    else:
-        raise AnnotationError(path, line, f"unknown label {value!r}")
-    if label < 0 or (classes is not None and label >= len(classes)):
-        raise AnnotationError(path, line, f"label {label} out of range (0..{len(classes or []) - 1})")
-    return label
+def read_ucf101_classes(path: str | Path) -> list[str]:
+    """UCF101 ``classInd.txt``: lines ``1 ApplyEyeMakeup``, indices 1..N in order."""
+    path = Path(path)
+    names: list[str] = []
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise AnnotationError(path, n, f"expected 'index name', got {line!r}")
+        if int(parts[0]) != len(names) + 1:
+            raise AnnotationError(path, n, f"expected class index {len(names) + 1}, got {parts[0]}")
+        if parts[1] in names:
+            raise AnnotationError(path, n, f"duplicate class name {parts[1]!r}")
+        names.append(parts[1])
+    if not names:
+        raise AnnotationError(path, None, "no class names")
+    return names
 
 
-def _resolve(rel: str, root: Path, path: Path, line: int) -> str:
-    p = Path(rel)
-    full = p if p.is_absolute() else (root / p)
-    full = full.resolve()
-    if not p.is_absolute() and not full.is_relative_to(root.resolve()):
-        raise AnnotationError(path, line, f"path {rel!r} escapes the data root {root}")
-    return str(full)
+# ---------------------------------------------------------------------------- generic lists
 
 
 def parse_csv(path: str | Path, root: str | Path | None = None, classes: list[str] | None = None) -> list[Sample]:
-    """CSV with header ``path,label`` (label: index or class name); paths relative to ``root``."""
-    path = Path(path)
+    """CSV with header ``path,label`` (optional third column ``num_frames``); paths relative to ``root``."""
+    path = _require_file(Path(path))
     root = Path(root) if root is not None else path.parent
-    if not path.is_file():
-        raise UsageError(f"{path}: annotation file not found")
+    seen = _Seen(path)
     samples = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["path", "label"]:
+        header = [h.strip() for h in next(reader, None) or []]
+        if header[:2] != ["path", "label"]:
             raise AnnotationError(path, 1, "expected the header 'path,label'")
+        has_frames = header[2:3] == ["num_frames"]
         for row in reader:
             line = reader.line_num
             if not row or not "".join(row).strip():
                 continue
             if len(row) < 2:
                 raise AnnotationError(path, line, f"expected 'path,label', got {','.join(row)!r}")
-            samples.append(Sample(_resolve(row[0].strip(), root, path, line), _label(row[1], classes, path, line)))
+            rel = row[0].strip()
+            seen.add(rel, line)
+            frames = None
+            if has_frames and len(row) > 2 and row[2].strip():
+                frames = _positive_int(row[2].strip(), "num_frames", path, line)
+            samples.append(Sample(_resolve(rel, root, path, line), _label(row[1], classes, path, line), frames))
     return samples
+
+
+def parse_video_list(path: str | Path, root: str | Path | None = None,
+                     classes: list[str] | None = None) -> list[Sample]:
+    """MMAction2 video list: ``path label`` per line (the path may contain spaces)."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    seen = _Seen(path)
+    samples = []
+    for n, line in _lines(path):
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise AnnotationError(path, n, f"expected 'path label', got {line!r}")
+        seen.add(parts[0], n)
+        samples.append(Sample(_resolve(parts[0], root, path, n), _label(parts[1], classes, path, n)))
+    return samples
+
+
+def parse_rawframe_list(path: str | Path, root: str | Path | None = None,
+                        classes: list[str] | None = None) -> list[Sample]:
+    """MMAction2 rawframe list: ``frame_dir total_frames label`` per line."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    seen = _Seen(path)
+    samples = []
+    for n, line in _lines(path):
+        parts = line.rsplit(None, 2)
+        if len(parts) != 3:
+            raise AnnotationError(path, n, f"expected 'frame_dir total_frames label', got {line!r}")
+        rel, frames, label = parts
+        frames_n = _positive_int(frames, "total_frames", path, n)
+        seen.add(rel, n)
+        samples.append(Sample(_resolve(rel, root, path, n), _label(label, classes, path, n), frames_n))
+    return samples
+
+
+# ---------------------------------------------------------------------------- public data sets
+
+
+def _match_class(name: str, classes: list[str]) -> int | None:
+    if name in classes:
+        return classes.index(name)
+    lowered = [c.lower() for c in classes]
+    return lowered.index(name.lower()) if name.lower() in lowered else None
+
+
+def parse_ucf101_list(path: str | Path, root: str | Path, classes: list[str]) -> list[Sample]:
+    """UCF101 ``trainlist0N.txt`` (``Class/v_x.avi 1``, 1-based) or ``testlist0N.txt`` (``Class/v_x.avi``).
+
+    Without a label the class comes from the folder name; with one, it must agree with it.
+    """
+    path = Path(path)
+    seen = _Seen(path)
+    samples = []
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) not in (1, 2):
+            raise AnnotationError(path, n, f"expected 'Class/video.avi [label]', got {line!r}")
+        rel = parts[0]
+        folder = Path(rel).parent.name
+        by_folder = _match_class(folder, classes) if folder else None
+        if len(parts) == 2:
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
+                raise AnnotationError(path, n, f"label {parts[1]!r} out of range (1..{len(classes)})")
+            label = int(parts[1]) - 1
+            if by_folder is not None and by_folder != label:
+                raise AnnotationError(path, n, f"label {parts[1]} ({classes[label]}) does not match the folder {folder!r}")
+        elif by_folder is None:
+            raise AnnotationError(path, n, f"unknown label {folder!r} (from the folder name)")
+        else:
+            label = by_folder
+        seen.add(rel, n)
+        samples.append(Sample(_resolve(rel, root, path, n), label))
+    return samples
+
+
+HMDB51_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
+HMDB51_USE = {"0": None, "1": "train", "2": "test"}
+
+
+def parse_hmdb51_split(path: str | Path, root: str | Path, label: int) -> dict[str, list[Sample]]:
+    """One HMDB51 ``<class>_test_split<N>.txt``: ``video.avi 1`` (train), ``2`` (test), ``0`` (unused).
+
+    Videos live in ``root/<class>/``. Returns ``{"train": [...], "test": [...]}``.
+    """
+    path = Path(path)
+    m = HMDB51_SPLIT_FILE.match(path.name)
+    if m is None:
+        raise AnnotationError(path, None, "expected a file name like '<class>_test_split1.txt'")
+    seen = _Seen(path)
+    out: dict[str, list[Sample]] = {"train": [], "test": []}
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2:
+            raise AnnotationError(path, n, f"expected 'video.avi 0|1|2', got {line!r}")
+        if parts[1] not in HMDB51_USE:
+            raise AnnotationError(path, n, f"split id must be 0, 1 or 2, got {parts[1]!r}")
+        seen.add(parts[0], n)
+        split = HMDB51_USE[parts[1]]
+        if split is not None:
+            out[split].append(Sample(_resolve(f"{m['cls']}/{parts[0]}", root, path, n), label))
+    return out
+
+
+KINETICS_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
+KINETICS_SPLITS = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+
+
+def kinetics_clip_name(youtube_id: str, start: int, end: int, ext: str = ".mp4") -> str:
+    """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the name the download scripts use."""
+    return f"{youtube_id}_{start:06d}_{end:06d}{ext}"
+
+
+def _whole_seconds(value: str, what: str, path: Path, line: int) -> int:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise AnnotationError(path, line, f"{what} must be a number, got {value!r}") from None
+    if seconds < 0 or seconds != int(seconds):
+        raise AnnotationError(path, line, f"{what} must be a whole number of seconds >= 0, got {value!r}")
+    return int(seconds)
+
+
+@dataclass(frozen=True)
+class KineticsClip:
+    """One Kinetics CSV row: where it came from and the clip file it names."""
+
+    where: str  # file:line
+    label: str
+    name: str  # clip file name
+    split: str  # train | val | test
+
+
+def parse_kinetics_csv(path: str | Path) -> list[KineticsClip]:
+    """Kinetics CSV with header ``label,youtube_id,time_start,time_end,split`` (the test CSV may omit label)."""
+    path = _require_file(Path(path))
+    seen = _Seen(path)
+    clips = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, None) or []]
+        has_label = header == KINETICS_HEADER
+        if not has_label and header != KINETICS_HEADER[1:]:
+            raise AnnotationError(path, 1, f"expected the header {','.join(KINETICS_HEADER)!r}")
+        for row in reader:
+            n = reader.line_num
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != len(header):
+                raise AnnotationError(path, n, f"expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+            row = [v.strip() for v in row]
+            label, (yid, start, end, split) = (row[0], row[1:]) if has_label else ("", row)
+            if has_label and not label:
+                raise AnnotationError(path, n, "empty label")
+            if not yid:
+                raise AnnotationError(path, n, "empty youtube_id")
+            start_s = _whole_seconds(start, "time_start", path, n)
+            end_s = _whole_seconds(end, "time_end", path, n)
+            if end_s <= start_s:
+                raise AnnotationError(path, n, f"time_end {end} must be after time_start {start}")
+            if split not in KINETICS_SPLITS:
+                raise AnnotationError(path, n, f"unknown split {split!r} (expected train, val, validate or test)")
+            name = kinetics_clip_name(yid, start_s, end_s)
+            seen.add(name, n)
+            clips.append(KineticsClip(f"{path}:{n}", label, name, KINETICS_SPLITS[split]))
+    return clips
+
+
+def read_ssv2_labels(path: str | Path) -> list[str]:
+    """``something-something-v2-labels.json``: ``{"Template name": "index"}`` with indices 0..N-1."""
+    path = _require_file(Path(path))
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(table, dict) or not table:
+        raise AnnotationError(path, 1, "expected an object {label name: index}")
+    names: list[str | None] = [None] * len(table)
+    for name, index in table.items():
+        if not str(index).isdigit() or int(index) >= len(table) or names[int(index)] is not None:
+            raise AnnotationError(path, _json_line(path, name), f"bad index {index!r} for label {name!r}")
+        names[int(index)] = name
+    return names  # type: ignore[return-value]
+
+
+def _json_line(path: Path, key: str) -> int | None:
+    text = path.read_text(encoding="utf-8")
+    pos = text.find(json.dumps(key))
+    return text.count("\n", 0, pos) + 1 if pos >= 0 else None
+
+
+def _json_array_items(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, item) for each element of a top-level JSON array."""
+    text = _require_file(path).read_text(encoding="utf-8-sig")
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[\s,]*")
+    pos = ws.match(text, 0).end()
+    if not text.startswith("[", pos):
+        raise AnnotationError(path, text.count("\n", 0, pos) + 1, "expected a JSON array of entries")
+    pos = ws.match(text, pos + 1).end()
+    line = text.count("\n", 0, pos) + 1
+    while pos < len(text) and text[pos] != "]":
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise AnnotationError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+        yield line, item
+        nxt = ws.match(text, end).end()
+        line += text.count("\n", pos, nxt)
+        pos = nxt
+    if pos >= len(text):
+        raise AnnotationError(path, line, "invalid JSON: unterminated array")
+
+
+def ssv2_label_name(template: str) -> str:
+    """The class of an SSv2 entry: its template without brackets (``[something]`` -> ``something``)."""
+    return template.replace("[", "").replace("]", "")
+
+
+def parse_ssv2_json(path: str | Path, root: str | Path, classes: list[str], ext: str = ".webm") -> list[Sample]:
+    """SSv2 ``train.json``/``validation.json``: ``[{"id", "label", "template", "placeholders"}]``; video ``<id>.webm``."""
+    path = Path(path)
+    seen = _Seen(path)
+    samples = []
+    for n, item in _json_array_items(path):
+        if not isinstance(item, dict) or "id" not in item or "template" not in item:
+            raise AnnotationError(path, n, "expected an object with 'id' and 'template'")
+        vid = str(item["id"]).strip()
+        if not vid:
+            raise AnnotationError(path, n, "empty id")
+        name = ssv2_label_name(str(item["template"]))
+        if name not in classes:
+            raise AnnotationError(path, n, f"unknown label {name!r}")
+        seen.add(vid, n)
+        samples.append(Sample(_resolve(vid + ext, root, path, n), classes.index(name)))
+    return samples
+
+
+# ---------------------------------------------------------------------------- loading with detection
+
+
+def split_from_name(path: str | Path) -> str | None:
+    """``train``/``val``/``test`` from a list file name (``trainlist01.txt`` -> train), or None."""
+    name = Path(path).name.lower()
+    for split, words in (("train", ("train",)), ("val", ("val",)), ("test", ("test",))):
+        if any(w in name for w in words):
+            return split
+    return None
+
+
+def detect_list_format(path: str | Path) -> str:
+    """``csv``, ``videolist``, ``rawframes`` or ``ucf101``, from the file name and first entry."""
+    path = _require_file(Path(path))
+    if re.fullmatch(r"(train|test)list\d+\.txt", path.name):
+        return "ucf101"
+    first = next(_lines(path), None)
+    if first is None:
+        raise AnnotationError(path, None, "empty annotation list")
+    n, line = first
+    if path.suffix.lower() == ".csv" or line.replace(" ", "").startswith("path,label"):
+        return "csv"
+    parts = line.rsplit(None, 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return "rawframes"
+    if len(parts) >= 2:
+        return "videolist"
+    raise AnnotationError(path, n, f"cannot tell the list format from {line!r} (expected 'path label')")
+
+
+def parse_list(path: str | Path, fmt: str | None = None, root: str | Path | None = None,
+               classes: list[str] | None = None) -> list[Sample]:
+    """Any generic list format (``fmt`` or detected); paths relative to ``root`` (default: the file's folder)."""
+    path = Path(path)
+    fmt = fmt or detect_list_format(path)
+    if fmt == "csv":
+        return parse_csv(path, root, classes)
+    if fmt == "videolist":
+        return parse_video_list(path, root, classes)
+    if fmt == "rawframes":
+        return parse_rawframe_list(path, root, classes)
+    if fmt == "ucf101":
+        if classes is None:
+            classes = read_ucf101_classes(path.parent / "classInd.txt")
+        return parse_ucf101_list(path, root if root is not None else path.parent, classes)
+    raise UsageError(f"unknown list format {fmt!r} (expected one of {', '.join(LIST_FORMATS)})")
+
+
+def _classes_for(path: Path, classes: list[str] | str | Path | None) -> list[str] | None:
+    if isinstance(classes, (str, Path)):
+        return read_classes(classes)
+    if classes is not None:
+        return list(classes)
+    for name in ("classes.txt", "classInd.txt"):
+        if (path.parent / name).is_file():
+            return read_classes(path.parent / name) if name == "classes.txt" else read_ucf101_classes(path.parent / name)
+    return None
+
+
+def load_data(path: str | Path, classes: list[str] | str | Path | None = None,
+              root: str | Path | None = None) -> DatasetSplits:
+    """What ``--data`` takes: a data set folder, or one list file in any generic list format.
+
+    A single list file becomes the split its name says (train/val/test; any other name:
+    val). Class names come from ``classes`` (a list or a ``classes.txt``), else from a
+    ``classes.txt``/``classInd.txt`` beside the file, else ``class_0 .. class_K``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return load_dataset_dir(path)
+    if not path.exists():
+        raise UsageError(f"{path}: data set folder or list file not found")
+    names = _classes_for(path, classes)
+    samples = parse_list(path, root=root, classes=names)
+    if not samples:
+        raise AnnotationError(path, None, "no samples")
+    if names is None:
+        names = [f"class_{i}" for i in range(max(s.label for s in samples) + 1)]
+    return DatasetSplits(path, names, {split_from_name(path) or "val": samples})
+
+
+def load_samples(path: str | Path, classes: list[str] | str | Path | None = None,
+                 root: str | Path | None = None, split: str = "val") -> list[Sample]:
+    """Samples of ``split`` from a data set folder, or every sample of one list file."""
+    data = load_data(path, classes, root)
+    if Path(path).is_dir():
+        return data.split(split)
+    return next(iter(data.splits.values()))
 
 
 def load_dataset_dir(root: str | Path) -> DatasetSplits:
