@@ -1,0 +1,159 @@
+"""Multi-view testing: per-view logits of K clips x C crops, averaged into one score per video.
+
+Aggregation is **softmax-then-mean** by default: each view's logits go through a softmax
+and the video's score is the mean of those probabilities (``logit-mean`` averages raw
+logits instead). The per-view logits are kept (``--save-scores``) so any aggregation can
+be redone later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidact.errors import UsageError
+from vidact.evaluate.metrics import (
+    confusion_matrix,
+    mean_class_accuracy,
+    per_class_table,
+    topk_accuracy,
+)
+from vidact.io.atomic import atomic_path
+
+AGGREGATIONS = ("softmax-mean", "logit-mean")
+
+
+@dataclass
+class ViewScores:
+    """One row per view: logits, the video's label, the video index and the view index."""
+
+    logits: np.ndarray  # (N, K) float32
+    labels: np.ndarray  # (N,) int64
+    video: np.ndarray  # (N,) int64
+    view: np.ndarray  # (N,) int64
+    classes: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` with ``logits``, ``labels``, ``video``, ``view``, ``classes``, ``meta``."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, logits=self.logits.astype(np.float32), labels=self.labels,
+                                    video=self.video, view=self.view, classes=np.array(self.classes, dtype=str),
+                                    meta=np.array(json.dumps(self.meta)))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ViewScores":
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: scores file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["logits"], z["labels"].astype(np.int64), z["video"].astype(np.int64),
+                           z["view"].astype(np.int64), [str(c) for c in z["classes"]],
+                           json.loads(str(z["meta"])) if "meta" in z else {})
+        except (KeyError, ValueError, OSError) as exc:
+            raise UsageError(f"{path}: not a vidact scores file ({exc})") from None
+
+
+@dataclass
+class VideoScores:
+    """Aggregated scores, one row per video (sorted by video index)."""
+
+    video: np.ndarray  # (V,)
+    scores: np.ndarray  # (V, K): probabilities for softmax-mean
+    labels: np.ndarray  # (V,)
+
+
+def _to_device(x, device, channels_last: bool):
+    if isinstance(x, (list, tuple)):
+        return [_to_device(t, device, channels_last) for t in x]
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def autocast(device: torch.device, amp: str):
+    """``torch.autocast`` for ``amp`` in bf16/fp16, or a no-op context for "none"."""
+    if amp == "none":
+        return torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def collect_view_scores(model: nn.Module, loader, device: torch.device, *, amp: str = "none",
+                        channels_last: bool = False, on_batch=None) -> ViewScores:
+    """Run ``model`` in eval mode over every view the loader yields; keep the raw logits."""
+    was_training = model.training
+    model.eval()
+    logits, labels, videos, views = [], [], [], []
+    try:
+        for batch in loader:
+            x = _to_device(batch["video"], device, channels_last)
+            with autocast(device, amp):
+                out = model(x)
+            logits.append(out.float().cpu())
+            labels.append(torch.as_tensor(batch["label"]).long())
+            videos.append(torch.as_tensor(batch["index"]).long())
+            view = batch.get("view")
+            views.append(torch.as_tensor(view).long() if view is not None else torch.zeros(len(out), dtype=torch.long))
+            if on_batch is not None:
+                on_batch(len(out))
+    finally:
+        model.train(was_training)
+    if not logits:
+        raise UsageError("no clips to evaluate (empty split?)")
+    return ViewScores(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(videos).numpy(),
+                      torch.cat(views).numpy())
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def aggregate(scores: ViewScores, method: str = "softmax-mean") -> VideoScores:
+    """Average the views of each video (``softmax-mean``: mean of per-view probabilities)."""
+    if method not in AGGREGATIONS:
+        raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")
+    per_view = softmax(scores.logits.astype(np.float64)) if method == "softmax-mean" else scores.logits.astype(np.float64)
+    video_ids, inverse = np.unique(scores.video, return_inverse=True)
+    sums = np.zeros((len(video_ids), per_view.shape[1]))
+    np.add.at(sums, inverse, per_view)
+    counts = np.bincount(inverse, minlength=len(video_ids))[:, None]
+    labels = np.zeros(len(video_ids), dtype=np.int64)
+    labels[inverse] = scores.labels
+    return VideoScores(video_ids, sums / counts, labels)
+
+
+def evaluate_scores(scores: ViewScores, classes: list[str] | None = None,
+                    method: str = "softmax-mean") -> dict:
+    """Clip- and video-level top-1/top-5, mean class accuracy, per-class table, confusion matrix."""
+    classes = list(classes or scores.classes or [str(i) for i in range(scores.logits.shape[1])])
+    videos = aggregate(scores, method)
+    pred = videos.scores.argmax(axis=1)
+    conf = confusion_matrix(pred, videos.labels, len(classes))
+    views_per_video = np.bincount(np.unique(scores.video, return_inverse=True)[1])
+    return {
+        "aggregation": method,
+        "videos": int(len(videos.video)),
+        "views": int(len(scores.video)),
+        "views_per_video": int(views_per_video.max()) if len(views_per_video) else 0,
+        "clip_top1": topk_accuracy(scores.logits, scores.labels, 1),
+        "clip_top5": topk_accuracy(scores.logits, scores.labels, 5),
+        "video_top1": topk_accuracy(videos.scores, videos.labels, 1),
+        "video_top5": topk_accuracy(videos.scores, videos.labels, 5),
+        "mean_class_accuracy": mean_class_accuracy(conf),
+        "per_class": per_class_table(conf, classes),
+        "confusion": conf.tolist(),
+    }

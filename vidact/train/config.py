@@ -1,0 +1,262 @@
+"""Typed training configuration: defaults, TOML files, ``--set key=value`` overrides.
+
+One flat dataclass, so every key is reachable from ``--set`` and a TOML file is a plain
+list of ``key = value`` lines. Unknown keys and bad values raise a one-line
+:class:`~vidact.errors.UsageError` naming close matches (never silently ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidact.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+AMP_MODES = ("none", "bf16", "fp16")
+MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
+MULTIGRID = ("none", "long", "short", "long+short")
+MULTIGRID_AVAILABLE = ("none",)  # grows when vidact.train.multigrid lands
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved with each checkpoint and as ``RUN/config.toml``."""
+
+    # what to train, on what
+    arch: str = "c3d"
+    data: str = ""
+    out: str = "runs/train"
+    modality: str = ""
+    frames: int = 0  # 0 = the architecture's default
+    size: int = 0
+    stride: int = 0
+    flow_root: str = ""
+    num_classes: int = 0  # 0 = from classes.txt
+    width_mult: float = 1.0
+    dropout: float = 0.5
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 8
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.1
+    lr_steps: list[int] = field(default_factory=list)  # epochs where "step" multiplies by lr_gamma
+    lr_gamma: float = 0.1
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
+    # speed
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0
+    multigrid: str = "none"
+    # validation, logging, reproducibility
+    val_split: str = "val"
+    val_every: int = 1
+    log_every: int = 10
+    seed: int = 0
+    deterministic: bool = False
+
+    def validate(self) -> "TrainConfig":
+        """Raise a one-line UsageError for the first invalid value; return self."""
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        _choice("modality", self.modality, MODALITIES)
+        _choice("multigrid", self.multigrid, MULTIGRID)
+        if self.multigrid not in MULTIGRID_AVAILABLE:
+            raise UsageError(f"multigrid={self.multigrid!r} is not available in this build "
+                             f"(available: {', '.join(MULTIGRID_AVAILABLE)})")
+        for name in ("epochs", "batch_size", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("frames", "size", "stride", "num_classes", "workers"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UsageError(f"lr must be positive, got {self.lr}")
+        for name in ("weight_decay", "clip_grad", "warmup_epochs", "min_lr", "width_mult"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("label_smoothing", "dropout", "momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.warmup_start_factor <= 1.0:
+            raise UsageError(f"warmup_start_factor must be in (0, 1], got {self.warmup_start_factor}")
+        if self.width_mult == 0:
+            raise UsageError("width_mult must be positive")
+        if sorted(self.lr_steps) != list(self.lr_steps):
+            raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a mapping (a checkpoint's or a TOML file's); unknown keys are errors."""
+        return apply_values(cls(), values, source="config")
+
+
+def config_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        shown = ", ".join(repr(a) if a == "" else a for a in allowed)
+        raise UsageError(f"{name}={value!r} is not one of {shown}")
+
+
+def _unknown_key(key: str, source: str) -> UsageError:
+    close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(config_keys())}"
+    return UsageError(f"{source}: unknown config key {key!r}{hint}")
+
+
+def _field_types() -> dict[str, object]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value, kind, source: str):
+    """Check/convert a TOML value (already typed) to the field's type."""
+    bad = UsageError(f"{source}: {key} expects {_type_name(kind)}, got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if typing.get_origin(kind) is list:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+        raise bad
+    raise bad  # pragma: no cover - every field type is handled above
+
+
+def _type_name(kind) -> str:
+    if typing.get_origin(kind) is list:
+        return "a list of integers (e.g. [20, 30])"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+def parse_value(key: str, text: str, source: str = "--set"):
+    """Parse the text of ``--set key=value`` into the field's type."""
+    types = _field_types()
+    if key not in types:
+        raise _unknown_key(key, source)
+    kind = types[key]
+    text = text.strip()
+    if kind is str:
+        return text
+    if kind is bool:
+        low = text.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise UsageError(f"{source}: {key} expects true/false, got {text!r}")
+    if typing.get_origin(kind) is list:
+        inner = text.strip("[]").strip()
+        try:
+            return [int(v) for v in inner.split(",") if v.strip()] if inner else []
+        except ValueError:
+            raise UsageError(f"{source}: {key} expects {_type_name(kind)}, got {text!r}") from None
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{source}: {key} expects {_type_name(kind)}, got {text!r}") from None
+
+
+def apply_values(cfg: TrainConfig, values: dict, source: str) -> TrainConfig:
+    """A copy of ``cfg`` with ``values`` (typed, e.g. from TOML) applied; unknown keys are errors."""
+    types = _field_types()
+    changes = {}
+    for key, value in values.items():
+        if key not in types:
+            raise _unknown_key(key, source)
+        changes[key] = _coerce(key, value, types[key], source)
+    return dataclasses.replace(cfg, **changes)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``["key=value", ...]`` from ``--set``."""
+    changes = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        changes[key] = parse_value(key, text)
+    return dataclasses.replace(cfg, **changes)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The key/value pairs of a ``.toml`` (or ``.json``) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: config file not found")
+    try:
+        if path.suffix == ".json":
+            values = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+    nested = [k for k, v in values.items() if isinstance(v, dict)]
+    if nested:
+        raise UsageError(f"{path}: tables are not used; write plain 'key = value' lines (found [{nested[0]}])")
+    return values
+
+
+def load_config(config_file: str | Path | None = None, overrides: list[str] = (),
+                **options) -> TrainConfig:
+    """Defaults <- config file <- explicit options (those not None) <- ``--set`` overrides."""
+    cfg = TrainConfig()
+    if config_file:
+        cfg = apply_values(cfg, read_config_file(config_file), source=str(config_file))
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = apply_values(cfg, given, source="option")
+    cfg = apply_overrides(cfg, list(overrides))
+    return cfg.validate()
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def to_toml(cfg: TrainConfig) -> str:
+    """The config as TOML; :func:`read_config_file` reads it back unchanged."""
+    return "".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items())
