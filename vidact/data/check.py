@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import json
+import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,11 @@ WARNING = "warning"  # usable, but probably not what was meant
 
 def shown(path: str | Path) -> str:
     """A path fit for printing: undecodable file-name bytes become ``\\xNN`` escapes."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = str(path)
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file-name byte produces
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,11 @@ def _scan(entry: Entry) -> tuple[Entry, VideoStats | None, Problem | None]:
     except Exception as exc:  # any decoder failure means the same thing here
         return entry, None, Problem("undecodable", entry.where, f"{shown(entry.rel)}: {type(exc).__name__}: {exc}")
     stats = VideoStats(entry.path, entry.split, entry.label, n, round(fps, 3), round(duration, 3), w, h, codec)
+    expected = duration * fps
+    if expected and abs(expected - n) > max(2.0, 0.1 * expected):
+        return entry, stats, Problem("frame-count", entry.where,
+                                     f"{shown(entry.rel)}: {n} frames, but {duration:.2f} s at {fps:.2f} fps "
+                                     f"promise {expected:.0f} (truncated?)", WARNING)
     if n < 2:
         return entry, stats, Problem("too-short", entry.where, f"{shown(entry.rel)}: only {n} frame", WARNING)
     return entry, stats, None
