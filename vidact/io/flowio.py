@@ -38,9 +38,10 @@ def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """Map flow in pixels to uint8: ``round(255 * (clip(f, -B, B) + B) / (2B))``; zero -> 128."""
     if bound <= 0:
         raise ValueError(f"bound must be positive, got {bound}")
-    f = np.clip(np.asarray(flow, dtype=np.float32), -bound, bound)
-    q = np.floor((f + bound) * (255.0 / (2.0 * bound)) + 0.5)  # round half up, as cvRound on .5
-    return q.astype(np.uint8)
+    f = np.clip(np.asarray(flow, dtype=np.float64), -bound, bound)
+    # (f + B) * 255 / (2B) + 0.5 rearranged so that zero flow lands exactly on 128 for every bound
+    q = np.floor(f * (127.5 / bound) + 128.0)  # round half up, as cvRound on .5
+    return np.clip(q, 0, 255).astype(np.uint8)
 
 
 def dequantize(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
