@@ -1,0 +1,338 @@
+"""``VideoClipDataset``: labelled clips from video files, frame folders or flow folders.
+
+Training items are one randomly sampled, scale-jittered, cropped and flipped clip per
+video. Test items are views: item ``i`` is clip ``k`` of ``num_clips`` uniform clips and
+crop ``c`` of ``num_crops`` crops of video ``v``, with ``i = (v * num_clips + k) * num_crops + c``.
+An unreadable sample is logged once and replaced by another one, chosen
+deterministically, so an epoch never crashes on one bad file; ``skipped`` counts them
+across DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidact.data import sampling
+from vidact.data import transforms as T
+from vidact.data.annotations import Sample
+from vidact.errors import VidactError, VideoDecodeError
+from vidact.io import flowio, frames
+from vidact.io.video import decode_frames, probe
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("rgb", "flow", "rgb+flow")
+SAMPLERS = ("random", "uniform", "tsn", "dense")
+VIDEO, FRAMES, FLOW = "video", "frames", "flow"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One mini-batch shape: frames per clip, square crop size, temporal stride."""
+
+    num_frames: int
+    crop_size: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class SpatialParams:
+    """Where one item is scaled, cropped and flipped; shared by its RGB and flow streams."""
+
+    short_side: int
+    crop_size: int
+    top: float  # crop offset as a fraction of the free room, 0..1
+    left: float
+    flip: bool
+
+
+def detect_source(path: str | Path) -> str:
+    """``"video"`` for a file, ``"frames"`` for a folder of ``img_*.jpg``, ``"flow"`` for a flow folder."""
+    path = Path(path)
+    if path.is_file():
+        return VIDEO
+    if not path.is_dir():
+        raise VideoDecodeError(path, "no such file or folder")
+    with os.scandir(path) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(frames.PREFIX) and name.endswith(frames.EXT):
+                return FRAMES
+            if name in (flowio.NPZ_FILE, flowio.MANIFEST_FILE) or name.startswith(("flow_x_", "x_")):
+                return FLOW
+    raise VideoDecodeError(path, "folder holds neither frames (img_*.jpg) nor flow (flow_x_*.jpg, flow.npz)")
+
+
+def flow_folder_for(path: str | Path, flow_root: str | Path, data_root: str | Path | None = None) -> Path:
+    """The flow folder mirroring ``path`` under ``flow_root`` (extension dropped).
+
+    With ``data_root`` the layout is ``flow_root/<path relative to data_root>``; without it,
+    the longest tail of ``path`` that exists under ``flow_root`` is used.
+    """
+    path, flow_root = Path(path), Path(flow_root)
+    stem = path.with_suffix("") if path.suffix else path
+    if data_root is not None:
+        return flow_root / stem.relative_to(Path(data_root).resolve())
+    parts = stem.parts[1:] if stem.is_absolute() else stem.parts
+    for k in range(len(parts)):
+        candidate = flow_root.joinpath(*parts[k:])
+        if candidate.is_dir():
+            return candidate
+    raise VideoDecodeError(path, f"no flow folder for it under {flow_root}")
+
+
+def default_scale_range(crop_size: int) -> tuple[int, int]:
+    """Training short-side jitter: crop x 8/7 .. crop x 10/7 (256..320 for a 224 crop)."""
+    return int(round(crop_size * 8 / 7)), int(round(crop_size * 10 / 7))
+
+
+def crop_positions(num_crops: int) -> list[float]:
+    """Crop offsets along the long side: 1 -> centre; 3 -> start/centre/end."""
+    return [0.5] if num_crops == 1 else np.linspace(0.0, 1.0, num_crops).tolist()
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``samples`` as float tensors (C, T, H, W), with label, video index and view."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        *,
+        modality: str = "rgb",
+        num_frames: int = 16,
+        stride: int = 2,
+        crop_size: int = 112,
+        train: bool = True,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        scale_range: tuple[int, int] | None = None,
+        flow_root: str | Path | None = None,
+        data_root: str | Path | None = None,
+        sampler: str = "random",
+        seed: int = 0,
+        max_retries: int = 10,
+        mean: tuple[float, float, float] = T.RGB_MEAN,
+        std: tuple[float, float, float] = T.RGB_STD,
+        flow_scale: float = T.FLOW_SCALE,
+    ):
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+        if modality == "rgb+flow" and flow_root is None:
+            raise ValueError("modality 'rgb+flow' needs flow_root (where the flow folders live)")
+        if min(num_frames, stride, crop_size, num_clips, num_crops, max_retries) < 1:
+            raise ValueError("num_frames, stride, crop_size, num_clips, num_crops and max_retries must be >= 1")
+        if not samples:
+            raise ValueError("VideoClipDataset needs at least one sample")
+        self.samples = list(samples)
+        self.modality = modality
+        self.default_spec = ClipSpec(num_frames, crop_size, stride)
+        self.train = train
+        self.num_clips = 1 if train else num_clips
+        self.num_crops = 1 if train else num_crops
+        self.scale_range = tuple(scale_range) if scale_range is not None else default_scale_range(crop_size)
+        if self.scale_range[0] > self.scale_range[1]:
+            raise ValueError(f"scale_range {self.scale_range} is not (min, max)")
+        self.flow_root = Path(flow_root) if flow_root is not None else None
+        self.data_root = data_root
+        self.sampler = sampler
+        self.seed = seed
+        self.max_retries = max_retries
+        self.mean, self.std, self.flow_scale = tuple(mean), tuple(std), float(flow_scale)
+        self._skipped = multiprocessing.Value("q", 0)  # shared with forked/spawned workers
+        self._epoch = multiprocessing.Value("q", 0)
+        self._counts: dict[str, int] = {}
+        self._sources: dict[str, str] = {}
+        self._flow_dirs: dict[int, Path] = {}
+        self._bad: dict[int, str] = {}
+        self._logged: set[int] = set()
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def views_per_video(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views_per_video
+
+    @property
+    def skipped(self) -> int:
+        """Unreadable samples met so far (every failed read, summed over all workers)."""
+        return int(self._skipped.value)
+
+    def reset_skipped(self) -> None:
+        with self._skipped.get_lock():
+            self._skipped.value = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training augmentation depends on (seed, epoch, item); visible to persistent workers."""
+        self._epoch.value = int(epoch)
+
+    def view_of(self, index: int) -> tuple[int, int, int]:
+        """(video, clip, crop) of item ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range ({len(self)} items)")
+        video, view = divmod(index, self.views_per_video)
+        clip, crop = divmod(view, self.num_crops)
+        return video, clip, crop
+
+    # ------------------------------------------------------------------ sources
+    def _source(self, path: str) -> str:
+        if path not in self._sources:
+            self._sources[path] = detect_source(path)
+        return self._sources[path]
+
+    def _count(self, path: str, known: int | None = None) -> int:
+        if known is not None:
+            return known
+        if path not in self._counts:
+            kind = self._source(path)
+            if kind == VIDEO:
+                n = probe(path).num_frames
+            elif kind == FRAMES:
+                n = frames.count_frames(path)
+            else:
+                n = flowio.count_flow(path)
+            if n < 1:
+                raise VideoDecodeError(path, "no frames")
+            self._counts[path] = n
+        return self._counts[path]
+
+    def _flow_dir(self, video: int) -> str:
+        sample = self.samples[video]
+        if self.flow_root is None:
+            return sample.path
+        if video not in self._flow_dirs:
+            self._flow_dirs[video] = flow_folder_for(sample.path, self.flow_root, self.data_root)
+        return str(self._flow_dirs[video])
+
+    def _read_rgb(self, path: str, indices: np.ndarray) -> torch.Tensor:
+        kind = self._source(path)
+        if kind == VIDEO:
+            arr = decode_frames(path, indices)
+        elif kind == FRAMES:
+            arr = frames.read_frames(path, indices)
+        else:
+            raise VideoDecodeError(path, "is a flow folder, expected a video or frame folder")
+        return torch.from_numpy(arr).permute(3, 0, 1, 2)  # (3, T, H, W) uint8
+
+    def _read_flow(self, path: str, indices: np.ndarray) -> torch.Tensor:
+        if self._source(path) != FLOW:
+            raise VideoDecodeError(path, "is not a flow folder (flow_x_*.jpg or flow.npz)")
+        return torch.from_numpy(np.ascontiguousarray(flowio.read_flow(path, indices))).permute(1, 0, 2, 3)
+
+    # ------------------------------------------------------------------ sampling
+    def _spec(self, spec: ClipSpec | None) -> ClipSpec:
+        return spec if spec is not None else self.default_spec
+
+    def _indices(self, n: int, spec: ClipSpec, clip: int, rng: np.random.Generator) -> np.ndarray:
+        t, stride = spec.num_frames, spec.stride
+        if self.train:
+            if self.sampler == "random":
+                return sampling.random_clip(n, t, stride, rng)
+            if self.sampler == "uniform":
+                return sampling.uniform_clips(n, t, stride, 1)[0]
+            if self.sampler == "tsn":
+                return sampling.tsn_segments(n, t, rng)
+            return sampling.dense_clip(n, t, rng)
+        if self.sampler == "tsn":
+            return sampling.tsn_segments(n, t, offset=(clip + 0.5) / self.num_clips)
+        return sampling.uniform_clips(n, t, 1 if self.sampler == "dense" else stride, self.num_clips)[clip]
+
+    def _spatial(self, spec: ClipSpec, crop: int, rng: np.random.Generator) -> SpatialParams:
+        size = spec.crop_size
+        if not self.train:
+            pos = crop_positions(self.num_crops)[crop]
+            return SpatialParams(size, size, pos, pos, False)
+        ratio = size / self.default_spec.crop_size
+        lo, hi = (max(size, int(round(s * ratio))) for s in self.scale_range)
+        short = int(rng.integers(lo, max(lo, hi) + 1))
+        return SpatialParams(short, size, float(rng.random()), float(rng.random()), bool(rng.random() < 0.5))
+
+    def _transform(self, x: torch.Tensor, p: SpatialParams, is_flow: bool) -> torch.Tensor:
+        x = T.short_side_scale(x, p.short_side, is_flow=is_flow)
+        h, w = x.shape[-2:]
+        if self.train:
+            top, left = p.top, p.left
+        elif w >= h:  # test crops move along the long side only
+            top, left = 0.5, p.left
+        else:
+            top, left = p.top, 0.5
+        x = T.crop_at(x, p.crop_size, top, left)
+        if p.flip:
+            x = T.horizontal_flip(x, is_flow=is_flow)
+        if is_flow:
+            return T.normalize_flow(x, self.flow_scale)
+        return T.normalize(x, self.mean, self.std)
+
+    # ------------------------------------------------------------------ items
+    def _load(self, video: int, clip: int, crop: int, spec: ClipSpec, rng: np.random.Generator) -> list:
+        sample = self.samples[video]
+        streams = []
+        if self.modality in ("rgb", "rgb+flow"):
+            streams.append((sample.path, False, self._count(sample.path, sample.num_frames)))
+        if self.modality in ("flow", "rgb+flow"):
+            flow_dir = self._flow_dir(video)
+            streams.append((flow_dir, True, self._count(flow_dir)))
+        n = min(count for _, _, count in streams)
+        indices = self._indices(n, spec, clip, rng)
+        params = self._spatial(spec, crop, rng)
+        out = []
+        for path, is_flow, _ in streams:
+            raw = self._read_flow(path, indices) if is_flow else self._read_rgb(path, indices)
+            out.append(self._transform(raw, params, is_flow))
+        return out
+
+    def _replacement(self, index: int, attempt: int, failed: int) -> int:
+        """A deterministic stand-in (never ``failed`` itself) for item ``index`` after ``attempt`` failures."""
+        if len(self.samples) == 1:
+            return 0
+        rng = np.random.default_rng([self.seed, index, attempt, 0x5EED])
+        other = int(rng.integers(len(self.samples) - 1))
+        return other + 1 if other >= failed else other
+
+    def _record_failure(self, video: int, reason: str) -> None:
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+        if video not in self._logged:
+            self._logged.add(video)
+            logger.warning("unreadable sample %s: %s (replaced by another sample)", self.samples[video].path, reason)
+
+    def __getitem__(self, key: int | tuple[int, ClipSpec]) -> dict:
+        index, spec = (key if isinstance(key, tuple) else (key, None))
+        index = int(index)
+        spec = self._spec(spec)
+        video, clip, crop = self.view_of(index)
+        epoch = int(self._epoch.value) if self.train else 0
+        failures: list[str] = []
+        for attempt in range(self.max_retries):
+            rng = np.random.default_rng([self.seed, epoch, index, attempt])
+            if video not in self._bad:
+                try:
+                    streams = self._load(video, clip, crop, spec, rng)
+                    out = streams[0] if len(streams) == 1 else streams
+                    view = clip * self.num_crops + crop
+                    return {"video": out, "label": self.samples[video].label, "index": video, "view": view}
+                except Exception as exc:  # any unreadable input: decode, I/O, missing or short files
+                    self._bad[video] = _reason(exc)
+            self._record_failure(video, self._bad[video])
+            failures.append(f"{self.samples[video].path} ({self._bad[video]})")
+            video = self._replacement(index, attempt, video)
+        raise VidactError(f"{self.max_retries} unreadable samples in a row: " + "; ".join(failures))
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a sample could not be read."""
+    if isinstance(exc, VideoDecodeError):
+        return exc.reason
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
