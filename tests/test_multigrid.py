@@ -1,0 +1,194 @@
+"""Multigrid schedules against hand-derived tables (Wu et al. 2020 / PySlowFast semantics)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from rich.console import Console
+
+from vidact.errors import UsageError
+from vidact.train.multigrid import (
+    BaseSchedule,
+    build_schedule,
+    format_table,
+    long_cycle_shapes,
+    short_cycle_shapes,
+)
+
+STEP = BaseSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), gamma=0.1)
+
+# Hand derivation for STEP (stages [0, 8), [8, 16), fine-tune stage [16, 20)), T=16, S=112, B=8:
+#   multipliers 8, 4, 2, 1 (sum 15); a stage of 8 epochs splits into 64/15, 32/15, 16/15, 8/15
+#   epochs (8/15 "iterations" each); iterations before fine-tune 2 * 4 * 8/15 = 64/15, so the
+#   saving is 16 / (64/15) = 3.75 and the fine-tune is 4 / 3.75 = 16/15 epochs at 1x.
+#   Total 16 + 16/15 = 256/15 is rescaled to 20 * 1.5 = 30: factor 30 * 15 / 256 = 225/128.
+#   Phase ends: 64/15 * 225/128 = 7.5, then 11.25, 13.125, 14.0625 (= 8 * 225/128), 21.5625,
+#   25.3125, 27.1875, 28.125, and the fine-tune 28.125 -> 30, split in halves at 29.0625.
+#   Shapes: T 4, 8, 8, 16; S round(112/sqrt2) = 79, 79, 112, 112; batch 64, 32, 16, 8.
+#   LR = 0.1 * 0.1**stage * multiplier; fine-tune halves at 0.1 * 0.01 then 0.1 * 0.001.
+LONG_TABLE = [
+    # start, end, T, S, batch, LR
+    (0.0, 7.5, 4, 79, 64, 0.8),
+    (7.5, 11.25, 8, 79, 32, 0.4),
+    (11.25, 13.125, 8, 112, 16, 0.2),
+    (13.125, 14.0625, 16, 112, 8, 0.1),
+    (14.0625, 21.5625, 4, 79, 64, 0.08),
+    (21.5625, 25.3125, 8, 79, 32, 0.04),
+    (25.3125, 27.1875, 8, 112, 16, 0.02),
+    (27.1875, 28.125, 16, 112, 8, 0.01),
+    (28.125, 29.0625, 16, 112, 8, 0.01),
+    (29.0625, 30.0, 16, 112, 8, 0.001),
+]
+
+
+def _table(schedule):
+    return [(p.start, p.end, p.frames, p.size, schedule.batch_size * p.batch_mult, schedule.lr(p.start))
+            for p in schedule.phases]
+
+
+def _assert_table(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        assert got[2:5] == want[2:5]
+        assert got[0] == pytest.approx(want[0], abs=1e-9)
+        assert got[1] == pytest.approx(want[1], abs=1e-9)
+        assert got[5] == pytest.approx(want[5], rel=1e-9)
+
+
+def test_long_cycle_step_schedule_equals_hand_derived_table():
+    schedule = build_schedule("long", STEP, frames=16, size=112, batch_size=8, stride=2)
+    assert schedule.total_epochs == 30
+    _assert_table(_table(schedule), LONG_TABLE)
+    assert [p.fine_tune for p in schedule.phases] == [False] * 8 + [True, True]
+    # the LR is constant inside a phase and changes at its end
+    assert schedule.lr(7.4999) == pytest.approx(0.8)
+    assert schedule.lr(29.0624) == pytest.approx(0.01)
+    assert schedule.lr(29.0625) == pytest.approx(0.001)
+
+
+def test_each_long_cycle_shape_gets_equal_iterations():
+    schedule = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
+    cycled = [p for p in schedule.phases if not p.fine_tune]
+    for stage in (cycled[:4], cycled[4:]):
+        iters = [(p.end - p.start) / p.batch_mult for p in stage]
+        assert iters == pytest.approx([iters[0]] * 4)
+
+
+def test_long_plus_short_has_long_phases_and_short_cycles_from_current_size():
+    long_ = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
+    both = build_schedule("long+short", STEP, frames=16, size=112, batch_size=8)
+    _assert_table(_table(both), _table(long_))
+    first, last = both.phases[0], both.phases[-1]
+    # sizes from the long-cycle S (79), not from the train crop (PySlowFast issue #429)
+    assert [(s.size, s.batch_mult) for s in both.short_shapes(first)] == [(40, 4), (56, 2), (79, 1)]
+    assert [(s.size, s.batch_mult) for s in both.short_shapes(last)] == [(56, 4), (79, 2), (112, 1)]
+    rows = both.rows()
+    assert rows[0]["batch_sizes"] == [256, 128, 64]
+    assert rows[-1]["batch_sizes"] == [32, 16, 8]
+    # no short cycle in "long"
+    assert [(s.size, s.batch_mult) for s in long_.short_shapes(first)] == [(79, 1)]
+
+
+def test_short_cycle_alone_stretches_base_without_lr_scaling():
+    schedule = build_schedule("short", STEP, frames=16, size=112, batch_size=8)
+    assert schedule.total_epochs == 30
+    assert len(schedule.phases) == 1
+    assert (schedule.phases[0].frames, schedule.phases[0].size) == (16, 112)
+    # steps 8, 16 move to 12, 24
+    assert schedule.lr(0) == pytest.approx(0.1)
+    assert schedule.lr(11.99) == pytest.approx(0.1)
+    assert schedule.lr(12.0) == pytest.approx(0.01)
+    assert schedule.lr(23.99) == pytest.approx(0.01)
+    assert schedule.lr(24.0) == pytest.approx(0.001)
+    assert schedule.rows()[0]["batch_sizes"] == [32, 16, 8]
+
+
+def test_cosine_base_uses_equal_stages():
+    base = BaseSchedule(base_lr=0.1, epochs=20, kind="cosine")
+    schedule = build_schedule("long", base, frames=16, size=112, batch_size=8)
+    # stages [0,5), [5,10), [10,15) cycled, [15,20) fine-tune: pre-rescale 3 * 5 + 5 * 4/15 = 49/3
+    # epochs, rescaled to 30 (factor 90/49); first phase 5 * 8/15 * 90/49 = 240/49 epochs
+    ends = [p.end for p in schedule.phases]
+    assert ends[0] == pytest.approx(240 / 49)
+    assert ends[3] == pytest.approx(5 * 90 / 49)
+    assert ends[11] == pytest.approx(15 * 90 / 49)
+    assert ends[12] == pytest.approx((15 * 90 / 49 + 30) / 2)
+    # each shape follows the cosine over its quarter of the stage, times its multiplier
+    assert schedule.lr(0) == pytest.approx(8 * 0.1)
+    stage1_shape2 = schedule.phases[6]
+    assert (stage1_shape2.base_start, stage1_shape2.base_end) == (7.5, 8.75)
+    assert schedule.lr(stage1_shape2.start) == pytest.approx(2 * base.value(7.5))
+    assert schedule.lr(30.0) == pytest.approx(0.0, abs=1e-12)
+    mid = (schedule.phases[-1].start + 30) / 2
+    assert schedule.lr(mid) == pytest.approx(base.value(18.75))
+
+
+def test_warmup_ramps_to_the_multigrid_lr():
+    base = BaseSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), warmup_epochs=2,
+                        warmup_start_factor=0.1)
+    schedule = build_schedule("long", base, frames=16, size=112, batch_size=8)
+    assert schedule.lr(0) == pytest.approx(0.01)
+    assert schedule.lr(1) == pytest.approx((0.01 + 0.8) / 2)
+    assert schedule.lr(2) == pytest.approx(0.8)
+
+
+def test_none_is_the_base_schedule():
+    schedule = build_schedule("none", STEP, frames=16, size=112, batch_size=8)
+    assert schedule.total_epochs == 20
+    for epoch in (0, 7.9, 8, 15, 16, 19.5):
+        assert schedule.lr(epoch) == pytest.approx(STEP.value(epoch))
+
+
+@pytest.mark.parametrize("frames,size", [(16, 224), (8, 112), (32, 256), (16, 160), (4, 64)])
+def test_long_cycle_keeps_btHW_constant(frames, size):
+    shapes = long_cycle_shapes(frames, size)
+    assert [m for _, _, m in shapes] == [8, 4, 2, 1]
+    full = frames * size * size
+    for t, s, mult in shapes:
+        # exact up to rounding S/sqrt2 to whole pixels
+        assert mult * t * s * s == pytest.approx(full, rel=0.03)
+
+
+@pytest.mark.parametrize("size,expected", [(224, [(112, 4), (158, 2), (224, 1)]),
+                                           (112, [(56, 4), (79, 2), (112, 1)]),
+                                           (79, [(40, 4), (56, 2), (79, 1)])])
+def test_short_cycle_sizes_and_batches(size, expected):
+    assert [(s.size, s.batch_mult) for s in short_cycle_shapes(size)] == expected
+
+
+def test_frame_rate_jitter_range_spans_the_full_time():
+    schedule = build_schedule("long", STEP, frames=16, size=112, batch_size=8, stride=2)
+    assert [schedule.stride_range(p) for p in schedule.phases[:4]] == [(2, 8), (2, 4), (2, 4), (2, 2)]
+    # the longest stride of a short clip covers the full clip's span
+    for p in schedule.phases:
+        assert p.frames * schedule.stride_range(p)[1] == 16 * 2
+
+
+def test_dry_run_table_lists_every_phase():
+    schedule = build_schedule("long+short", STEP, frames=16, size=112, batch_size=8, stride=2)
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(format_table(schedule))
+    text = console.export_text()
+    assert "multigrid long+short: 30 epochs" in text
+    assert "0.00–7.50" in text and "40/56/79" in text and "256/128/64" in text
+    assert text.count("fine-tune") == 2
+    assert schedule.to_dict()["phases"][0]["lr_start"] == pytest.approx(0.8)
+
+
+def test_bad_mode_and_base_are_one_line_errors():
+    with pytest.raises(UsageError, match=r"^multigrid='longer' is not one of none, long, short, long\+short$"):
+        build_schedule("longer", STEP, frames=16, size=112, batch_size=8)
+    with pytest.raises(UsageError, match="at least 2 base stages"):
+        build_schedule("long", BaseSchedule(0.1, 10, "cosine"), frames=16, size=112, batch_size=8,
+                       cosine_stages=1)
+
+
+def test_lr_schedule_fields_are_accepted():
+    class Like:  # the shape of vidact.train.lr.LRSchedule
+        base_lr, epochs, kind, steps, gamma, min_lr = 0.2, 10, "cosine", (), 0.1, 0.0
+        warmup_epochs, warmup_start_factor = 1.0, 0.1
+
+    base = BaseSchedule.of(Like())
+    assert base == BaseSchedule(0.2, 10, "cosine", (), 0.1, 0.0, 1.0, 0.1)
+    assert math.isclose(base.value(5), 0.1)

@@ -1,0 +1,298 @@
+"""Multigrid training schedules (Wu et al. 2020; PySlowFast ``slowfast/utils/multigrid.py``).
+
+A schedule is a list of :class:`Phase` rows over the (longer) multigrid run. Each row fixes
+the long-cycle clip shape (frames T, crop S), the batch multiplier that keeps B·T·H·W about
+constant, the LR multiplier, and the span of the *base* schedule it stands for.
+
+Long cycle. The base run (``epochs`` = M, LR schedule with stage boundaries b_0 = 0 < ... <
+b_K = M) is mapped like this, as in PySlowFast:
+
+* every base stage except the last is split over the four shapes (T/4, S/√2), (T/2, S/√2),
+  (T/2, S), (T, S) in proportion to their batch multipliers 8x, 4x, 2x, 1x, so each shape gets
+  the same number of iterations; the LR is the base LR times the batch multiplier;
+* the last base stage becomes a fine-tune phase at the full shape, as long as keeps the same
+  iteration saving as the rest; its first half runs at the previous stage's LR, its second
+  half at the last stage's LR (PySlowFast's ``STEPS[-1] = (STEPS[-2] + STEPS[-1]) // 2``);
+* everything is rescaled so the run lasts ``round(M * 1.5)`` epochs.
+
+Stage boundaries: a ``step`` base uses its steps; ``cosine`` and ``constant`` have no stages,
+so they are cut into ``cosine_stages`` (default 4) stages of equal length. The LR of a
+``step`` base is ``base_lr * gamma**stage * multiplier`` per phase; for ``cosine`` every phase
+follows the base curve over the span it stands for (each shape of a stage gets an equal
+quarter of the stage, matching its equal share of iterations), times its multiplier. Phase
+boundaries stay fractional: the batch sampler switches shape mid-epoch, so short runs keep
+every phase (PySlowFast rounds them to whole epochs).
+
+Short cycle. Iterations cycle through crops round(0.5·S), round(√0.5·S) and S, where S is the
+*current long-cycle* size (PySlowFast takes the train crop: its issue #429), with batches
+round((S/s)²) x 4x, 2x, 1x and no LR scaling. With the short cycle alone, the base schedule
+is stretched by 1.5. Since the short cycle scales every long-cycle shape alike, long+short
+has the same phase boundaries as long.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from vidact.errors import UsageError
+
+MODES = ("none", "long", "short", "long+short")
+LONG_CYCLE_FACTORS = ((0.25, 2 ** -0.5), (0.5, 2 ** -0.5), (0.5, 1.0), (1.0, 1.0))
+SHORT_CYCLE_FACTORS = (0.5, 0.5 ** 0.5)
+EPOCH_FACTOR = 1.5
+COSINE_STAGES = 4
+BASE_KINDS = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class BaseSchedule:
+    """The plain LR schedule multigrid stretches (same fields as ``vidact.train.lr.LRSchedule``)."""
+
+    base_lr: float
+    epochs: float
+    kind: str = "cosine"
+    steps: tuple[float, ...] = ()
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.1
+
+    @classmethod
+    def of(cls, schedule) -> "BaseSchedule":
+        """Copy the fields of any schedule object that has them (e.g. ``LRSchedule``)."""
+        return cls(base_lr=schedule.base_lr, epochs=schedule.epochs, kind=schedule.kind,
+                   steps=tuple(schedule.steps), gamma=schedule.gamma, min_lr=schedule.min_lr,
+                   warmup_epochs=schedule.warmup_epochs, warmup_start_factor=schedule.warmup_start_factor)
+
+    def value(self, epoch: float) -> float:
+        """LR of the base schedule at ``epoch``, without warm-up."""
+        if self.kind == "constant":
+            return self.base_lr
+        if self.kind == "step":
+            return self.base_lr * self.gamma ** sum(1 for s in self.steps if epoch >= s)
+        progress = min(max(epoch / self.epochs, 0.0), 1.0)
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def stage_bounds(self, cosine_stages: int = COSINE_STAGES) -> list[float]:
+        """[0, b_1, ..., M]: the step boundaries, or equal stages when there are none."""
+        inner = sorted(s for s in self.steps if 0 < s < self.epochs) if self.kind == "step" else []
+        if not inner:
+            inner = [self.epochs * i / cosine_stages for i in range(1, cosine_stages)]
+        return [0.0, *map(float, inner), float(self.epochs)]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One row of the schedule: epochs [start, end) at one long-cycle shape."""
+
+    start: float
+    end: float
+    frames: int
+    size: int
+    batch_mult: int  # long-cycle batch multiplier (8, 4, 2, 1)
+    lr_mult: float  # LR multiplier (the long-cycle batch multiplier; 1 otherwise)
+    base_start: float  # span of the base schedule this phase stands for
+    base_end: float
+    lr_stage: int | None = None  # step bases: the LR runs at gamma ** lr_stage
+    fine_tune: bool = False
+
+    def base_epoch(self, epoch: float) -> float:
+        """Where ``epoch`` (inside this phase) falls on the base schedule."""
+        frac = (epoch - self.start) / (self.end - self.start) if self.end > self.start else 0.0
+        return self.base_start + min(max(frac, 0.0), 1.0) * (self.base_end - self.base_start)
+
+
+@dataclass(frozen=True)
+class ShortCycleShape:
+    """One iteration shape of the short cycle: crop size and batch multiplier."""
+
+    size: int
+    batch_mult: int
+
+
+def long_cycle_shapes(frames: int, size: int) -> list[tuple[int, int, int]]:
+    """The four long-cycle shapes as (T, S, batch multiplier) for a full shape (frames, size)."""
+    full = frames * size * size
+    shapes = []
+    for t_factor, s_factor in LONG_CYCLE_FACTORS:
+        t = max(1, int(round(frames * t_factor)))
+        s = max(1, int(round(size * s_factor)))
+        shapes.append((t, s, max(1, int(round(full / (t * s * s))))))
+    return shapes
+
+
+def short_cycle_shapes(size: int) -> list[ShortCycleShape]:
+    """Short-cycle crops from the current long-cycle size ``size``: 0.5·S, √0.5·S, S."""
+    shapes = []
+    for factor in SHORT_CYCLE_FACTORS:
+        s = max(1, int(round(size * factor)))
+        shapes.append(ShortCycleShape(s, max(1, int(round((size / s) ** 2)))))
+    shapes.append(ShortCycleShape(size, 1))
+    return shapes
+
+
+@dataclass(frozen=True)
+class MultigridSchedule:
+    """The whole multigrid run: phases, total epochs and the LR at any fractional epoch."""
+
+    mode: str
+    base: BaseSchedule
+    frames: int
+    size: int
+    stride: int
+    batch_size: int  # base (1x) batch per process
+    total_epochs: int
+    phases: tuple[Phase, ...]
+
+    @property
+    def long_cycle(self) -> bool:
+        return self.mode in ("long", "long+short")
+
+    @property
+    def short_cycle(self) -> bool:
+        return self.mode in ("short", "long+short")
+
+    def phase_at(self, epoch: float) -> Phase:
+        """The phase that holds fractional ``epoch`` (the last one past the end)."""
+        for phase in self.phases:
+            if epoch < phase.end:
+                return phase
+        return self.phases[-1]
+
+    def short_shapes(self, phase: Phase) -> list[ShortCycleShape]:
+        """Iteration shapes of ``phase``: the short cycle, or the long-cycle shape alone."""
+        if self.short_cycle:
+            return short_cycle_shapes(phase.size)
+        return [ShortCycleShape(phase.size, 1)]
+
+    def stride_range(self, phase: Phase) -> tuple[int, int]:
+        """Frame-rate jitter: strides in [rate, rate·T/t] so short clips span the full time."""
+        return self.stride, max(self.stride, self.stride * self.frames // phase.frames)
+
+    def main_lr(self, epoch: float) -> float:
+        """LR at fractional ``epoch`` without warm-up."""
+        phase = self.phase_at(epoch)
+        if phase.lr_stage is not None:
+            return self.base.base_lr * self.base.gamma ** phase.lr_stage * phase.lr_mult
+        return self.base.value(phase.base_epoch(epoch)) * phase.lr_mult
+
+    def lr(self, epoch: float) -> float:
+        """LR at fractional ``epoch``: linear warm-up from ``base_lr * warmup_start_factor``, then :meth:`main_lr`."""
+        warm = self.base.warmup_epochs
+        if epoch < warm:
+            start = self.base.base_lr * self.base.warmup_start_factor
+            return start + (self.main_lr(warm) - start) * epoch / warm
+        return self.main_lr(epoch)
+
+    def __call__(self, epoch: float) -> float:
+        return self.lr(epoch)
+
+    def rows(self) -> list[dict]:
+        """The ``--dry-run`` table: one dict per phase (epochs, T, S, batch, LR)."""
+        rows = []
+        for phase in self.phases:
+            shapes = self.short_shapes(phase)
+            end = math.nextafter(phase.end, -math.inf)
+            rows.append({
+                "start": phase.start,
+                "end": phase.end,
+                "frames": phase.frames,
+                "sizes": [s.size for s in shapes],
+                "batch_sizes": [self.batch_size * phase.batch_mult * s.batch_mult for s in shapes],
+                "stride": list(self.stride_range(phase)),
+                "lr_start": self.lr(phase.start),
+                "lr_end": self.lr(end),
+                "fine_tune": phase.fine_tune,
+            })
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "base": asdict(self.base), "frames": self.frames, "size": self.size,
+                "stride": self.stride, "batch_size": self.batch_size, "total_epochs": self.total_epochs,
+                "phases": self.rows()}
+
+
+def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, batch_size: int,
+                   stride: int = 1, epoch_factor: float = EPOCH_FACTOR,
+                   cosine_stages: int = COSINE_STAGES) -> MultigridSchedule:
+    """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size)."""
+    if mode not in MODES:
+        raise UsageError(f"multigrid={mode!r} is not one of {', '.join(MODES)}")
+    if base.kind not in BASE_KINDS:
+        raise UsageError(f"multigrid needs a cosine, step or constant schedule, got {base.kind!r}")
+    if base.epochs <= 0 or min(frames, size, batch_size, stride) < 1:
+        raise UsageError("multigrid needs epochs > 0 and frames, size, batch size and stride >= 1")
+    if cosine_stages < 2:
+        raise UsageError("multigrid needs at least 2 base stages (one cycled, one fine-tune)")
+    common = dict(mode=mode, base=base, frames=frames, size=size, stride=stride, batch_size=batch_size)
+    if mode == "none":
+        phase = Phase(0.0, float(base.epochs), frames, size, 1, 1.0, 0.0, float(base.epochs))
+        return MultigridSchedule(total_epochs=int(math.ceil(base.epochs)), phases=(phase,), **common)
+    total = max(1, int(round(base.epochs * epoch_factor)))
+    if mode == "short":
+        phase = Phase(0.0, float(total), frames, size, 1, 1.0, 0.0, float(base.epochs))
+        return MultigridSchedule(total_epochs=total, phases=(phase,), **common)
+    phases = _long_cycle_phases(base, frames, size, total, mode == "long+short", cosine_stages)
+    return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
+
+
+def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, short: bool,
+                       cosine_stages: int) -> list[Phase]:
+    """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends."""
+    shapes = long_cycle_shapes(frames, size)
+    # Average batch multiplier of each long-cycle shape over its short cycle (if any).
+    avg = []
+    for _, s, mult in shapes:
+        inner = [sc.batch_mult for sc in short_cycle_shapes(s)] if short else [1]
+        avg.append(mult * sum(inner) / len(inner))
+    bounds = base.stage_bounds(cosine_stages)
+    num_stages = len(bounds) - 1
+    step_lr = base.kind == "step"
+
+    # (stage, shape, epochs, base span) before rescaling; every shape gets equal iterations.
+    raw: list[tuple[int, int, float, float, float]] = []
+    iters = 0.0
+    for k in range(num_stages - 1):
+        length = bounds[k + 1] - bounds[k]
+        for j in range(len(shapes)):
+            epochs = length * avg[j] / sum(avg)
+            iters += epochs / avg[j]
+            lo = bounds[k] + length * j / len(shapes)
+            raw.append((k, j, epochs, lo, lo + length / len(shapes)))
+    iter_saving = bounds[-2] / iters
+    fine_tune = (bounds[-1] - bounds[-2]) / iter_saving * avg[-1]
+    scale = total / (sum(r[2] for r in raw) + fine_tune)
+
+    phases = []
+    end = 0.0
+    for k, j, epochs, lo, hi in raw:
+        start, end = end, end + epochs * scale
+        t, s, mult = shapes[j]
+        phases.append(Phase(start, end, t, s, mult, float(mult), lo, hi, k if step_lr else None))
+    # Fine-tune at the full shape: first half at the previous stage's LR, second at the last.
+    t, s, _ = shapes[-1]
+    mid, base_mid = (end + total) / 2, (bounds[-2] + bounds[-1]) / 2
+    last = num_stages - 1
+    phases.append(Phase(end, mid, t, s, 1, 1.0, bounds[-2], base_mid, last - 1 if step_lr else None, True))
+    phases.append(Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], last if step_lr else None, True))
+    return phases
+
+
+def format_table(schedule: MultigridSchedule):
+    """A rich Table of :meth:`MultigridSchedule.rows` for ``--dry-run``."""
+    from rich.table import Table
+
+    table = Table(title=f"multigrid {schedule.mode}: {schedule.total_epochs} epochs "
+                        f"(base {schedule.base.kind}, {schedule.base.epochs:g} epochs)")
+    for name in ("epochs", "T", "S", "batch", "stride", "LR", ""):
+        table.add_column(name, justify="left" if name in ("epochs", "") else "right", no_wrap=True)
+    for row in schedule.rows():
+        lr = f"{row['lr_start']:.4g}"
+        if not math.isclose(row["lr_start"], row["lr_end"], rel_tol=1e-9):
+            lr += f"→{row['lr_end']:.4g}"
+        stride = "{}".format(row["stride"][0]) if row["stride"][0] == row["stride"][1] else "{}-{}".format(*row["stride"])
+        table.add_row(f"{row['start']:.2f}–{row['end']:.2f}", str(row["frames"]),
+                      "/".join(map(str, row["sizes"])), "/".join(map(str, row["batch_sizes"])),
+                      stride, lr, "fine-tune" if row["fine_tune"] else "")
+    return table
