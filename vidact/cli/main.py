@@ -50,6 +50,16 @@ def _register() -> None:
 
     app.add_typer(data.app, name="data")
 
+    from vidact.cli import frames
+
+    app.add_typer(frames.app, name="frames")
+
+    from vidact.cli import eval as eval_cli, predict as predict_cli, train as train_cli
+
+    app.command("train")(train_cli.train)
+    app.add_typer(eval_cli.app, name="eval")
+    app.command("predict")(predict_cli.predict)
+
 
 _register()
 

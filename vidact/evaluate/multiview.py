@@ -157,3 +157,56 @@ def evaluate_scores(scores: ViewScores, classes: list[str] | None = None,
         "per_class": per_class_table(conf, classes),
         "confusion": conf.tolist(),
     }
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, *, split: str = "val",
+                        clips: int = 1, crops: int = 1, batch_size: int = 8, workers: int = 0,
+                        device: str = "auto", method: str = "softmax-mean", out_dir: str | Path | None = None,
+                        save_scores: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz."""
+    from vidact.data.annotations import load_dataset_dir
+    from vidact.data.dataset import VideoClipDataset
+    from vidact.train.checkpoint import check_classes, load_checkpoint
+    from vidact.train.engine import make_loader, model_from_checkpoint, select_device
+    from vidact.evaluate.metrics import plot_confusion
+    from vidact.utils.progress import make_progress
+
+    if method not in AGGREGATIONS:
+        raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")
+    if clips < 1 or crops < 1:
+        raise UsageError(f"--clips and --crops must be at least 1, got {clips} and {crops}")
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt["config"]
+    data = Path(data or cfg.get("data") or "")
+    if not str(data) or str(data) == ".":
+        raise UsageError("no data: pass --data LISTS/")
+    splits = load_dataset_dir(data)
+    check_classes(ckpt, splits.classes, checkpoint, data)
+    dev = select_device(device)
+    model, inp = model_from_checkpoint(ckpt, checkpoint, dev)
+    flow_root = cfg.get("flow_root") or None
+    try:
+        dataset = VideoClipDataset(splits.split(split), modality=inp.modality, num_frames=inp.frames,
+                                   stride=inp.stride, crop_size=inp.size, train=False, num_clips=clips,
+                                   num_crops=crops, flow_root=flow_root, data_root=data if flow_root else None)
+    except ValueError as exc:
+        raise UsageError(f"{data}: {exc}") from None
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev)
+    amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
+    with make_progress(disable=None if progress is not False else True) as bar:
+        task = bar.add_task(f"eval {split} {clips}x{crops}", total=len(dataset), status="")
+        scores = collect_view_scores(model, loader, dev, amp=amp, on_batch=lambda n: bar.advance(task, n))
+    scores.classes = list(splits.classes)
+    scores.meta = {"arch": ckpt["arch"], "checkpoint": str(checkpoint), "data": str(data), "split": split,
+                   "clips": clips, "crops": crops, "modality": inp.modality}
+    report = evaluate_scores(scores, splits.classes, method)
+    report.update({"checkpoint": str(checkpoint), "arch": ckpt["arch"], "data": str(data), "split": split,
+                   "clips": clips, "crops": crops, "skipped": dataset.skipped})
+    out_dir = Path(out_dir) if out_dir else checkpoint.parent
+    report["confusion_png"] = str(plot_confusion(
+        np.array(report["confusion"]), splits.classes, out_dir / "confusion.png",
+        title=f"{ckpt['arch']} {split} {clips}x{crops}: video top-1 {100 * report['video_top1']:.1f}%"))
+    if save_scores:
+        report["scores"] = str(scores.save(save_scores))
+    return report

@@ -236,9 +236,9 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def load_config(config_file: str | Path | None = None, overrides: list[str] = (),
-                **options) -> TrainConfig:
-    """Defaults <- config file <- explicit options (those not None) <- ``--set`` overrides."""
-    cfg = TrainConfig()
+                base: TrainConfig | None = None, **options) -> TrainConfig:
+    """``base`` (defaults, or a resumed run's config) <- config file <- options given (not None) <- ``--set``."""
+    cfg = base or TrainConfig()
     if config_file:
         cfg = apply_values(cfg, read_config_file(config_file), source=str(config_file))
     given = {k: v for k, v in options.items() if v is not None}

@@ -432,3 +432,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     cfg.validate()
     inp = resolve_input(cfg)
     return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) -> tuple[nn.Module, ResolvedInput]:
+    """The trained model of a checkpoint, in eval mode on ``device``, with the input it expects."""
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    inp = ResolvedInput(**ckpt["input"]) if "input" in ckpt else resolve_input(cfg)
+    model = build_model(ckpt["arch"], len(ckpt["classes"]), in_channels=inp.channels, dropout=cfg.dropout,
+                        width_mult=cfg.width_mult)
+    load_model_state(model, ckpt["model"], path)
+    return model.to(device).eval(), inp

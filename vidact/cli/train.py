@@ -1,0 +1,62 @@
+"""``vidact train``: train an architecture on a data set folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vidact.cli.common import JSON_OPTION, out_console, print_json
+
+
+def train(
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture name (see vidact models)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data set folder: classes.txt, train.csv, val.csv."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, metrics, curves."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of 'key = value' config lines."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one config key: --set key=value (repeatable)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="rgb, flow or rgb+flow (default: the arch's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per batch."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (momentum) or adamw."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader worker processes."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none, bf16 (CPU or CUDA), fp16 (CUDA)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="channels-last-3d memory format."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (data order, augmentation, init)."),
+    deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic",
+                                                 help="Deterministic algorithms (bit-exact resume on CPU)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
+
+    Config: defaults <- the resumed run's config (--resume) <- --config FILE <- options <- --set.
+
+    Example: vidact train --arch c3d --data data/synth --epochs 10 --out runs/c3d --set width_mult=0.25
+    """
+    from vidact.train.config import load_config
+    from vidact.train.engine import resume_config, train as run_training
+
+    base = resume_config(out) if (resume and out is not None) else None
+    cfg = load_config(config, overrides, base=base, arch=arch, data=None if data is None else str(data),
+                      out=None if out is None else str(out), modality=modality, epochs=epochs,
+                      batch_size=batch_size, lr=lr, optimizer=optimizer, workers=workers, frames=frames,
+                      size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
+                      device=device, seed=seed, deterministic=deterministic)
+    summary = run_training(cfg, resume=resume)
+    if json_out:
+        print_json(summary)
+        return
+    top1 = summary["best_val_top1"]
+    out_console.print(f"trained {summary['arch']} for {summary['epochs']} epochs in {summary['seconds']:.0f} s: "
+                      f"final loss {summary['final_train_loss']:.3f}"
+                      + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
+                      + f"; checkpoints in {summary['run']}")
