@@ -107,8 +107,8 @@ def index(
         print_json(result)
     else:
         counts = ", ".join(f"{result[s]} {s}" for s in ("train", "val", "test") if s in result)
-        out_console.print(f"indexed {counts} videos of {result['classes']} classes into {out}", highlight=False)
+        out_console.print(f"indexed {counts} videos of {result['classes']} classes into {out}", highlight=False, soft_wrap=True)
         if result["missing"]:
             out_console.print(f"{result['missing']} listed videos not found: see {out / 'missing.txt'}",
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
     finish(1 if result["missing"] else 0)

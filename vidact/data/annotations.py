@@ -494,6 +494,26 @@ def parse_list(path: str | Path, fmt: str | None = None, root: str | Path | None
     raise UsageError(f"unknown list format {fmt!r} (expected one of {', '.join(LIST_FORMATS)})")
 
 
+def _label_token(fmt: str, line: str) -> str:
+    if fmt == "csv":
+        row = next(csv.reader([line]))
+        return row[1] if len(row) > 1 else ""
+    return line.rsplit(None, 1)[-1] if fmt in ("videolist", "rawframes") else ""
+
+
+def infer_classes(files: list[str | Path], fmt: str | None = None) -> list[str]:
+    """Class names from the labels of list files: sorted names, or ``class_0 .. class_K`` for indices."""
+    tokens = set()
+    for f in map(Path, files):
+        kind = fmt or detect_list_format(f)
+        lines = list(_lines(f))[1 if kind == "csv" else 0:]
+        tokens |= {_label_token(kind, line).strip() for _, line in lines}
+    tokens.discard("")
+    if tokens and all(t.isdigit() for t in tokens):
+        return [f"class_{i}" for i in range(max(int(t) for t in tokens) + 1)]
+    return sorted(t for t in tokens if not t.isdigit())
+
+
 def _classes_for(path: Path, classes: list[str] | str | Path | None) -> list[str] | None:
     if isinstance(classes, (str, Path)):
         return read_classes(classes)
@@ -511,19 +531,21 @@ def load_data(path: str | Path, classes: list[str] | str | Path | None = None,
 
     A single list file becomes the split its name says (train/val/test; any other name:
     val). Class names come from ``classes`` (a list or a ``classes.txt``), else from a
-    ``classes.txt``/``classInd.txt`` beside the file, else ``class_0 .. class_K``.
+    ``classes.txt``/``classInd.txt`` beside the file, else from the labels themselves
+    (:func:`infer_classes`).
     """
     path = Path(path)
     if path.is_dir():
         return load_dataset_dir(path)
     if not path.exists():
         raise UsageError(f"{path}: data set folder or list file not found")
+    fmt = detect_list_format(path)
     names = _classes_for(path, classes)
-    samples = parse_list(path, root=root, classes=names)
+    if names is None and fmt != "ucf101":
+        names = infer_classes([path], fmt)
+    samples = parse_list(path, fmt, root=root, classes=names)
     if not samples:
         raise AnnotationError(path, None, "no samples")
-    if names is None:
-        names = [f"class_{i}" for i in range(max(s.label for s in samples) + 1)]
     return DatasetSplits(path, names, {split_from_name(path) or "val": samples})
 
 

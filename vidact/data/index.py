@@ -21,6 +21,7 @@ from vidact.data.annotations import (
     SPLITS,
     Sample,
     find_videos,
+    infer_classes,
     parse_hmdb51_split,
     parse_kinetics_csv,
     parse_list,
@@ -239,24 +240,6 @@ def index_folder(root: Path, val_fraction: float = 0.2) -> Index:
     return index
 
 
-def _label_token(fmt: str, line: str) -> str:
-    if fmt == "csv":
-        return next(csv.reader(io.StringIO(line)))[1] if "," in line else ""
-    return line.rsplit(None, 1)[-1]
-
-
-def _infer_classes(files: list[Path], fmt: str) -> list[str]:
-    """Class names from the labels themselves: sorted names, or ``class_0..`` for indices."""
-    tokens = set()
-    for f in files:
-        lines = list(ann_mod._lines(f))[1 if fmt == "csv" else 0:]
-        tokens |= {_label_token(fmt, line).strip() for _, line in lines}
-    tokens.discard("")
-    if tokens and all(t.isdigit() for t in tokens):
-        return [f"class_{i}" for i in range(max(int(t) for t in tokens) + 1)]
-    return sorted(t for t in tokens if not t.isdigit())
-
-
 def index_lists(root: Path, fmt: str, ann: Path | None) -> Index:
     """Generic lists (csv / videolist / rawframes): ``--ann`` is a list file or a folder of them.
 
@@ -275,7 +258,7 @@ def index_lists(root: Path, fmt: str, ann: Path | None) -> Index:
     else:
         files = [ann]
     classes_txt = next((p for p in (root / "classes.txt", files[0].parent / "classes.txt") if p.is_file()), None)
-    classes = read_classes(classes_txt) if classes_txt else _infer_classes(files, fmt)
+    classes = read_classes(classes_txt) if classes_txt else infer_classes(files, fmt)
     index = Index(classes, {})
     for f in files:
         split = split_from_name(f) or "train"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from vidact.errors import VidactError
-from vidact.io.atomic import atomic_dir, atomic_write_text
+from vidact.io.atomic import atomic_dir, atomic_write_text, tmp_dir_for
 from vidact.utils.progress import make_progress
 
 FAILURES_FILE = "failures.txt"
@@ -46,6 +47,12 @@ class JobReport:
             "failed": len(self.failed),
             "failures": [{"path": p, "reason": r} for p, r in self.failed],
         }
+
+
+def failures_name(shard: tuple[int, int] = (0, 1)) -> str:
+    """``failures.txt``, or ``failures.shard-i-of-n.txt`` so parallel shards never clobber each other."""
+    i, n = shard
+    return FAILURES_FILE if n == 1 else f"failures.shard-{i}-of-{n}.txt"
 
 
 def output_rel(src: Path, root: Path | None) -> str:
@@ -79,11 +86,13 @@ def run_video_jobs(
     workers: int = 1,
     description: str = "videos",
     overwrite: bool = False,
+    failures_file: str = FAILURES_FILE,
 ) -> JobReport:
     """Run ``process(src, staging_dir)`` for every job whose output folder is missing.
 
     ``process`` must be picklable when ``workers > 1`` (a module-level function or a
-    ``functools.partial`` of one).
+    ``functools.partial`` of one). A worker that dies (a decoder crash) fails only its
+    own video: the jobs caught in the broken pool are retried one by one in fresh workers.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,17 +119,40 @@ def run_video_jobs(
             for job in todo:
                 record(*_run_one(process, job, out))
         else:
-            with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_run_one, process, job, out) for job in todo]
-                for fut in cf.as_completed(futures):
-                    record(*fut.result())
-    write_failures(out, report.failed)
+            for job in _run_pool(process, todo, out, workers, record):
+                _run_isolated(process, job, out, record)
+    write_failures(out, report.failed, failures_file)
     return report
 
 
-def write_failures(out: Path, failed: list[tuple[str, str]]) -> None:
-    """Write (or clear) ``OUT/failures.txt``; one ``path<TAB>reason`` per line."""
-    path = Path(out) / FAILURES_FILE
+def _run_pool(process, jobs: list[VideoJob], out: Path, workers: int, record) -> list[VideoJob]:
+    """Run ``jobs`` in a process pool; return the jobs lost to a broken pool."""
+    lost = []
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_run_one, process, job, out): job for job in jobs}
+        for fut in cf.as_completed(futures):
+            try:
+                result = fut.result()
+            except cf.process.BrokenProcessPool:
+                lost.append(futures[fut])
+                continue
+            record(*result)
+    return lost
+
+
+def _run_isolated(process, job: VideoJob, out: Path, record) -> None:
+    """Retry one job in its own worker, so a crash is pinned on the video that caused it."""
+    with cf.ProcessPoolExecutor(max_workers=1) as pool:
+        try:
+            record(*pool.submit(_run_one, process, job, out).result())
+        except cf.process.BrokenProcessPool:
+            shutil.rmtree(tmp_dir_for(out / job.rel), ignore_errors=True)
+            record(job.rel, f"{job.src}: worker process crashed while processing this video")
+
+
+def write_failures(out: Path, failed: list[tuple[str, str]], name: str = FAILURES_FILE) -> None:
+    """Write (or clear) ``OUT/failures.txt`` (or ``name``); one ``path<TAB>reason`` per line."""
+    path = Path(out) / name
     if failed:
         atomic_write_text(path, "".join(f"{p}\t{r}\n" for p, r in sorted(failed)))
     elif path.exists():
