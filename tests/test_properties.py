@@ -180,3 +180,79 @@ def test_npz_round_trip_is_float16_exact(tmp_path_factory, n, h, w, seed):
     flowio.write_flow_npz(folder, flows)
     back = flowio.read_flow(folder)
     np.testing.assert_array_equal(back, flows.astype(np.float16).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------ multigrid
+from vidact.train import multigrid  # noqa: E402
+from vidact.train.samplers import MultigridBatchSampler  # noqa: E402
+
+modes = st.sampled_from(["long", "short", "long+short"])
+bases = st.builds(
+    multigrid.BaseSchedule,
+    base_lr=st.floats(0.01, 1.0),
+    epochs=st.integers(4, 200),
+    kind=st.sampled_from(["cosine", "constant"]),
+)
+
+
+@FAST
+@given(modes, bases, st.sampled_from([4, 8, 16, 32]), st.sampled_from([32, 64, 112, 160, 224, 256]))
+def test_schedule_phases_tile_the_stretched_run(mode, base, frames, size):
+    sched = multigrid.build_schedule(mode, base, frames=frames, size=size, batch_size=2)
+    assert sched.total_epochs == round(base.epochs * multigrid.EPOCH_FACTOR)
+    assert sched.phases[0].start == 0.0
+    assert math.isclose(sched.phases[-1].end, sched.total_epochs)
+    for a, b in zip(sched.phases, sched.phases[1:]):
+        assert a.end == b.start and a.end > a.start
+    for phase in sched.phases:
+        assert 1 <= phase.frames <= frames and 1 <= phase.size <= size
+        assert phase.lr_mult == phase.batch_mult
+    if sched.long_cycle:
+        assert sched.phases[-1].fine_tune and (sched.phases[-1].frames, sched.phases[-1].size) == (frames, size)
+
+
+@FAST
+@given(st.sampled_from([8, 16, 32, 64]), st.sampled_from([64, 112, 160, 224, 256, 312]))
+def test_long_cycle_keeps_batch_x_t_x_h_x_w_constant(frames, size):
+    full = frames * size * size
+    shapes = multigrid.long_cycle_shapes(frames, size)
+    assert [m for _, _, m in shapes] == [8, 4, 2, 1]
+    for t, s, mult in shapes:
+        assert mult == max(1, round(full / (t * s * s)))  # the multiplier is the rounded ratio
+        assert abs(mult * t * s * s - full) <= 0.06 * full  # so the work per batch stays ~constant
+    for sc in multigrid.short_cycle_shapes(size):
+        assert abs(sc.batch_mult * sc.size ** 2 - size ** 2) <= 0.06 * size ** 2
+    assert [sc.batch_mult for sc in multigrid.short_cycle_shapes(size)] == [4, 2, 1]
+
+
+@FAST
+@given(bases, st.sampled_from([8, 16]), st.sampled_from([112, 224]))
+def test_every_long_cycle_shape_gets_equal_iterations_per_stage(base, frames, size):
+    sched = multigrid.build_schedule("long", base, frames=frames, size=size, batch_size=1)
+    cycled = [p for p in sched.phases if not p.fine_tune]
+    assert len(cycled) % 4 == 0
+    for k in range(0, len(cycled), 4):
+        stage = cycled[k:k + 4]
+        assert [p.batch_mult for p in stage] == [8, 4, 2, 1]
+        iters = [(p.end - p.start) / p.batch_mult for p in stage]  # epochs / batch ~ iterations
+        assert max(iters) - min(iters) <= 1e-9 * max(iters)
+
+
+@settings(max_examples=25, deadline=None)
+@given(modes, st.integers(4, 12), st.integers(1, 300), st.integers(1, 4))
+def test_sampler_visits_every_clip_once_per_epoch_at_planned_shapes(mode, epochs, n, batch):
+    base = multigrid.BaseSchedule(base_lr=0.1, epochs=epochs)
+    sched = multigrid.build_schedule(mode, base, frames=16, size=64, batch_size=batch)
+    sampler = MultigridBatchSampler(n, sched, rank=0, world_size=1, seed=3)
+    for epoch in range(sched.total_epochs):
+        sampler.set_epoch(epoch)
+        seen = []
+        for plan, keys in zip(sampler.plan(epoch), sampler):
+            phase = sched.phase_at(plan.epoch)
+            shape = sched.short_shapes(phase)[plan.short_index]
+            assert len(keys) <= batch * phase.batch_mult * shape.batch_mult
+            assert all(spec.num_frames == phase.frames and spec.crop_size == shape.size for _, spec in keys)
+            lo, hi = sched.stride_range(phase)
+            assert all(lo <= spec.stride <= hi for _, spec in keys)
+            seen += [i for i, _ in keys]
+        assert sorted(seen) == list(range(n))  # one pass over the data per epoch, whatever the shapes
