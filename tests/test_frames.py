@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from vidact.data.synthetic import render_clip, write_video
 from vidact.errors import VideoDecodeError
 from vidact.io.frames import count_frames, frame_name, read_frames, write_frames
 from vidact.io.video import decode_frames
+from vidact.utils.jobs import VideoJob, run_video_jobs
 from vidact.utils.shard import take_shard
 
 
@@ -232,3 +234,17 @@ def test_usage_errors(tmp_path, cli):
     clip = make_clip(tmp_path / "c.mp4", frames=2)
     assert cli("frames", "extract", clip, tmp_path / "out", "--quality", "0").exit_code == 2
     assert cli("frames", "extract", clip, tmp_path / "out", "--shard", "x").exit_code == 2
+
+
+def _crash_on_bad(src: Path, staging: Path) -> None:
+    if src.stem == "bad":
+        os._exit(3)  # a decoder segfault looks like this to the pool
+    (staging / "done.txt").write_text(src.name)
+
+
+def test_a_crashing_worker_fails_only_its_video(tmp_path):
+    jobs = [VideoJob(tmp_path / f"{name}.mp4", name) for name in ("a", "bad", "c", "d")]
+    report = run_video_jobs(jobs, tmp_path / "out", _crash_on_bad, workers=2)
+    assert sorted(report.done) == ["a", "c", "d"]
+    assert report.failed == [("bad", f"{tmp_path / 'bad.mp4'}: worker process crashed while processing this video")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "c", "d", "failures.txt"]
