@@ -201,7 +201,9 @@ class Faults:
         return self._with_extra_row("duplicate", ("videos/c0.mp4", 0))
 
     def dataset_unknown_label(self) -> Path:
-        return self._with_extra_row("unknown_label", ("videos/c1.mp4", "zebra"))
+        root = self._with_extra_row("unknown_label", ("videos/zebra.mp4", "zebra"))
+        self.good_clip("zebra.mp4", root / "videos", seed=7)
+        return root
 
     def dataset_empty_list(self) -> Path:
         return self.dataset("empty_list", val=[])

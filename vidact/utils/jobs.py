@@ -95,7 +95,10 @@ def run_video_jobs(
     own video: the jobs caught in the broken pool are retried one by one in fresh workers.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
+        raise VidactError(f"{out}: cannot create the output folder: {exc.strerror or exc}", exit_code=2) from None
     if not os.access(out, os.W_OK):
         raise VidactError(f"{out}: output folder is not writable", exit_code=2)
     report = JobReport()
