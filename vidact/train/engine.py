@@ -329,11 +329,13 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
 
 # --------------------------------------------------------------------------- the run
 def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bool | None = None,
-        batch_sampler=None, lr_at: Callable[[float], float] | None = None) -> dict:
+        batch_sampler=None, lr_at: Callable[[float], float] | None = None,
+        model: nn.Module | None = None) -> dict:
     """Train ``cfg.arch`` on ``data``; checkpoints, metrics and curves go to ``cfg.out``.
 
     ``batch_sampler`` (default :class:`EpochBatchSampler`) and ``lr_at`` (default
-    :class:`LRSchedule`) are the seams for other schedules.
+    :class:`LRSchedule`) are the seams for other schedules; ``model`` trains a network built
+    elsewhere (e.g. an X3D search candidate) in place of ``cfg.arch``'s registry model.
     """
     cfg.validate()
     run = Path(cfg.out)
@@ -345,8 +347,9 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     num_classes = len(data.classes)
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
-    model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
-                        width_mult=cfg.width_mult)
+    if model is None:
+        model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
+                            width_mult=cfg.width_mult)
     model = prepare_model(model, device, channels_last=cfg.channels_last, compile=cfg.compile)
     optimizer = build_optimizer(cfg, unwrap_model(model))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
