@@ -1,11 +1,20 @@
-"""Process-group helpers; every function also works in a plain single process."""
+"""Process-group helpers; every function also works in a plain single process.
+
+Launch with ``torchrun`` (one process per GPU, or several on CPU): it sets ``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (or a rendezvous
+endpoint for many nodes), and :func:`init_from_env` joins the group: NCCL on CUDA, gloo on
+CPU. Rank 0 logs and writes checkpoints; metrics are reduced over all ranks.
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def is_dist() -> bool:
@@ -33,14 +42,80 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t / get_world_size()
 
 
-def init_from_env() -> bool:
+def get_local_rank() -> int:
+    """This process's index on its node (``LOCAL_RANK`` from torchrun; 0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def default_backend() -> str:
+    """NCCL when this process has a CUDA GPU, gloo otherwise (CPU training)."""
+    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+
+
+def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
     """Join the process group that ``torchrun`` describes in the environment; False when not launched so."""
     if is_dist():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend=backend)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    backend = backend or default_backend()
+    if backend == "nccl":
+        torch.cuda.set_device(get_local_rank())
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
+
+
+def device_for_rank(name: str = "auto") -> torch.device:
+    """The device this rank trains on: ``cuda:LOCAL_RANK`` under DDP with GPUs, else ``name``'s device."""
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if is_dist() and name in ("auto", "cuda"):
+        return torch.device("cuda", get_local_rank())
+    return torch.device("cuda" if name == "auto" else name)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """``DistributedDataParallel(model)`` when distributed (``model`` unchanged otherwise)."""
+    if get_world_size() <= 1:
+        return model
+    ids = [device.index if device.index is not None else get_local_rank()] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_dist():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over all ranks (``t`` itself when not distributed)."""
+    if not is_dist():
+        return t
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def reduce_counts(values: dict[str, float]) -> dict[str, float]:
+    """Sum each value over all ranks (counts: correct predictions, clips, summed losses)."""
+    if not is_dist() or not values:
+        return dict(values)
+    keys = sorted(values)
+    summed = all_reduce_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
+    return dict(zip(keys, summed.tolist()))
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` from rank ``src`` on every rank (``obj`` itself when not distributed)."""
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when not distributed)."""
+    if is_dist():
+        dist.destroy_process_group()
