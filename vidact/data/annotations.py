@@ -85,7 +85,8 @@ def _require_file(path: Path) -> Path:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, stripped text) of every non-blank, non-comment line."""
-    text = _require_file(path).read_text(encoding="utf-8-sig")
+    # surrogateescape keeps non-UTF-8 file names byte-exact, as os.fsdecode does
+    text = _require_file(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
@@ -188,7 +189,7 @@ def parse_csv(path: str | Path, root: str | Path | None = None, classes: list[st
     root = Path(root) if root is not None else path.parent
     seen = _Seen(path)
     samples = []
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, None) or []]
         if header[:2] != ["path", "label"]:
