@@ -54,6 +54,11 @@ def _register() -> None:
 
     app.add_typer(frames.app, name="frames")
 
+    from vidact.cli import models as models_cli, profile as profile_cli
+
+    app.add_typer(models_cli.app, name="models")
+    app.command("profile")(profile_cli.profile)
+
     from vidact.cli import eval as eval_cli, predict as predict_cli, train as train_cli
 
     app.command("train")(train_cli.train)

@@ -1,0 +1,47 @@
+"""``vidact models``: every registered architecture with its default input, parameters and GFLOPs."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vidact.cli.common import JSON_OPTION, out_console, print_json
+
+app = typer.Typer()  # help comes from the callback's docstring
+
+
+def _wide(width: int) -> Console:
+    """stdout, at least ``width`` columns wide when it is not a terminal (pipes and files)."""
+    return out_console if out_console.is_terminal else Console(width=max(out_console.width, width))
+
+
+@app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
+    """List every architecture: default input (C, T, H, W, frame stride), parameters and GFLOPs.
+
+    GFLOPs are multiply-adds for one view at batch 1, counted on the meta device.
+
+    Example: vidact models --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from vidact.profile.flops import summarize_models
+
+    rows = summarize_models()
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(show_edge=False)
+    for col in ("name", "family", "modality", "input CxTxHxW", "stride", "params (M)", "GFLOPs", "classes"):
+        numeric = col in ("stride", "params (M)", "GFLOPs", "classes")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
+    for r in rows:
+        table.add_row(r["name"], r["family"], r["modality"], r["input_text"], str(r["stride"]),
+                      f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}", str(r["num_classes"]))
+    _wide(120).print(table)
+
+
+from vidact.cli.models_convert import convert  # noqa: E402  (Models II: checkpoint interop)
+
+app.command("convert")(convert)

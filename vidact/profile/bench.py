@@ -1,0 +1,125 @@
+"""Measured speed of a model: forward and forward+backward latency, clips/s and peak memory."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from vidact.errors import UsageError
+
+__all__ = ["BenchResult", "benchmark", "benchmark_arch", "check_device"]
+
+
+@dataclass
+class BenchResult:
+    """Median latencies over ``iters`` runs after ``warmup`` runs, at batch ``batch``."""
+
+    device: str
+    batch: int
+    amp: bool
+    iters: int
+    forward_ms: float
+    train_step_ms: float  # forward + backward
+    forward_clips_per_s: float
+    train_clips_per_s: float
+    peak_memory_mb: float
+    memory_kind: str  # "cuda max allocated" or "process peak RSS"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch.device; a malformed or absent device is a one-line UsageError."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {device!r} (use cpu, cuda or cuda:N)")
+    return dev
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _median_ms(fn, device: torch.device, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def benchmark(model: nn.Module, inputs, device: str | torch.device = "cpu", amp: bool = False,
+              warmup: int = 2, iters: int = 5) -> BenchResult:
+    """Time inference (eval, no grad) and a training step (train mode, backward of the summed logits).
+
+    ``amp`` runs under bf16 autocast. Peak memory is CUDA's max allocated on a GPU and the process's
+    peak resident set size on the CPU (which includes everything the process touched before).
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    batch = tree_flatten(inputs)[0][0].shape[0]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def forward():
+        with torch.no_grad(), _autocast(device, amp):
+            model(inputs)
+
+    def train_step():
+        with _autocast(device, amp):
+            loss = model(inputs).float().sum()
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    model.eval()
+    forward_ms = _median_ms(forward, device, warmup, iters)
+    model.train()
+    train_ms = _median_ms(train_step, device, warmup, iters)
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+    return BenchResult(str(device), batch, amp, iters, forward_ms, train_ms, 1000 * batch / forward_ms,
+                       1000 * batch / train_ms, peak, kind)
+
+
+def benchmark_arch(arch: str, frames: int | None = None, size: int | None = None, batch: int = 1,
+                   num_classes: int | None = None, device: str = "cpu", amp: bool = False,
+                   warmup: int = 2, iters: int = 5, **model_kwargs) -> BenchResult:
+    """Build ``arch`` with random weights on ``device`` and :func:`benchmark` it at its default input."""
+    from vidact.models.registry import get_entry
+
+    entry = get_entry(arch)
+    check_device(device)
+    kwargs = {**entry.defaults, **model_kwargs}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    torch.manual_seed(0)
+    model = entry.builder(**kwargs)
+    inputs = entry.example_input(batch, frames, size, device=device)
+    return benchmark(model, inputs, device, amp, warmup, iters)
