@@ -316,6 +316,8 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
         raise UsageError("no data: pass --data LISTS/ (a folder with classes.txt and train.csv)")
     splits = load_dataset_dir(cfg.data)
     train_samples = splits.split("train")
+    if not train_samples:
+        raise UsageError(f"{Path(cfg.data) / 'train.csv'}: no samples listed")
     val_samples = splits.splits.get(cfg.val_split) or []
     common = dict(modality=inp.modality, num_frames=inp.frames, stride=inp.stride, crop_size=inp.size,
                   flow_root=cfg.flow_root or None, data_root=cfg.data if cfg.flow_root else None, seed=cfg.seed)
@@ -364,7 +366,10 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
         restore_state(state, ckpt, last)
     resumed_from = state.epoch if state.epoch or state.batch_in_epoch else None
     if main:
-        run.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
+            raise UsageError(f"{run}: cannot create the run folder: {exc.strerror or exc}") from None
         atomic_write_text(run / "config.toml", to_toml(cfg))
     log = MetricsLog(run, resume_epoch=resumed_from) if main else None
 
@@ -416,9 +421,10 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
                 save_checkpoint(last, **fields)
                 if is_best:
                     save_checkpoint(run / BEST, **fields)
-                plot_curves(run)
     if log is not None:
         log.close()
+    if main:
+        plot_curves(run)
     final = history[-1] if history else {}
     summary.update({
         "seconds": time.perf_counter() - started, "iterations": state.iteration,
@@ -426,6 +432,8 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
         "best_val_top1": state.best_top1 if state.best_top1 >= 0 else None,
         "clips_per_s": final.get("clips_per_s"), "last": str(last),
         "best": str(run / BEST) if (run / BEST).is_file() else None, "history": history,
+        # reads of unreadable videos that were replaced by other samples (each logged once)
+        "unreadable_samples": sum(getattr(ds, "skipped", 0) for ds in (data.train_set, data.val_set) if ds is not None),
     })
     return summary
 
