@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
 
 
 def train(
@@ -52,11 +52,17 @@ def train(
                       size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
                       device=device, seed=seed, deterministic=deterministic)
     summary = run_training(cfg, resume=resume)
+    failed = summary.get("unreadable_samples", 0)
+    if failed:  # partial failure: each bad video was named once above, the rest trained
+        err_console.print(f"warning: {failed} reads of unreadable videos were replaced by other samples; "
+                          f"vidact data check {cfg.data} lists every problem", highlight=False, markup=False,
+                          soft_wrap=True)
     if json_out:
         print_json(summary)
-        return
-    top1 = summary["best_val_top1"]
-    out_console.print(f"trained {summary['arch']} for {summary['epochs']} epochs in {summary['seconds']:.0f} s: "
-                      f"final loss {summary['final_train_loss']:.3f}"
-                      + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
-                      + f"; checkpoints in {summary['run']}")
+    else:
+        top1 = summary["best_val_top1"]
+        out_console.print(f"trained {summary['arch']} for {summary['epochs']} epochs in {summary['seconds']:.0f} s: "
+                          f"final loss {summary['final_train_loss']:.3f}"
+                          + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
+                          + f"; checkpoints in {summary['run']}")
+    finish(1 if failed else 0)
