@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
 
 DEFAULT_COMMAND = "checkpoint"
 
@@ -56,8 +56,14 @@ def evaluate(
     report = evaluate_checkpoint(checkpoint, data, split=split, clips=clips, crops=crops, batch_size=batch_size,
                                  workers=workers, device=device, method=aggregation, out_dir=out,
                                  save_scores=save_scores)
+    failed = report["unreadable_videos"]
+    if failed:  # partial failure: each unreadable video was named above and left out of every metric
+        err_console.print(f"warning: {failed} unreadable videos left out of the metrics; "
+                          f"vidact data check {report['data']} lists every problem", highlight=False, markup=False,
+                          soft_wrap=True)
     if json_out:
         print_json(report)
+        finish(1 if failed else 0)
         return
     table = Table(title=f"{report['arch']} on {report['split']} ({report['videos']} videos, "
                         f"{report['clips']}x{report['crops']} views, {report['aggregation']})")
@@ -71,6 +77,7 @@ def evaluate(
                       f"mean class accuracy {_pct(report['mean_class_accuracy'])}")
     out_console.print(f"confusion matrix: {report['confusion_png']}"
                       + (f"; scores: {report['scores']}" if report.get("scores") else ""))
+    finish(1 if failed else 0)
 
 
 @app.command("fuse")

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 partial failure (some inputs failed, the rest are done)
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -69,6 +70,20 @@ def _register() -> None:
 _register()
 
 
+class _StderrLineHandler(logging.Handler):
+    """Library log records (``vidact.*``, warnings and up) as one ``warning: ...`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"{record.levelname.lower()}: {record.getMessage()}", highlight=False, markup=False,
+                          soft_wrap=True)
+
+
+def _route_library_logs() -> None:
+    log = logging.getLogger("vidact")
+    if not any(isinstance(h, _StderrLineHandler) for h in log.handlers):
+        log.addHandler(_StderrLineHandler(logging.WARNING))
+
+
 def _debug() -> bool:
     return os.environ.get("VIDACT_DEBUG") == "1" or "--debug" in sys.argv[1:]
 
@@ -80,6 +95,7 @@ def _is_usage_error(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the app, map errors to one line and an exit code."""
+    _route_library_logs()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="vidact")
         code = rv if isinstance(rv, int) else 0

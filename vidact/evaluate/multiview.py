@@ -116,6 +116,29 @@ def collect_view_scores(model: nn.Module, loader, device: torch.device, *, amp: 
                       torch.cat(views).numpy())
 
 
+def drop_replaced_views(scores: ViewScores) -> ViewScores:
+    """Keep the first row of every (video, view) pair.
+
+    The dataset stands in another video's view for an unreadable one; that stand-in repeats a
+    view the other video already has, so dropping repeats leaves only the readable videos, each
+    view once, and the unreadable video out of every metric.
+    """
+    pairs = np.stack([scores.video, scores.view], axis=1)
+    _, first = np.unique(pairs, axis=0, return_index=True)
+    keep = np.sort(first)
+    return ViewScores(scores.logits[keep], scores.labels[keep], scores.video[keep], scores.view[keep],
+                      scores.classes, scores.meta)
+
+
+def _writable_folder(folder: Path) -> Path:
+    """Create ``folder`` now, so a bad output path fails before the evaluation, not after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot create the output folder: {exc.strerror or exc}") from None
+    return folder
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -176,6 +199,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     if clips < 1 or crops < 1:
         raise UsageError(f"--clips and --crops must be at least 1, got {clips} and {crops}")
     checkpoint = Path(checkpoint)
+    out_dir = _writable_folder(Path(out_dir) if out_dir else checkpoint.parent)
+    if save_scores:
+        _writable_folder(Path(save_scores).parent)
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
     data = Path(data or cfg.get("data") or "")
@@ -196,14 +222,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
     with make_progress(disable=None if progress is not False else True) as bar:
         task = bar.add_task(f"eval {split} {clips}x{crops}", total=len(dataset), status="")
-        scores = collect_view_scores(model, loader, dev, amp=amp, on_batch=lambda n: bar.advance(task, n))
+        scores = drop_replaced_views(collect_view_scores(model, loader, dev, amp=amp,
+                                                         on_batch=lambda n: bar.advance(task, n)))
     scores.classes = list(splits.classes)
     scores.meta = {"arch": ckpt["arch"], "checkpoint": str(checkpoint), "data": str(data), "split": split,
                    "clips": clips, "crops": crops, "modality": inp.modality}
     report = evaluate_scores(scores, splits.classes, method)
     report.update({"checkpoint": str(checkpoint), "arch": ckpt["arch"], "data": str(data), "split": split,
-                   "clips": clips, "crops": crops, "skipped": dataset.skipped})
-    out_dir = Path(out_dir) if out_dir else checkpoint.parent
+                   "clips": clips, "crops": crops, "skipped": dataset.skipped,
+                   "unreadable_videos": len(dataset.samples) - report["videos"]})
     report["confusion_png"] = str(plot_confusion(
         np.array(report["confusion"]), splits.classes, out_dir / "confusion.png",
         title=f"{ckpt['arch']} {split} {clips}x{crops}: video top-1 {100 * report['video_top1']:.1f}%"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,12 +20,45 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(dest: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left next to ``dest``; returns them.
+
+    Temporary names carry the writer's pid (``.NAME.PID.XXXX.tmp``); only files whose writer
+    is no longer running are removed, so a concurrent live writer is never disturbed.
+    """
+    dest = Path(dest)
+    pattern = re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\.[^.]+\.tmp$")
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(dest.parent):
+            m = pattern.match(entry.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_running(int(m.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary file path next to ``dest``; rename it to ``dest`` on success."""
+    """Yield a temporary file path next to ``dest``; rename it to ``dest`` on success.
+
+    Leftovers of earlier writers of ``dest`` that were killed are removed first.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    remove_stale_temps(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
