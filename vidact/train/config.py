@@ -63,6 +63,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     workers: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
     multigrid: str = "none"
     # validation, logging, reproducibility
     val_split: str = "val"
@@ -84,7 +85,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("frames", "size", "stride", "num_classes", "workers"):
+        for name in ("frames", "size", "stride", "num_classes", "workers", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -343,6 +343,8 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     run = Path(cfg.out)
     main = D.is_main_process()
     seed_everything(cfg.seed, cfg.deterministic)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
     check_amp(cfg.amp, device)
     inp = resolve_input(cfg)
