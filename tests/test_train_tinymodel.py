@@ -112,3 +112,18 @@ def run_fake_training(out: str, epochs: int, resume: bool) -> None:
 
     torch.set_num_threads(1)
     fit(fake_config(out, epochs=epochs), fake_data(), resume=resume, progress=False)
+
+
+def make_checkpoint(path, classes: list[str], *, frames: int = 4, size: int = 16, stride: int = 2, seed: int = 0):
+    """An untrained ``tiny3d`` checkpoint for ``classes`` (eval/predict tests need no training)."""
+    from vidact.train.checkpoint import save_checkpoint
+    from vidact.train.config import load_config
+
+    register_tiny()
+    torch.manual_seed(seed)
+    cfg = load_config(arch=TINY, frames=frames, size=size, stride=stride, dropout=0.0)
+    model = Tiny3d(num_classes=len(classes), dropout=0.0)
+    inp = {"modality": "rgb", "channels": 3, "frames": frames, "size": size, "stride": stride}
+    save_checkpoint(path, arch=TINY, classes=list(classes), config=cfg.to_dict(), input=inp,
+                    model=model.state_dict(), epoch=0, iteration=0)
+    return path

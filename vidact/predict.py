@@ -54,6 +54,8 @@ def predict_video(checkpoint: str | Path, video: str | Path, *, topk: int = 5, w
     if window is not None and window <= 0:
         raise UsageError(f"--window must be a positive number of seconds, got {window}")
     checkpoint, video = Path(checkpoint), Path(video)
+    if not video.is_file():
+        raise UsageError(f"{video}: video file not found")
     ckpt = load_checkpoint(checkpoint)
     dev = select_device(device)
     model, inp = model_from_checkpoint(ckpt, checkpoint, dev)

@@ -1,0 +1,76 @@
+"""vidact predict: top-k classes for a video file, whole and per time window."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from test_train_tinymodel import make_checkpoint, one_thread  # noqa: F401 (fixture)
+from vidact.predict import predict_video, window_ranges
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CLASSES = ["move_left", "move_right", "move_up", "move_down"]
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return make_checkpoint(tmp_path / "tiny.pt", CLASSES)
+
+
+@pytest.fixture
+def video(synth_dir):
+    return synth_dir / "videos" / "move_up" / "move_up_0003.mp4"
+
+
+def test_window_ranges_cover_the_video():
+    assert window_ranges(16, 25.0, 0.2) == [(0, 5), (5, 10), (10, 15), (15, 16)]
+    assert window_ranges(10, 25.0, 10.0) == [(0, 10)]
+
+
+def test_predict_whole_video_matches_the_model(ckpt, video):
+    from vidact.data import sampling
+    from vidact.data import transforms as T
+    from vidact.io.video import decode_frames
+    from vidact.train.checkpoint import load_checkpoint
+    from vidact.train.engine import model_from_checkpoint
+
+    result = predict_video(ckpt, video, topk=4, clips=2, device="cpu")
+    probs = [t["prob"] for t in result["top"]]
+    assert sorted(t["class"] for t in result["top"]) == sorted(CLASSES)
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert result["frames"] == 16 and result["aggregation"] == "softmax-mean"
+
+    # Same answer computed by hand: two uniform clips, scaled and centre-cropped, softmax, mean.
+    model, inp = model_from_checkpoint(load_checkpoint(ckpt), ckpt, torch.device("cpu"))
+    clips = []
+    for idx in sampling.uniform_clips(16, inp.frames, inp.stride, 2):
+        x = torch.from_numpy(decode_frames(str(video), idx)).permute(3, 0, 1, 2)
+        clips.append(T.normalize(T.crop_at(T.short_side_scale(x, inp.size), inp.size, 0.5, 0.5),
+                                 T.RGB_MEAN, T.RGB_STD))
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.stack(clips)), 1).mean(0).numpy()
+    got = np.array([next(t["prob"] for t in result["top"] if t["label"] == k) for k in range(4)])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_predict_cli_windows(cli, ckpt, video):
+    r = cli("predict", ckpt, video, "--topk", "2", "--window", "0.2", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["top"]) == 2 and len(out["windows"]) == 4
+    assert [w["start"] for w in out["windows"]] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert all(len(w["top"]) == 2 and w["top"][0]["prob"] >= w["top"][1]["prob"] for w in out["windows"])
+    r = cli("predict", ckpt, video, "--topk", "1")
+    assert r.exit_code == 0 and r.stdout.startswith(f"{video}: ")
+
+
+def test_predict_errors(cli, ckpt, video, tmp_path):
+    r = cli("predict", ckpt, tmp_path / "none.mp4")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.mp4'}: video file not found"
+    r = cli("predict", tmp_path / "none.pt", video)
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: checkpoint not found"
+    r = cli("predict", ckpt, video, "--window", "0")
+    assert r.exit_code == 2 and "--window must be a positive number of seconds" in r.stderr
