@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -17,18 +19,22 @@ def _wide(width: int) -> Console:
 
 
 @app.callback(invoke_without_command=True)
-def models(ctx: typer.Context, json_out: bool = JSON_OPTION) -> None:
+def models(
+    ctx: typer.Context,
+    family: Optional[str] = typer.Option(None, "--family", help="Only this family (e.g. i3d, c3d, karpathy)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
     """List every architecture: default input (C, T, H, W, frame stride), parameters and GFLOPs.
 
     GFLOPs are multiply-adds for one view at batch 1, counted on the meta device.
 
-    Example: vidact models --json
+    Example: vidact models --family i3d --json
     """
     if ctx.invoked_subcommand is not None:
         return
     from vidact.profile.flops import summarize_models
 
-    rows = summarize_models()
+    rows = summarize_models(family=family)
     if json_out:
         print_json(rows)
         return

@@ -118,6 +118,7 @@ class _OpCounter(TorchDispatchMode):
         super().__init__()
         self.report = report
         self.stack = stack
+        self._buckets: dict = {}  # op -> bucket name, decided once per op
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -142,7 +143,9 @@ class _OpCounter(TorchDispatchMode):
             r.macs_by_op[name] = r.macs_by_op.get(name, 0) + macs
             self._charge(macs=macs, activations=acts)
             return
-        bucket = self._bucket(func, name)
+        if func not in self._buckets:
+            self._buckets[func] = self._bucket(func, name)
+        bucket = getattr(r, self._buckets[func])
         if bucket is r.data_movement or bucket is r.not_counted:  # these list calls, not elements
             bucket[name] = bucket.get(name, 0) + 1
             return
@@ -150,19 +153,19 @@ class _OpCounter(TorchDispatchMode):
         bucket[name] = bucket.get(name, 0) + n
         self._charge(elements=n)
 
-    def _bucket(self, func, name: str) -> dict:
-        r = self.report
+    @staticmethod
+    def _bucket(func, name: str) -> str:
         if any(w in name for w in NORM_WORDS):
-            return r.norm
+            return "norm"
         if "pool" in name:
-            return r.pooling
+            return "pooling"
         if func.is_view or name in DATA_MOVEMENT:
-            return r.data_movement
+            return "data_movement"
         if torch.Tag.pointwise in func.tags:
-            return r.pointwise
+            return "pointwise"
         if torch.Tag.reduction in func.tags or "softmax" in name or name in ("logsumexp", "norm", "cumsum"):
-            return r.reduction
-        return r.not_counted
+            return "reduction"
+        return "not_counted"
 
 
 def _input_shapes(inputs) -> list[tuple[int, ...]]:
@@ -240,13 +243,20 @@ def _human(n: float) -> str:
 
 
 
-def summarize_models(names: list[str] | None = None) -> list[dict]:
-    """One row per registered architecture: default input, parameters, GFLOPs (one view, batch 1)."""
+def summarize_models(names: list[str] | None = None, family: str | None = None) -> list[dict]:
+    """One row per registered architecture (of ``family``): default input, parameters, GFLOPs (one view)."""
+    from vidact.errors import UsageError
     from vidact.models.registry import get_entry, model_names
 
+    entries = [get_entry(name) for name in names or model_names()]
+    if family is not None:
+        families = sorted({e.family for e in entries})
+        entries = [e for e in entries if e.family == family]
+        if not entries:
+            raise UsageError(f"unknown family {family!r}; known: {', '.join(families)}")
     rows = []
-    for name in names or model_names():
-        entry = get_entry(name)
+    for entry in entries:
+        name = entry.name
         report = profile_arch(name)
         shapes = [s[1:] for s in report.input_shapes]
         spec = entry.input
