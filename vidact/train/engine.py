@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from vidact.errors import CheckpointError, UsageError
 from vidact.evaluate.multiview import _to_device, autocast, collect_view_scores
@@ -189,14 +189,13 @@ class EpochBatchSampler(Sampler[list[int]]):
 
 
 def make_loader(dataset: Dataset, *, batch_size: int = 1, batch_sampler=None, workers: int = 0,
-                seed: int = 0, device: torch.device | None = None) -> DataLoader:
-    """A DataLoader over ``batch_sampler`` (or fixed ``batch_size`` in order); worker seeds from ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    kwargs = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size,
-                                                                                  "shuffle": False}
-    return DataLoader(dataset, num_workers=workers, generator=g,
-                      pin_memory=device is not None and device.type == "cuda",
-                      persistent_workers=False, **kwargs)
+                seed: int = 0, device: torch.device | None = None, train: bool = False):
+    """``build_loader`` over ``batch_sampler`` (or fixed-size batches in order); workers seeded from ``seed``."""
+    from vidact.data.loader import build_loader
+
+    return build_loader(dataset, batch_size, train=train and batch_sampler is None, workers=workers,
+                        batch_sampler=batch_sampler, seed=seed, drop_last=False,
+                        pin_memory=device is not None and device.type == "cuda")
 
 
 # --------------------------------------------------------------------------- state and one epoch
@@ -394,12 +393,15 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
             if log is not None and (rec["batch"] % cfg.log_every == 0 or rec["batch"] == iters_per_epoch):
                 log.log({"kind": "train", **rec})
 
+        # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
+        loader = make_loader(data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed,
+                             device=device, train=True)
+        val_loader = None if data.val_set is None else make_loader(
+            data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
         for epoch in range(state.epoch, cfg.epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
             if hasattr(data.train_set, "set_epoch"):
                 data.train_set.set_epoch(epoch)
-            loader = make_loader(data.train_set, batch_sampler=batches, workers=cfg.workers,
-                                 seed=cfg.seed * 7919 + epoch, device=device)
             stats = train_one_epoch(state, loader, epoch=epoch, iters_per_epoch=iters_per_epoch, lr_at=lr_at,
                                     device=device, cfg=cfg, criterion=criterion, on_step=on_step)
             state.epoch, state.batch_in_epoch = epoch + 1, 0
@@ -407,8 +409,6 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
                       "seconds": stats["seconds"]}
             is_best = False
             if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-                val_loader = make_loader(data.val_set, batch_size=cfg.batch_size, workers=cfg.workers,
-                                         seed=cfg.seed, device=device)
                 val = validate(state.model, val_loader, device, cfg)
                 record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
                 if log is not None:
