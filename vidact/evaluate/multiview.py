@@ -212,6 +212,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     dev = select_device(device)
     model, inp = model_from_checkpoint(ckpt, checkpoint, dev)
     flow_root = cfg.get("flow_root") or None
+    if not splits.split(split):
+        raise UsageError(f"{data / (split + '.csv')}: no samples listed")
     try:
         dataset = VideoClipDataset(splits.split(split), modality=inp.modality, num_frames=inp.frames,
                                    stride=inp.stride, crop_size=inp.size, train=False, num_clips=clips,

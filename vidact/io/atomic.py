@@ -20,6 +20,9 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # what atomic_path names its temporary files
+
+
 def _pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -30,18 +33,16 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(dest: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writers left next to ``dest``; returns them.
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder``; returns them.
 
     Temporary names carry the writer's pid (``.NAME.PID.XXXX.tmp``); only files whose writer
     is no longer running are removed, so a concurrent live writer is never disturbed.
     """
-    dest = Path(dest)
-    pattern = re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\.[^.]+\.tmp$")
     removed = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.scandir(dest.parent):
-            m = pattern.match(entry.name)
+        for entry in os.scandir(folder):
+            m = _TEMP_NAME.match(entry.name)
             if m and int(m.group(1)) != os.getpid() and not _pid_running(int(m.group(1))):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -53,11 +54,11 @@ def remove_stale_temps(dest: str | Path) -> list[Path]:
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary file path next to ``dest``; rename it to ``dest`` on success.
 
-    Leftovers of earlier writers of ``dest`` that were killed are removed first.
+    Leftovers of killed writers in the same folder are removed first.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dest)
+    remove_stale_temps(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
