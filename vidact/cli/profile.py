@@ -53,14 +53,15 @@ def _print_report(arch: str, report, bench) -> None:
         out_console.print(f"{key:26s} {value}", highlight=False, markup=False, soft_wrap=True)
     if bench is not None:
         table = Table(title=f"measured on {bench.device} (batch {bench.batch}, "
-                            f"{'bf16 autocast' if bench.amp else 'fp32'}, median of {bench.iters})",
+                            f"{'bf16 autocast' if bench.amp else 'fp32'}, {bench.threads} threads, "
+                            f"median of {bench.iters})",
                       show_edge=False)
         for col in ("forward ms", "fwd+bwd ms", "inference clips/s", "training clips/s",
                     f"peak MiB ({bench.memory_kind})"):
             table.add_column(col, justify="right")
         table.add_row(f"{bench.forward_ms:.1f}", f"{bench.train_step_ms:.1f}", f"{bench.forward_clips_per_s:.2f}",
                       f"{bench.train_clips_per_s:.2f}", f"{bench.peak_memory_mb:.0f}")
-        out_console.print(table)
+        _wide(140).print(table)
 
 
 def profile(
@@ -76,6 +77,7 @@ def profile(
     bench: bool = typer.Option(False, "--bench", help="Also measure forward / forward+backward latency."),
     amp: bool = typer.Option(False, "--amp", help="Measure under bf16 autocast."),
     iters: int = typer.Option(5, "--iters", min=1, help="Timed iterations for --bench."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for --bench (default: torch's)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Count an architecture's parameters and FLOPs (multiply-adds, on the meta device); --bench times it.
@@ -92,7 +94,8 @@ def profile(
     report = profile_arch(arch, frames, size, batch, num_classes, views=n_views)
     result = None
     if bench:
-        result = benchmark_arch(arch, frames, size, batch, num_classes, device=device, amp=amp, iters=iters)
+        result = benchmark_arch(arch, frames, size, batch, num_classes, device=device, amp=amp, iters=iters,
+                                threads=threads)
     if json_out:
         doc = {"arch": arch, **report.to_dict()}
         if not per_layer:

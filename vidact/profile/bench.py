@@ -31,6 +31,7 @@ class BenchResult:
     train_clips_per_s: float
     peak_memory_mb: float
     memory_kind: str  # "cuda max allocated" or "process peak RSS"
+    threads: int = 1  # torch CPU threads during the run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,13 +106,16 @@ def benchmark(model: nn.Module, inputs, device: str | torch.device = "cpu", amp:
     else:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
     return BenchResult(str(device), batch, amp, iters, forward_ms, train_ms, 1000 * batch / forward_ms,
-                       1000 * batch / train_ms, peak, kind)
+                       1000 * batch / train_ms, peak, kind, torch.get_num_threads())
 
 
 def benchmark_arch(arch: str, frames: int | None = None, size: int | None = None, batch: int = 1,
                    num_classes: int | None = None, device: str = "cpu", amp: bool = False,
-                   warmup: int = 2, iters: int = 5, **model_kwargs) -> BenchResult:
-    """Build ``arch`` with random weights on ``device`` and :func:`benchmark` it at its default input."""
+                   warmup: int = 2, iters: int = 5, threads: int | None = None, **model_kwargs) -> BenchResult:
+    """Build ``arch`` with random weights on ``device`` and :func:`benchmark` it at its default input.
+
+    ``threads`` sets torch's CPU thread count for the run (restored afterwards).
+    """
     from vidact.models.registry import get_entry
 
     entry = get_entry(arch)
@@ -122,4 +126,12 @@ def benchmark_arch(arch: str, frames: int | None = None, size: int | None = None
     torch.manual_seed(0)
     model = entry.builder(**kwargs)
     inputs = entry.example_input(batch, frames, size, device=device)
-    return benchmark(model, inputs, device, amp, warmup, iters)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"threads must be at least 1, not {threads}")
+        torch.set_num_threads(threads)
+    try:
+        return benchmark(model, inputs, device, amp, warmup, iters)
+    finally:
+        torch.set_num_threads(previous)
