@@ -77,11 +77,11 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
             y = F.batch_norm(x.reshape(n // k, k * c, *x.shape[2:]), mean, var, None, None, True, 1.0, self.eps)
             counts = torch.full((k,), float(n // k * per_sample), device=x.device, dtype=stat_dtype)
             return y.reshape(x.shape), mean.view(k, c), var.view(k, c), counts
-        owner = self._split_of_sample(n, k).to(x.device)
+        owner = self._split_of_sample(n, k)  # on the CPU: no device sync, works on the meta device too
         y = torch.empty_like(x)
         means, variances, counts = [], [], []
         for split in range(k):
-            idx = torch.nonzero(owner == split).flatten()
+            idx = torch.nonzero(owner == split).flatten().to(x.device)
             mean = torch.zeros(c, device=x.device, dtype=stat_dtype)
             var = torch.ones(c, device=x.device, dtype=stat_dtype)
             y = y.index_copy(0, idx, F.batch_norm(x.index_select(0, idx), mean, var, None, None, True, 1.0, self.eps))
