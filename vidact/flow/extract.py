@@ -1,0 +1,331 @@
+"""``vidact flow extract``: TV-L1 flow of every video (or frame folder) into ``OUT/<relpath>/``.
+
+Each input is one job of :func:`vidact.utils.jobs.run_video_jobs` (atomic folder, resume,
+``failures.txt``). With one worker, a background thread decodes the next inputs while the
+current one is solved. Scale-out: ``--shard i/n``; ``--workers`` CPU processes; on CUDA one
+process per visible GPU, or one per rank under ``torchrun`` (LOCAL_RANK / RANK / WORLD_SIZE),
+each taking its own slice of the work list.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+import queue
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vidact import __version__
+from vidact.data.extract_frames import collect_jobs
+from vidact.errors import UsageError, VideoDecodeError
+from vidact.flow.tvl1 import TVL1Params
+from vidact.io import flowio
+from vidact.io.frames import count_frames, read_frames
+from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
+from vidact.utils.jobs import JobReport, VideoJob, failures_name, output_rel, run_video_jobs, write_failures
+from vidact.utils.shard import take_shard
+
+BACKENDS = ("torch", "opencv")
+FORMATS = ("jpg", "npz")
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How every input becomes flow."""
+
+    backend: str = "torch"
+    device: str = "cpu"
+    batch: int = 8  # frame pairs per solver call
+    short_side: int | None = None
+    bound: float = flowio.DEFAULT_BOUND
+    fmt: str = "jpg"
+    quality: int = flowio.DEFAULT_QUALITY
+    compile: bool | str = "auto"
+    params: TVL1Params = field(default_factory=TVL1Params)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {self.batch}")
+        if not self.bound > 0:
+            raise UsageError(f"--bound must be > 0, got {self.bound}")
+        if self.short_side is not None and self.short_side < 16:
+            raise UsageError(f"--short-side must be >= 16, got {self.short_side}")
+        if self.backend == "opencv" and not self.device.startswith("cpu"):
+            raise UsageError("--backend opencv runs on the CPU only; use --backend torch for --device cuda")
+        if not self.device.startswith(("cpu", "cuda")):
+            raise UsageError(f"--device must be cpu or cuda[:k], got {self.device!r}")
+
+
+# --------------------------------------------------------------------------- inputs
+def is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and count_frames(path) > 0
+
+
+def collect_flow_jobs(src: str | Path, list_path: str | Path | None = None) -> list[VideoJob]:
+    """Videos and frame folders to process: ``src`` itself, those under it, or those listed."""
+    src = Path(src)
+    if is_frame_folder(src) and list_path is None:
+        return [VideoJob(src, src.name)]
+    if src.is_dir() and list_path is None:
+        folders = sorted(Path(d) for d, _, files in os.walk(src) if any(f.startswith("img_") for f in files))
+        folders = [f for f in folders if is_frame_folder(f)]
+        if folders:
+            return [VideoJob(f, output_rel(f, src)) for f in folders]
+    return collect_jobs(src, list_path)[0]
+
+
+def load_frames(src: str | Path, short_side: int | None = None) -> np.ndarray:
+    """All frames of a video file or frame folder as (T, H, W, 3) uint8 RGB, T >= 2."""
+    import cv2
+
+    src = Path(src)
+    if src.is_dir():
+        n = count_frames(src)
+        if n == 0:
+            raise VideoDecodeError(src, "no frames (img_*.jpg) in folder")
+        frames = read_frames(src, range(n))
+        size = short_side_size(frames.shape[2], frames.shape[1], short_side)
+        if size is not None:
+            frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    else:
+        info = probe(src, count_frames=False)
+        frames_list = list(iter_frames(src, size=short_side_size(info.width, info.height, short_side)))
+        if not frames_list:
+            raise VideoDecodeError(src, "no decodable video frames")
+        if info.num_frames > len(frames_list) + TAIL_SLACK:
+            raise VideoDecodeError(src, f"truncated: decoded {len(frames_list)} of {info.num_frames} frames")
+        frames = np.stack(frames_list)
+    if len(frames) < 2:
+        raise VideoDecodeError(src, f"flow needs at least 2 frames, got {len(frames)}")
+    return frames
+
+
+# --------------------------------------------------------------------------- solving
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_ESTIMATORS: dict[FlowOptions, Estimator] = {}  # one per process, so a compiled solver is reused
+
+
+def make_estimator(options: FlowOptions) -> Estimator:
+    """``estimate(frames0, frames1) -> (N, 2, H, W)`` float32 numpy for the chosen backend."""
+    if options in _ESTIMATORS:
+        return _ESTIMATORS[options]
+    if options.backend == "opencv":
+        from vidact.flow.opencv import OpenCVTVL1
+
+        estimator: Estimator = OpenCVTVL1(options.params)
+    else:
+        import torch
+
+        from vidact.flow.tvl1 import TVL1
+
+        if options.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is visible to torch")
+        solver = TVL1(options.params, device=options.device, compile=options.compile)
+
+        def estimator(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+            return solver(f0, f1).cpu().numpy()
+
+    _ESTIMATORS[options] = estimator
+    return estimator
+
+
+def compute_flows(frames: np.ndarray, estimate: Estimator, batch: int) -> np.ndarray:
+    """Flow k from frame k to k+1 for all consecutive pairs: (T-1, 2, H, W) float32."""
+    pairs = len(frames) - 1
+    out = [estimate(frames[i:min(i + batch, pairs)], frames[i + 1:min(i + batch, pairs) + 1])
+           for i in range(0, pairs, batch)]
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.ndarray) -> dict:
+    """Everything a reader needs to know about one output folder (``flow.json``)."""
+    return {
+        "algorithm": "tv-l1",
+        "backend": options.backend,
+        "device": options.device if options.backend == "torch" else "cpu",
+        "params": options.params.to_dict(),
+        "format": options.fmt,
+        "bound": float(options.bound),
+        "quantization": "q = round(255 * (clip(f, -B, B) + B) / (2B)), zero -> 128" if options.fmt == "jpg" else None,
+        "jpeg_quality": options.quality if options.fmt == "jpg" else None,
+        "index_base": 1,
+        "prefix": flowio.DEFAULT_PREFIX,
+        "digits": flowio.DEFAULT_DIGITS,
+        "ext": "jpg",
+        "flow_direction": "flow k: frame k -> frame k+1",
+        "num_frames": int(num_frames),
+        "num_flows": int(flows.shape[0]),
+        "height": int(flows.shape[2]),
+        "width": int(flows.shape[3]),
+        "short_side": options.short_side,
+        "source": str(src),
+        "vidact_version": __version__,
+    }
+
+
+def write_flow_folder(dest: Path, flows: np.ndarray, options: FlowOptions, src: Path, num_frames: int) -> None:
+    """Write flows (JPEG pairs or flow.npz) and the manifest into ``dest``."""
+    if options.fmt == "npz":
+        flowio.write_flow_npz(dest, flows)
+    else:
+        flowio.write_flow_jpgs(dest, flows, bound=options.bound, quality=options.quality)
+    flowio.write_manifest(dest, flow_manifest(options, src, num_frames, flows))
+
+
+def process_input(src: Path, staging: Path, options: FlowOptions, frames: np.ndarray | None = None) -> None:
+    """One job: decode (unless ``frames`` are given), solve all pairs, write the folder."""
+    if frames is None:
+        frames = load_frames(src, options.short_side)
+    flows = compute_flows(frames, make_estimator(options), options.batch)
+    write_flow_folder(staging, flows, options, src, len(frames))
+
+
+class Prefetcher:
+    """Decode the inputs of ``jobs`` in a background thread, up to ``depth`` ahead of the solver."""
+
+    def __init__(self, jobs: list[VideoJob], short_side: int | None, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(jobs, short_side), daemon=True)
+        self._thread.start()
+
+    def _run(self, jobs: list[VideoJob], short_side: int | None) -> None:
+        for job in jobs:
+            try:
+                item = (job.src, load_frames(job.src, short_side), None)
+            except Exception as exc:  # handed to the consumer, which reports it for this input
+                item = (job.src, None, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set():
+                return
+
+    def get(self, src: Path) -> np.ndarray:
+        """The frames of ``src``; inputs the runner never asked for (none in practice) are dropped."""
+        while True:
+            got, frames, exc = self._queue.get()
+            if Path(got) == Path(src):
+                break
+        if exc is not None:
+            raise exc
+        return frames
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _process_prefetched(src: Path, staging: Path, options: FlowOptions, prefetcher: Prefetcher) -> None:
+    process_input(src, staging, options, frames=prefetcher.get(src))
+
+
+# --------------------------------------------------------------------------- scale-out
+def combine_shards(shard: tuple[int, int], rank: int, world: int) -> tuple[int, int]:
+    """Slice ``rank`` of ``world`` inside ``--shard i/n``: ``jobs[i::n][rank::world] == jobs[i + n*rank :: n*world]``."""
+    i, n = shard
+    if not 0 <= rank < world:
+        raise UsageError(f"rank {rank} outside world size {world}")
+    return i + n * rank, n * world
+
+
+def torchrun_rank() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) when launched by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return int(os.environ.get("RANK", local) or local), world, local
+
+
+def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: int, failures_file: str,
+               overwrite: bool = False) -> JobReport:
+    """Run ``jobs`` (already sharded) into ``out``; skipped = finished before."""
+    skipped = [j.rel for j in jobs if not overwrite and (out / j.rel).is_dir()]
+    todo = [j for j in jobs if overwrite or not (out / j.rel).is_dir()]
+    if workers > 1 or options.backend == "opencv":
+        process = functools.partial(process_input, options=options)
+        report = run_video_jobs(todo, out, process, workers=workers, description="flow",
+                                failures_file=failures_file, overwrite=True)
+    else:
+        prefetcher = Prefetcher(todo, options.short_side)
+        try:
+            process = functools.partial(_process_prefetched, options=options, prefetcher=prefetcher)
+            report = run_video_jobs(todo, out, process, workers=1, description="flow",
+                                    failures_file=failures_file, overwrite=True)
+        finally:
+            prefetcher.close()
+    report.skipped = skipped
+    return report
+
+
+def _gpu_worker(args: tuple) -> dict:
+    jobs, out, options, failures_file = args
+    return asdict(_run_slice(jobs, out, options, 1, failures_file))
+
+
+def _run_on_gpus(jobs: list[VideoJob], out: Path, options: FlowOptions, shard: tuple[int, int],
+                 n_gpus: int) -> JobReport:
+    """One spawned process per GPU, each with its slice; failures merged into one file."""
+    tasks = []
+    for rank in range(n_gpus):
+        sub = combine_shards(shard, rank, n_gpus)
+        tasks.append((take_shard(jobs, (rank, n_gpus)), out, replace(options, device=f"cuda:{rank}"),
+                      failures_name(sub)))
+    with mp.get_context("spawn").Pool(n_gpus) as pool:
+        parts = pool.map(_gpu_worker, tasks)
+    report = JobReport()
+    for part, task in zip(parts, tasks):
+        report.done += part["done"]
+        report.skipped += part["skipped"]
+        report.failed += [tuple(f) for f in part["failed"]]
+        (out / task[3]).unlink(missing_ok=True)
+    write_failures(out, report.failed, failures_name(shard))
+    return report
+
+
+def extract_flow(
+    src: str | Path,
+    out: str | Path,
+    list_path: str | Path | None = None,
+    options: FlowOptions = FlowOptions(),
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+) -> dict:
+    """Extract TV-L1 flow of every selected input into ``out``; returns the job summary."""
+    out = Path(out)
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    jobs = take_shard(collect_flow_jobs(src, list_path), shard)
+    ranked = torchrun_rank()
+    gpus = 0
+    if options.backend == "torch" and options.device == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if ranked is not None:  # torchrun: this process takes its own slice on its own GPU
+        rank, world, local = ranked
+        shard = combine_shards(shard, rank, world)
+        jobs = take_shard(jobs, (rank, world))
+        if options.device == "cuda":
+            options = replace(options, device=f"cuda:{local}")
+        report = _run_slice(jobs, out, options, workers, failures_name(shard))
+    elif gpus > 1:
+        report = _run_on_gpus(jobs, out, options, shard, gpus)
+    else:
+        report = _run_slice(jobs, out, options, workers, failures_name(shard))
+    name = failures_name(shard)
+    return {**report.to_dict(), "out": str(out), "failures_file": str(out / name) if report.failed else None,
+            "backend": options.backend, "device": options.device, "format": options.fmt}
