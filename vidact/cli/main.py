@@ -55,6 +55,10 @@ def _register() -> None:
 
     app.add_typer(frames.app, name="frames")
 
+    from vidact.cli import flow as flow_cli
+
+    app.add_typer(flow_cli.app, name="flow")
+
     from vidact.cli import models as models_cli, profile as profile_cli
 
     app.add_typer(models_cli.app, name="models")
@@ -65,6 +69,10 @@ def _register() -> None:
     app.command("train")(train_cli.train)
     app.add_typer(eval_cli.app, name="eval")
     app.command("predict")(predict_cli.predict)
+
+    from vidact.cli import x3d as x3d_cli
+
+    app.add_typer(x3d_cli.app, name="x3d")
 
 
 _register()
