@@ -67,7 +67,7 @@ def _print_report(arch: str, report, bench) -> None:
 def profile(
     arch: str = typer.Option(..., "--arch", "-a", help="Registered architecture (see `vidact models`)."),
     frames: Optional[int] = typer.Option(None, "--frames", "-t", min=1, help="Clip length T (default: the model's)."),
-    size: Optional[int] = typer.Option(None, "--size", "-s", min=8, help="Frame height = width (default: the model's)."),
+    size: Optional[int] = typer.Option(None, "--size", "-s", min=8, help="Frame height = width (default: model's)."),
     batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classifier outputs."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Print the per-layer table."),

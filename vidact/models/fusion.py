@@ -9,7 +9,10 @@ One AlexNet-style tower C(96,11,3)-N-P-C(256,5,1)-N-P-C(384,3,1)-C(384,3,1)-C(25
 - ``slow-fusion``: conv1 T=4 stride 2, conv2 and conv3 T=2 stride 2 over a 10-frame clip.
 
 ``multires=True`` adds the paper's fovea (centre crop at full resolution) and context (whole frame at
-half resolution) streams, each a tower without its last pooling layer, concatenated before FC6.
+half resolution) streams, each a tower without its last pooling layer, concatenated before FC6; at the
+paper's 178x178 input both streams end in 7x7x256 maps. The tower's padding (conv1 5, conv2 2, conv3-5 1)
+makes a 170x170 frame end in the same 7x7x256 map; an adaptive pool before FC6 lets any size through,
+and clips shorter than a temporal kernel get their edge frames repeated.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Every 2D kernel of Inception-v1 (GoogLeNet with BatchNorm) becomes a cube: conv1
 stride 2 and the one before Mixed_5b 2x2x2 stride 2. Module names, spatial padding and ceil-mode pooling
 follow torchvision's ``googlenet`` so that :func:`inflate_2d_weights` maps its state dict key by key.
 Default input 64x224x224; ``i3d-flow`` takes 2-channel flow and ``i3d-two-stream`` sums both streams' logits.
+The paper's head (2x7x7 average pool, 1x1x1 logits conv, logits averaged over time) is a global average
+pool and a linear layer here: the same map except that the two end frames are not half-weighted, and any
+clip shape passes through.
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ def load_inflated(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def _two_stream_input(batch: int, frames: int | None, size: int | None) -> list[torch.Tensor]:
+    """RGB and flow clips of the same length (64 frames by default)."""
     t, s = frames or 64, size or 224
     return [torch.randn(batch, 3, t, s, s), torch.randn(batch, 2, t, s, s)]
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidact.models.blocks import FCHead, MaxPool2dMinSize, centre_frame, fit_time, init_conv_linear, scaled, stack_flow
+from vidact.models.blocks import (FCHead, MaxPool2dMinSize, centre_frame, fit_time, init_conv_linear, scaled,
+                                  stack_flow)
 from vidact.models.registry import InputSpec, register_model
 
 __all__ = ["CNNM2048", "SpatialStream", "TemporalStream", "TwoStream",
@@ -129,6 +130,7 @@ class TwoStream(nn.Module):
 
 
 def _two_stream_input(batch: int, frames: int | None, size: int | None) -> list[torch.Tensor]:
+    """One RGB frame and ``frames`` (default L=10) flow fields."""
     s = size or 224
     return [torch.randn(batch, 3, 1, s, s), torch.randn(batch, 2, frames or FLOW_FRAMES, s, s)]
 
