@@ -70,6 +70,10 @@ def _register() -> None:
     app.add_typer(eval_cli.app, name="eval")
     app.command("predict")(predict_cli.predict)
 
+    from vidact.cli import x3d as x3d_cli
+
+    app.add_typer(x3d_cli.app, name="x3d")
+
 
 _register()
 
