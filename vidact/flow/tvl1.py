@@ -337,8 +337,9 @@ class TVL1:
 
     def __call__(self, frames0, frames1) -> torch.Tensor:
         """Flow from each frame of ``frames0`` to the same-index frame of ``frames1``."""
-        i0 = to_gray(frames0).to(self.device)
-        i1 = to_gray(frames1).to(self.device)
+        # Move the frames as they come (uint8 is 4x smaller than float) and convert on the device.
+        i0 = to_gray(torch.as_tensor(frames0).to(self.device, non_blocking=True))
+        i1 = to_gray(torch.as_tensor(frames1).to(self.device, non_blocking=True))
         if i0.shape != i1.shape:
             raise ValueError(f"frame batches differ in shape: {tuple(i0.shape)} vs {tuple(i1.shape)}")
         if min(i0.shape[-2:]) < 3:
