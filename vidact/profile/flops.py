@@ -20,6 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from vidact.errors import UsageError
+
 __all__ = ["FlopReport", "LayerCost", "count_flops", "op_summary", "parse_views", "profile_arch", "shape_text",
            "summarize_models"]
 
@@ -224,7 +226,16 @@ def profile_arch(arch: str, frames: int | None = None, size: int | None = None, 
     with torch.device("meta"):
         model = entry.builder(**kwargs)
         inputs = entry.example_input(batch, frames, size, device="meta")
-    report = count_flops(model, inputs)
+    shapes = shape_text(_input_shapes(inputs))
+    try:
+        report = count_flops(model, inputs)
+    except RuntimeError as exc:  # a kernel larger than what is left of the input, and the like
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"{arch}: input {shapes} is too small for this architecture ({reason})") from None
+    empty = next((layer for layer in report.layers if layer.output_shape and 0 in layer.output_shape), None)
+    if empty is not None:  # the meta device lets pooling shrink a dimension to nothing
+        raise UsageError(f"{arch}: input {shapes} is too small for this architecture "
+                         f"({empty.name} would output {shape_text([empty.output_shape])})")
     report.views = views
     return report
 
@@ -245,7 +256,6 @@ def _human(n: float) -> str:
 
 def summarize_models(names: list[str] | None = None, family: str | None = None) -> list[dict]:
     """One row per registered architecture (of ``family``): default input, parameters, GFLOPs (one view)."""
-    from vidact.errors import UsageError
     from vidact.models.registry import get_entry, model_names
 
     entries = [get_entry(name) for name in names or model_names()]
