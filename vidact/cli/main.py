@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:
                 err_console.print(ctx.get_usage(), highlight=False, markup=False)
-            err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False)
+            err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
         else:
             err_console.print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
