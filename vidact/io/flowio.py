@@ -99,8 +99,11 @@ def write_flow_jpgs(
     for k, flow in enumerate(flows):
         for axis, component in zip("xy", flow):
             path = folder / _jpg_name(prefix, axis, start + k)
-            if not cv2.imwrite(str(path), quantize(component, bound), params):
+            # encode in memory and write from Python: cv2.imwrite crashes on non-UTF-8 paths
+            ok, buf = cv2.imencode(f".{path.suffix.lstrip('.') or 'jpg'}", quantize(component, bound), params)
+            if not ok:
                 raise VidactError(f"{path}: could not write JPEG")
+            path.write_bytes(buf.tobytes())
     return len(flows)
 
 
@@ -163,7 +166,11 @@ def _load_npz(folder: Path) -> np.ndarray:
 def _read_gray(path: Path) -> np.ndarray:
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    try:  # read from Python, decode in memory: cv2.imread crashes on non-UTF-8 paths
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        data = np.empty(0, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if img is None:
         raise VidactError(f"{path}: missing or unreadable flow image")
     return img
