@@ -40,7 +40,7 @@ class FlowOptions:
 
     backend: str = "torch"
     device: str = "cpu"
-    batch: int = 8  # frame pairs per solver call
+    batch: int | None = None  # frame pairs per solver call; None: 1 on CPU, 32 on CUDA
     short_side: int | None = None
     bound: float = flowio.DEFAULT_BOUND
     fmt: str = "jpg"
@@ -53,7 +53,7 @@ class FlowOptions:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be >= 1, got {self.batch}")
         if not self.bound > 0:
             raise UsageError(f"--bound must be > 0, got {self.bound}")
@@ -63,6 +63,13 @@ class FlowOptions:
             raise UsageError("--backend opencv runs on the CPU only; use --backend torch for --device cuda")
         if not self.device.startswith(("cpu", "cuda")):
             raise UsageError(f"--device must be cpu or cuda[:k], got {self.device!r}")
+
+
+    @property
+    def pairs_per_call(self) -> int:
+        if self.batch is not None:
+            return self.batch
+        return 32 if self.device.startswith("cuda") else 1
 
 
 # --------------------------------------------------------------------------- inputs
@@ -185,7 +192,7 @@ def process_input(src: Path, staging: Path, options: FlowOptions, frames: np.nda
     """One job: decode (unless ``frames`` are given), solve all pairs, write the folder."""
     if frames is None:
         frames = load_frames(src, options.short_side)
-    flows = compute_flows(frames, make_estimator(options), options.batch)
+    flows = compute_flows(frames, make_estimator(options), options.pairs_per_call)
     write_flow_folder(staging, flows, options, src, len(frames))
 
 

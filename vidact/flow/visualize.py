@@ -78,7 +78,7 @@ def load_flows_for_show(src: str | Path, max_pairs: int, backend: str = "torch",
 
     frames = load_frames(src)[: max_pairs + 1]
     options = FlowOptions(backend=backend, device=device)
-    return compute_flows(frames, make_estimator(options), options.batch)
+    return compute_flows(frames, make_estimator(options), options.pairs_per_call)
 
 
 def write_flow_image(path: str | Path, flows: np.ndarray, columns: int = 4) -> Path:
