@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import batch_norm, init_weights, res_stage, round_repeats, round_width
+from vidact.models.resnet3d import (PointwiseConv3d, batch_norm, init_weights, res_stage, round_repeats,
+                                    round_width)
 
 STEM_WIDTH = 12  # X2D's stem and res2 width before gamma_w
 STAGE_DEPTHS = (1, 2, 5, 3)  # X2D's blocks per stage before gamma_d
@@ -91,7 +92,7 @@ class X3DHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, dropout: float, width: int = HEAD_WIDTH):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.lin5 = nn.Conv3d(in_channels, width, 1, bias=False)
+        self.lin5 = PointwiseConv3d(in_channels, width)
         self.lin5_relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(width, num_classes)
@@ -123,7 +124,7 @@ class X3D(nn.Module):
                               temporal_kernel_b=3, groups_b=dim_inner, b_act="swish")
             self.add_module(f"res{i + 2}", stage)
             dim_in = dim_out
-        self.conv5 = nn.Conv3d(dim_in, dim_inner, 1, bias=False)
+        self.conv5 = PointwiseConv3d(dim_in, dim_inner)
         self.conv5_bn = batch_norm(dim_inner)
         self.conv5_relu = nn.ReLU(inplace=True)
         self.num_features = head_width
