@@ -22,10 +22,18 @@ def test_short_side_scale_shapes_landscape_and_portrait():
     assert T.short_side_scale(x, 12) is x  # already the right size: untouched
 
 
-def test_short_side_scale_uint8_becomes_float_in_unit_range():
-    x = torch.full((3, 2, 8, 8), 255, dtype=torch.uint8)
-    y = T.short_side_scale(x, 4)
-    assert y.dtype == torch.float32 and torch.allclose(y, torch.ones_like(y))
+def test_short_side_scale_keeps_dtype_and_values_of_a_constant_clip():
+    x = torch.full((3, 2, 8, 8), 200, dtype=torch.uint8)
+    for size in (4, 13):
+        y = T.short_side_scale(x, size)
+        assert y.dtype == torch.uint8 and y.shape == (3, 2, size, size) and bool((y == 200).all())
+    f = T.short_side_scale(torch.full((5, 2, 8, 6), 0.25), 3)  # more than OpenCV's 4 channels
+    assert f.shape == (5, 2, 4, 3) and torch.allclose(f, torch.full_like(f, 0.25))
+
+
+def test_resize_area_average_when_halving():
+    x = torch.tensor([[0.0, 2.0], [4.0, 6.0]]).view(1, 1, 2, 2)
+    assert T.resize(x, 1, 1).item() == pytest.approx(3.0)
 
 
 def test_resize_of_constant_flow_scales_displacements():

@@ -54,6 +54,16 @@ class SpatialParams:
     flip: bool
 
 
+@dataclass(frozen=True)
+class ClipPlan:
+    """One item's recipe: the video, its streams (path, is_flow), frame indices and spatial params."""
+
+    video: int
+    streams: tuple[tuple[str, bool], ...]
+    indices: np.ndarray
+    params: SpatialParams
+
+
 def detect_source(path: str | Path) -> str:
     """``"video"`` for a file, ``"frames"`` for a folder of ``img_*.jpg``, ``"flow"`` for a flow folder."""
     path = Path(path)
@@ -258,38 +268,50 @@ class VideoClipDataset(Dataset):
         short = int(rng.integers(lo, max(lo, hi) + 1))
         return SpatialParams(short, size, float(rng.random()), float(rng.random()), bool(rng.random() < 0.5))
 
+    def crop_offsets(self, p: SpatialParams, height: int, width: int) -> tuple[float, float]:
+        """(top, left) crop fractions for a scaled frame of ``height`` x ``width``."""
+        if self.train:
+            return p.top, p.left
+        return (0.5, p.left) if width >= height else (p.top, 0.5)  # test crops move along the long side
+
     def _transform(self, x: torch.Tensor, p: SpatialParams, is_flow: bool) -> torch.Tensor:
         x = T.short_side_scale(x, p.short_side, is_flow=is_flow)
-        h, w = x.shape[-2:]
-        if self.train:
-            top, left = p.top, p.left
-        elif w >= h:  # test crops move along the long side only
-            top, left = 0.5, p.left
-        else:
-            top, left = p.top, 0.5
-        x = T.crop_at(x, p.crop_size, top, left)
+        x = T.crop_at(x, p.crop_size, *self.crop_offsets(p, *x.shape[-2:]))
         if p.flip:
             x = T.horizontal_flip(x, is_flow=is_flow)
         if is_flow:
-            return T.normalize_flow(x, self.flow_scale)
-        return T.normalize(x, self.mean, self.std)
+            return T.normalize_flow(x, self.flow_scale).contiguous()
+        return T.normalize(x, self.mean, self.std).contiguous()
 
     # ------------------------------------------------------------------ items
-    def _load(self, video: int, clip: int, crop: int, spec: ClipSpec, rng: np.random.Generator) -> list:
+    def _plan(self, video: int, clip: int, crop: int, spec: ClipSpec, rng: np.random.Generator) -> ClipPlan:
         sample = self.samples[video]
-        streams = []
+        streams, counts = [], []
         if self.modality in ("rgb", "rgb+flow"):
-            streams.append((sample.path, False, self._count(sample.path, sample.num_frames)))
+            streams.append((sample.path, False))
+            counts.append(self._count(sample.path, sample.num_frames))
         if self.modality in ("flow", "rgb+flow"):
-            flow_dir = self._flow_dir(video)
-            streams.append((flow_dir, True, self._count(flow_dir)))
-        n = min(count for _, _, count in streams)
-        indices = self._indices(n, spec, clip, rng)
-        params = self._spatial(spec, crop, rng)
+            streams.append((self._flow_dir(video), True))
+            counts.append(self._count(streams[-1][0]))
+        indices = self._indices(min(counts), spec, clip, rng)
+        return ClipPlan(video, tuple(streams), indices, self._spatial(spec, crop, rng))
+
+    def _item_rng(self, index: int, attempt: int) -> np.random.Generator:
+        epoch = int(self._epoch.value) if self.train else 0
+        return np.random.default_rng([self.seed, epoch, index, attempt])
+
+    def plan(self, key: int | tuple[int, ClipSpec]) -> ClipPlan:
+        """What item ``key`` reads (frame indices) and how it is scaled, cropped and flipped,
+        assuming its own video is readable."""
+        index, spec = key if isinstance(key, tuple) else (key, None)
+        video, clip, crop = self.view_of(int(index))
+        return self._plan(video, clip, crop, self._spec(spec), self._item_rng(int(index), 0))
+
+    def _load(self, plan: ClipPlan) -> list[torch.Tensor]:
         out = []
-        for path, is_flow, _ in streams:
-            raw = self._read_flow(path, indices) if is_flow else self._read_rgb(path, indices)
-            out.append(self._transform(raw, params, is_flow))
+        for path, is_flow in plan.streams:
+            raw = self._read_flow(path, plan.indices) if is_flow else self._read_rgb(path, plan.indices)
+            out.append(self._transform(raw, plan.params, is_flow))
         return out
 
     def _replacement(self, index: int, attempt: int, failed: int) -> int:
@@ -312,13 +334,11 @@ class VideoClipDataset(Dataset):
         index = int(index)
         spec = self._spec(spec)
         video, clip, crop = self.view_of(index)
-        epoch = int(self._epoch.value) if self.train else 0
         failures: list[str] = []
         for attempt in range(self.max_retries):
-            rng = np.random.default_rng([self.seed, epoch, index, attempt])
             if video not in self._bad:
                 try:
-                    streams = self._load(video, clip, crop, spec, rng)
+                    streams = self._load(self._plan(video, clip, crop, spec, self._item_rng(index, attempt)))
                     out = streams[0] if len(streams) == 1 else streams
                     view = clip * self.num_crops + crop
                     return {"video": out, "label": self.samples[video].label, "index": video, "view": view}

@@ -26,7 +26,11 @@ def collate_clips(items: list[dict]) -> dict:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a worker from torch's per-worker seed (itself from the loader's seed)."""
+    """Seed numpy and ``random`` in a worker from torch's per-worker seed (itself from the loader's seed).
+
+    OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a forked
+    worker can deadlock on the parent's thread-pool state (seen with OpenCV 5.0).
+    """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

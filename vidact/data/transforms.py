@@ -8,6 +8,7 @@ horizontal flip negates the x component.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,16 +41,42 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, int(round(height * size / width))), size
 
 
+def _resize_cpu(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """OpenCV per frame: area averaging when shrinking, bilinear when enlarging."""
+    c, t, h, w = x.shape
+    dtype = x.dtype if x.dtype in (torch.uint8, torch.float32) else torch.float32
+    frames = x.to(dtype).permute(1, 2, 3, 0).numpy()  # (T, H, W, C)
+    interp = cv2.INTER_AREA if height <= h and width <= w else cv2.INTER_LINEAR
+    out = np.empty((t, height, width, c), frames.dtype)
+    for i in range(t):
+        for c0 in range(0, c, 4):  # OpenCV resizes at most 4 channels at a time
+            chunk = np.ascontiguousarray(frames[i, :, :, c0:c0 + 4])
+            out[i, :, :, c0:c0 + 4] = cv2.resize(chunk, (width, height), interpolation=interp).reshape(
+                height, width, -1)
+    return torch.from_numpy(out).permute(3, 0, 1, 2).to(x.dtype)
+
+
+def _resize_torch(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    frames = x.float().permute(1, 0, 2, 3)  # (T, C, H, W): frames as a batch
+    out = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=height < h or width < w).permute(1, 0, 2, 3)
+    return out.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else out.to(x.dtype)
+
+
 def resize(x: torch.Tensor, height: int, width: int, *, is_flow: bool = False) -> torch.Tensor:
-    """Bilinear resize of every frame to (height, width); flow displacements scale along."""
+    """Resize every frame to (height, width), keeping the dtype; flow displacements scale along.
+
+    CPU tensors go through OpenCV (area averaging to shrink, bilinear to enlarge), others
+    through ``F.interpolate`` (antialiased bilinear).
+    """
     _check_clip(x)
     h, w = x.shape[-2:]
     if (h, w) == (height, width):
         return x
-    frames = to_float(x).permute(1, 0, 2, 3)  # (T, C, H, W): frames as a batch
-    out = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
-                        antialias=height < h or width < w)
-    out = out.permute(1, 0, 2, 3).contiguous()
+    if is_flow and not x.is_floating_point():
+        raise ValueError(f"flow must be a float tensor in pixels, got {x.dtype}")
+    out = _resize_cpu(x, height, width) if x.device.type == "cpu" else _resize_torch(x, height, width)
     if is_flow:
         out[0] *= width / w
         out[1] *= height / h
@@ -57,7 +84,7 @@ def resize(x: torch.Tensor, height: int, width: int, *, is_flow: bool = False) -
 
 
 def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> torch.Tensor:
-    """Resize so the shorter side is ``size`` (float32 out)."""
+    """Resize so the shorter side is ``size`` (dtype kept)."""
     _check_clip(x)
     height, width = short_side_size(x.shape[-2], x.shape[-1], size)
     return resize(x, height, width, is_flow=is_flow)
@@ -137,9 +164,11 @@ def normalize(
     _check_clip(x)
     if len(mean) != x.shape[0] or len(std) != x.shape[0]:
         raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {x.shape[0]} channels")
-    m = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
-    return (to_float(x) - m) / s
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+    if x.dtype == torch.uint8:  # (x / 255 - m) / s in two in-place passes
+        return x.float().mul_(1.0 / (255.0 * s)).sub_(m / s)
+    return x.to(torch.float32, copy=True).sub_(m).div_(s)
 
 
 def normalize_flow(x: torch.Tensor, scale: float = FLOW_SCALE) -> torch.Tensor:
