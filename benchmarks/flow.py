@@ -154,12 +154,12 @@ def main() -> None:
                     "real_epe_vs_opencv": 0.0})
     base = rows[0]
     print(f"\nOpenCV timed twice: {len(i0) / t_cv1:.3f} and {len(i0) / t_cv2:.3f} pairs/s (pooled below)")
-    print(f"{'method':28s} {'pairs/s':>8s} {'x OpenCV':>9s} {'known EPE':>10s} {'- OpenCV':>9s} "
+    print(f"{'method':34s} {'pairs/s':>8s} {'x OpenCV':>9s} {'known EPE':>10s} {'- OpenCV':>9s} "
           f"{'real EPE vs CV':>15s}  per-field EPE {names}")
     for row in rows:
         row["speed_ratio"] = row["pairs_per_s"] / base["pairs_per_s"]
         row["known_epe_minus_opencv"] = row["known_epe"] - base["known_epe"]
-        print(f"{row['method']:28s} {row['pairs_per_s']:8.3f} {row['speed_ratio']:9.2f} {row['known_epe']:10.3f} "
+        print(f"{row['method']:34s} {row['pairs_per_s']:8.3f} {row['speed_ratio']:9.2f} {row['known_epe']:10.3f} "
               f"{row['known_epe_minus_opencv']:+9.3f} {row['real_epe_vs_opencv']:15.3f}  {row['known_epe_each']}")
     print("targets: known EPE - OpenCV <= +0.05 px; real EPE vs OpenCV <= 0.3 px; CPU >= 1.5x OpenCV pairs/s")
     if args.json:
