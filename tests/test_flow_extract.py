@@ -131,5 +131,10 @@ def test_cli_extract_show_and_usage_errors(cli, videos, tmp_path):
     assert r.exit_code == 2 and "--backend must be one of torch, opencv" in r.stderr
     r = cli("flow", "show", out / "clip2", "-o", tmp_path / "x.gif")
     assert r.exit_code == 2 and "must end in .png" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = cli("flow", "extract", videos, tmp_path / "gpu", "--device", "cuda")
+        assert r.exit_code == 2 and r.stderr.strip() == "error: --device cuda: no CUDA GPU is visible to torch"
     r = cli("flow", "extract", "--help")
     assert "Example:" in r.stdout

@@ -322,6 +322,11 @@ def extract_flow(
         import torch
 
         gpus = torch.cuda.device_count()
+    if options.backend == "torch" and options.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {options.device}: no CUDA GPU is visible to torch")
     if ranked is not None:  # torchrun: this process takes its own slice on its own GPU
         rank, world, local = ranked
         shard = combine_shards(shard, rank, world)
