@@ -127,6 +127,14 @@ def test_cli_extract_show_and_usage_errors(cli, videos, tmp_path):
 
     assert cv2.imread(str(png)).shape == (32, 4 * 32 + 3 * 4, 3)  # 4 fields in one row, 4 px gaps
 
+    mp4 = tmp_path / "show.mp4"
+    r = cli("flow", "show", videos / "clip2.mp4", "-o", mp4, "--backend", "opencv", "--max-pairs", "3")
+    assert r.exit_code == 0, r.stderr
+    from vidact.io.video import probe
+
+    info = probe(mp4)
+    assert (info.num_frames, info.width, info.height) == (3, 32, 32)
+
     r = cli("flow", "extract", videos, out, "--backend", "magic")
     assert r.exit_code == 2 and "--backend must be one of torch, opencv" in r.stderr
     r = cli("flow", "show", out / "clip2", "-o", tmp_path / "x.gif")
