@@ -94,6 +94,15 @@ def test_batched_equals_one_at_a_time():
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+def test_gpu_code_path_on_cpu_gives_the_same_flow():
+    """Whole-batch steps and the min/max median network (what CUDA runs) equal the CPU defaults."""
+    pairs = [_pair(k, seed=i) for i, k in enumerate(["translation", "zoom"])]
+    i0, i1 = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    gpu_like = TVL1(FAST, compile=False, chunk=0, check_every=7)
+    gpu_like.opencv_median = False
+    np.testing.assert_allclose(gpu_like(i0, i1).numpy(), TVL1(FAST, compile=False)(i0, i1).numpy(), atol=1e-4)
+
+
 def test_gray_conversion_matches_opencv():
     rgb = np.random.default_rng(1).integers(0, 256, size=(2, 9, 11, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_gray(rgb).numpy(), to_gray_u8(rgb).astype(np.float32))

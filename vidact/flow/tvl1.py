@@ -330,6 +330,7 @@ class TVL1:
             compile = self.device.type == "cuda" or compiler_available()
         self.step = Fused(primal_dual_step, bool(compile))
         self.median = Fused(_median_torch, bool(compile) and self.device.type != "cpu")
+        self.opencv_median = self.device.type == "cpu"  # the GPU path (sorting network) when False
         self.check_every = max(1, int(check_every))
         self.threads = threads
         self.chunk = chunk if chunk is not None else (1 if self.device.type == "cpu" else 0)
@@ -380,8 +381,8 @@ class TVL1:
 
     def _median(self, u: torch.Tensor) -> torch.Tensor:
         k = self.params.median_filtering
-        if u.device.type == "cpu":
-            return median_filter(u, k)
+        if u.device.type == "cpu" and self.opencv_median:
+            return median_filter(u, k, use_opencv=True)
         return self.median(u, k)
 
     def _one_scale(self, i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, level: int) -> torch.Tensor:
