@@ -10,6 +10,7 @@ another architecture). ``assert_no_partial_output`` checks that a run left no st
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -294,8 +295,26 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# Subprocesses run single-threaded: runs compared byte for byte use the same thread count,
+# and a reference run beside an interrupted one does not oversubscribe the CPU.
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def vidact_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "vidact", *[str(a) for a in args]]
+
+
+def run_quiet(cmd: list[str]) -> subprocess.Popen:
+    """Start ``cmd`` in the background (single-threaded, output discarded)."""
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **SUBPROCESS_ENV})
+
+
+def run_json(cmd: list[str]) -> dict:
+    """Run ``cmd`` (single-threaded) to the end; it must exit 0; returns its JSON stdout."""
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **SUBPROCESS_ENV})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
 
 
 def kill_when(cmd: list[str], ready, timeout: float = 60.0, env: dict | None = None) -> int:
@@ -304,7 +323,7 @@ def kill_when(cmd: list[str], ready, timeout: float = 60.0, env: dict | None = N
     Fails the test if the command finished before ``ready()`` ever held (nothing was interrupted).
     """
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **SUBPROCESS_ENV, **(env or {})})
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

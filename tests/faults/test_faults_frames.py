@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from faultkit import BROKEN_VIDEOS, assert_no_partial_output, kill_when, tree_bytes, vidact_cmd
+from faultkit import BROKEN_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes, vidact_cmd
 
 from vidact.io.frames import read_frames
 
@@ -108,20 +107,19 @@ def test_sigkill_then_rerun_is_byte_identical(faults, tmp_path):
     for i in range(8):
         faults.good_clip(f"clip{i}.mp4", src, frames=40, size=64, seed=i)
     ref, out = tmp_path / "ref", tmp_path / "out"
-    subprocess.run(vidact_cmd("frames", "extract", src, ref), check=True, capture_output=True)
-    reference = tree_bytes(ref)
-    assert len(reference) == 8 * 40
+    reference_run = run_quiet(vidact_cmd("frames", "extract", src, ref))
 
     def some_done() -> bool:
         return out.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in out.iterdir())
 
     kill_when(vidact_cmd("frames", "extract", src, out), some_done)
+    assert reference_run.wait(120) == 0
+    reference = tree_bytes(ref)
+    assert len(reference) == 8 * 40
     done = [p for p in out.iterdir() if not p.name.startswith(".")]
     assert 1 <= len(done) < 8  # killed mid-run
     for folder in done:  # what is visible is complete, byte for byte
         assert tree_bytes(folder) == tree_bytes(ref / folder.name)
-    r = subprocess.run(vidact_cmd("frames", "extract", src, out, "--json"), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["skipped"] == len(done)
+    assert run_json(vidact_cmd("frames", "extract", src, out, "--json"))["skipped"] == len(done)
     assert tree_bytes(out) == reference
     assert_no_partial_output(out)

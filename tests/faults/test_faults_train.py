@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import TRAIN_ARGS
-from faultkit import BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when
+from faultkit import BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet
 
 TESTS = str(Path(__file__).resolve().parents[1])
 
@@ -145,18 +144,17 @@ def _train_cmd(*args) -> list[str]:
     return [sys.executable, "-c", code, TESTS, "train", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_weight_identical(faults, tmp_path):
     data = faults.dataset()
     args = [*TRAIN_ARGS, "--epochs", "2", "--data", data]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    reference = subprocess.Popen(_train_cmd(*args, "--out", ref), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = run_quiet(_train_cmd(*args, "--out", ref))
     kill_when(_train_cmd(*args, "--out", run), lambda: (run / "last.pt").exists(), timeout=120)
     assert reference.wait(120) == 0
     first = torch.load(run / "last.pt", weights_only=True)
     assert first["epoch"] == 1  # killed after the first epoch's checkpoint, before the end
-    r = subprocess.run(_train_cmd(*args, "--out", run, "--resume", "--json"), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["resumed_from_epoch"] == first["epoch"]
+    assert run_json(_train_cmd(*args, "--out", run, "--resume", "--json"))["resumed_from_epoch"] == first["epoch"]
     a, b = torch.load(ref / "last.pt", weights_only=True), torch.load(run / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2 and a["iteration"] == b["iteration"]
     assert a["model"].keys() == b["model"].keys()
