@@ -34,6 +34,9 @@ def train(
     deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic",
                                                  help="Deterministic algorithms (bit-exact resume on CPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
+    multigrid: Optional[str] = typer.Option(None, "--multigrid",
+                                            help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
@@ -41,6 +44,8 @@ def train(
     Config: defaults <- the resumed run's config (--resume) <- --config FILE <- options <- --set.
 
     Example: vidact train --arch c3d --data data/synth --epochs 10 --out runs/c3d --set width_mult=0.25
+
+    Multigrid: vidact train --arch x3d-xs --epochs 10 --multigrid long+short --dry-run
     """
     from vidact.train.config import load_config
     from vidact.train.engine import resume_config, train as run_training
@@ -50,7 +55,16 @@ def train(
                       out=None if out is None else str(out), modality=modality, epochs=epochs,
                       batch_size=batch_size, lr=lr, optimizer=optimizer, workers=workers, frames=frames,
                       size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
-                      device=device, seed=seed, deterministic=deterministic)
+                      device=device, seed=seed, deterministic=deterministic, multigrid=multigrid)
+    if dry_run:
+        from vidact.train.multigrid import format_table, schedule_for_config
+
+        schedule = schedule_for_config(cfg)
+        if json_out:
+            print_json(schedule.to_dict())
+        else:
+            out_console.print(format_table(schedule))
+        return
     summary = run_training(cfg, resume=resume)
     failed = summary.get("unreadable_samples", 0)
     if failed:  # partial failure: each bad video was named once above, the rest trained

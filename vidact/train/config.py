@@ -22,7 +22,7 @@ SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 MULTIGRID = ("none", "long", "short", "long+short")
-MULTIGRID_AVAILABLE = ("none",)  # grows when vidact.train.multigrid lands
+MULTIGRID_AVAILABLE = MULTIGRID  # vidact.train.multigrid
 
 
 @dataclass

@@ -345,6 +345,8 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
+    if D.is_dist() and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", D.get_local_rank())  # one GPU per process under torchrun
     check_amp(cfg.amp, device)
     inp = resolve_input(cfg)
     num_classes = len(data.classes)
@@ -353,11 +355,21 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     if model is None:
         model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
                             width_mult=cfg.width_mult)
+    if cfg.multigrid != "none":
+        from vidact.train.subbatch_bn import convert_sub_batch_norm
+
+        convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
     model = prepare_model(model, device, channels_last=cfg.channels_last, compile=cfg.compile)
     optimizer = build_optimizer(cfg, unwrap_model(model))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     state = TrainState(model, optimizer, scaler)
     lr_at = lr_at or LRSchedule.from_config(cfg)
+    num_epochs = cfg.epochs
+    if cfg.multigrid != "none" and batch_sampler is None:
+        from vidact.train.samplers import multigrid_training
+
+        multigrid = multigrid_training(cfg, len(data.train_set))  # shapes, batches and LR; epochs x 1.5
+        batch_sampler, lr_at, num_epochs = multigrid.sampler, multigrid.lr_at, multigrid.epochs
 
     last = run / LAST
     if resume and last.is_file():
@@ -378,16 +390,17 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     batches.set_epoch(0, 0)
     iters_per_epoch = len(batches)
-    summary = {"run": str(run), "arch": cfg.arch, "epochs": cfg.epochs, "device": str(device),
+    summary = {"run": str(run), "arch": cfg.arch, "epochs": num_epochs, "device": str(device),
                "resumed_from_epoch": resumed_from, "train_clips": len(data.train_set)}
     history: list[dict] = []
     started = time.perf_counter()
     with make_progress(disable=None if (main and progress is not False) else True) as bar:
-        task = bar.add_task(f"epoch {state.epoch + 1}/{cfg.epochs}", total=cfg.epochs * iters_per_epoch,
-                            completed=state.epoch * iters_per_epoch + state.batch_in_epoch, status="")
+        planned = getattr(batches, "total_batches", lambda n: n * iters_per_epoch)  # multigrid: varies per epoch
+        task = bar.add_task(f"epoch {state.epoch + 1}/{num_epochs}", total=planned(num_epochs),
+                            completed=planned(state.epoch) + state.batch_in_epoch, status="")
 
         def on_step(rec: dict) -> None:
-            bar.update(task, advance=1, description=f"epoch {rec['epoch'] + 1}/{cfg.epochs}",
+            bar.update(task, advance=1, description=f"epoch {rec['epoch'] + 1}/{num_epochs}",
                        status=f"it {rec['batch']}/{iters_per_epoch} loss {rec['loss']:.3f} "
                               f"{rec['clips_per_s']:.1f} clips/s")
             if log is not None and (rec["batch"] % cfg.log_every == 0 or rec["batch"] == iters_per_epoch):
@@ -398,8 +411,9 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
                              device=device, train=True)
         val_loader = None if data.val_set is None else make_loader(
             data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
-        for epoch in range(state.epoch, cfg.epochs):
+        for epoch in range(state.epoch, num_epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
+            iters_per_epoch = len(batches) + state.batch_in_epoch
             if hasattr(data.train_set, "set_epoch"):
                 data.train_set.set_epoch(epoch)
             stats = train_one_epoch(state, loader, epoch=epoch, iters_per_epoch=iters_per_epoch, lr_at=lr_at,
@@ -408,7 +422,7 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
             record = {"epoch": epoch, "train_loss": stats["loss"], "clips_per_s": stats["clips_per_s"],
                       "seconds": stats["seconds"]}
             is_best = False
-            if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == num_epochs):
                 val = validate(state.model, val_loader, device, cfg)
                 record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
                 if log is not None:
@@ -444,7 +458,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = Non
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     cfg.validate()
     inp = resolve_input(cfg)
-    return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress)
+    joined = D.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
+    try:
+        return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress)
+    finally:
+        if joined:
+            D.cleanup()
 
 
 def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) -> tuple[nn.Module, ResolvedInput]:

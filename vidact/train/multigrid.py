@@ -237,6 +237,16 @@ def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, bat
     return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
 
 
+def schedule_for_config(cfg) -> MultigridSchedule:
+    """The schedule of a training config (``vidact.train.config.TrainConfig``) and its architecture's input."""
+    from vidact.train.engine import resolve_input
+    from vidact.train.lr import LRSchedule
+
+    inp = resolve_input(cfg)
+    return build_schedule(cfg.multigrid, BaseSchedule.of(LRSchedule.from_config(cfg)), frames=inp.frames,
+                          size=inp.size, stride=inp.stride, batch_size=cfg.batch_size)
+
+
 def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, short: bool,
                        cosine_stages: int) -> list[Phase]:
     """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends."""

@@ -15,6 +15,7 @@ jitter, so short clips still span the full time).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -23,7 +24,7 @@ from torch.utils.data import Sampler
 
 from vidact.data.dataset import ClipSpec
 from vidact.train import distributed
-from vidact.train.multigrid import MultigridSchedule, Phase
+from vidact.train.multigrid import MultigridSchedule, Phase, schedule_for_config
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,12 @@ class MultigridBatchSampler(Sampler):
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.epoch = 0
+        self.epoch, self.start_batch = 0, 0
+        self._plans: dict[int, list[BatchPlan]] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch; a resumed run skips the ``start_batch`` batches it has already done."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     def order(self, epoch: int | None = None) -> np.ndarray:
         """The epoch's global order of indices, padded to a multiple of the world size."""
@@ -75,6 +78,11 @@ class MultigridBatchSampler(Sampler):
     def plan(self, epoch: int | None = None) -> list[BatchPlan]:
         """Every iteration of the epoch (the same on all ranks)."""
         epoch = self.epoch if epoch is None else epoch
+        if epoch not in self._plans:
+            self._plans = {epoch: self._make_plan(epoch)}  # keep one epoch: plans are cheap to redo
+        return self._plans[epoch]
+
+    def _make_plan(self, epoch: int) -> list[BatchPlan]:
         total = len(self.order(epoch))
         plans, start, it = [], 0, 0
         while start < total:
@@ -93,7 +101,16 @@ class MultigridBatchSampler(Sampler):
         return plans
 
     def __len__(self) -> int:
-        return len(self.plan())
+        return max(len(self.plan()) - self.start_batch, 0)
+
+    def total_batches(self, num_epochs: int) -> int:
+        """Iterations of a whole run of ``num_epochs`` epochs."""
+        return sum(len(self.plan(e)) for e in range(num_epochs))
+
+    def epoch_at(self, epoch: int, batch: int) -> float:
+        """Fractional epoch at the start of iteration ``batch`` of ``epoch`` (by clips seen, not iterations)."""
+        plans = self.plan(epoch)
+        return plans[batch].epoch if batch < len(plans) else float(epoch + 1)
 
     def keys(self, plan: BatchPlan, order: np.ndarray, iteration: int, epoch: int) -> list[tuple[int, ClipSpec]]:
         """This rank's keys for one planned iteration."""
@@ -107,4 +124,42 @@ class MultigridBatchSampler(Sampler):
         epoch = self.epoch
         order = self.order(epoch)
         for it, plan in enumerate(self.plan(epoch)):
-            yield self.keys(plan, order, it, epoch)
+            if it >= self.start_batch:
+                yield self.keys(plan, order, it, epoch)
+
+
+class PlannedLR:
+    """The multigrid LR at the engine's ``epoch + batch / iters_per_epoch``.
+
+    The engine counts iterations; multigrid batches differ in size, so the iteration is
+    mapped back to the fraction of the epoch's clips already seen before asking the schedule.
+    """
+
+    def __init__(self, schedule: MultigridSchedule, sampler: MultigridBatchSampler):
+        self.schedule, self.sampler = schedule, sampler
+
+    def __call__(self, epoch_f: float) -> float:
+        epoch = int(math.floor(epoch_f + 1e-9))
+        iters = len(self.sampler.plan(epoch))
+        batch = int(round((epoch_f - epoch) * iters))
+        return self.schedule.lr(self.sampler.epoch_at(epoch, batch))
+
+
+@dataclass(frozen=True)
+class MultigridTraining:
+    """What the engine swaps in for a multigrid run: batches, LR and the number of epochs."""
+
+    schedule: MultigridSchedule
+    sampler: MultigridBatchSampler
+    lr_at: PlannedLR
+
+    @property
+    def epochs(self) -> int:
+        return self.schedule.total_epochs
+
+
+def multigrid_training(cfg, num_samples: int) -> MultigridTraining:
+    """Schedule, distributed batch sampler and LR for a training config with ``multigrid != none``."""
+    schedule = schedule_for_config(cfg)
+    sampler = MultigridBatchSampler(num_samples, schedule, seed=cfg.seed)
+    return MultigridTraining(schedule, sampler, PlannedLR(schedule, sampler))

@@ -1,0 +1,198 @@
+"""Multigrid through the training engine: stretched schedule, per-batch shapes and LR, DDP (gloo) and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from test_train_tinymodel import register_tiny
+from vidact.data.dataset import ClipSpec
+from vidact.train import distributed as D
+from vidact.train.checkpoint import load_checkpoint
+from vidact.train.metrics_log import read_metrics
+from vidact.train.subbatch_bn import SubBatchNorm3d
+
+FRAMES, SIZE = 8, 16
+
+
+class ShapedClips(torch.utils.data.Dataset):
+    """In-memory moving squares served at any ``ClipSpec`` (frames, crop by resizing, stride)."""
+
+    def __init__(self, num_videos: int, num_classes: int = 4, seed: int = 0, train: bool = True):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = [i % num_classes for i in range(num_videos)]
+        self.clips = []
+        for label in self.labels:
+            clip = 0.1 * torch.randn(3, 2 * FRAMES, SIZE, SIZE, generator=g)
+            y0, x0 = (int(v) for v in torch.randint(0, SIZE - 6, (2,), generator=g))
+            dy, dx = [(0, 1), (0, -1), (1, 0), (-1, 0)][label]
+            for t in range(2 * FRAMES):
+                y, x = (y0 + dy * t // 2) % (SIZE - 6), (x0 + dx * t // 2) % (SIZE - 6)
+                clip[:, t, y:y + 6, x:x + 6] += 2.0
+            self.clips.append(clip)
+        self.train, self.epoch, self.default = train, 0, ClipSpec(FRAMES, SIZE, 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key):
+        index, spec = key if isinstance(key, tuple) else (key, self.default)
+        clip = self.clips[index]
+        span = (spec.num_frames - 1) * spec.stride + 1
+        rng = np.random.default_rng([self.epoch, index])
+        start = int(rng.integers(0, clip.shape[1] - span + 1)) if self.train else 0
+        clip = clip[:, start:start + span:spec.stride]
+        clip = F.interpolate(clip.transpose(0, 1), size=(spec.crop_size,) * 2, mode="bilinear",
+                             align_corners=False).transpose(0, 1).contiguous()
+        return {"video": clip, "label": self.labels[index], "index": index, "view": 0}
+
+
+def _data():
+    from vidact.train.engine import TrainData
+
+    return TrainData([f"class{i}" for i in range(4)], ShapedClips(64), ShapedClips(8, seed=1, train=False))
+
+
+def _config(out, **changes):
+    from vidact.train.config import load_config
+
+    values = dict(arch=register_tiny(), data="memory", out=str(out), frames=FRAMES, size=SIZE, stride=1, epochs=2,
+                  batch_size=1, optimizer="sgd", lr=0.02, warmup_epochs=0.5, deterministic=True,
+                  overrides=["multigrid=long+short", "log_every=1"])
+    values.update(changes)
+    return load_config(**values)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_fit_follows_the_multigrid_schedule(tmp_path, one_thread):
+    from vidact.train.engine import fit
+    from vidact.train.samplers import multigrid_training
+
+    cfg = _config(tmp_path / "run")
+    summary = fit(cfg, _data(), progress=False)
+    plan = multigrid_training(cfg, 64)
+    assert summary["epochs"] == 3 == plan.schedule.total_epochs  # 2 epochs x 1.5
+    batches = [p for e in range(3) for p in plan.sampler.plan(e)]
+    assert summary["iterations"] == len(batches)
+    steps = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    # every iteration ran at the LR of the clips seen so far (not of the iteration count)
+    assert [r["lr"] for r in steps] == pytest.approx([plan.schedule.lr(p.epoch) for p in batches])
+    assert len({(p.frames, p.crop_size) for p in batches}) >= 4
+    assert all(np.isfinite(r["loss"]) for r in steps)
+    # checkpoints hold plain BatchNorm keys: eval/predict build the model without sub-batch BN
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    model = _tiny_model()
+    model.load_state_dict(ckpt["model"])
+    assert ckpt["epoch"] == 3
+
+
+def _tiny_model():
+    from vidact.models import create_model
+
+    return create_model(register_tiny(), num_classes=4, dropout=0.0)
+
+
+def test_engine_swaps_in_sub_batch_bn(tmp_path, one_thread, monkeypatch):
+    import vidact.train.engine as engine
+
+    seen = []
+    original = engine.prepare_model
+    monkeypatch.setattr(engine, "prepare_model", lambda model, *a, **k: (seen.append(model), original(model, *a, **k))[1])
+    engine.fit(_config(tmp_path / "run", epochs=1), _data(), progress=False)
+    assert any(isinstance(m, SubBatchNorm3d) for m in seen[0].modules())
+
+
+def test_dry_run_prints_the_schedule(cli):
+    result = cli("train", "--arch", "c3d", "--epochs", "20", "--multigrid", "long+short", "--dry-run",
+                 "--lr", "0.1", "--set", "schedule=step", "--set", "lr_steps=[8,16]")
+    assert result.exit_code == 0, result.stderr
+    assert "multigrid long+short: 30 epochs" in result.stdout
+    assert "0.00–7.50" in result.stdout and "256/128/64" in result.stdout and "fine-tune" in result.stdout
+    result = cli("train", "--arch", "x3d-xs", "--multigrid", "long", "--dry-run", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["total_epochs"] == 15 and doc["phases"][0]["frames"] == 1 and doc["phases"][0]["batch_sizes"] == [64]
+    result = cli("train", "--multigrid", "fast", "--dry-run")
+    assert result.exit_code == 2 and "multigrid='fast' is not one of" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ DDP
+class Crash(Exception):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One torchrun-like rank: a full run, then a run that dies after an epoch, then its resume."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    import vidact.train.engine as engine
+
+    out = Path(out)
+    assert D.init_from_env()
+    try:
+        reference = engine.fit(_config(out / "reference"), _data(), progress=False)
+        original = engine.train_one_epoch
+
+        def dies_in_epoch_2(state, loader, *, epoch, **kwargs):
+            if epoch == 2:
+                raise Crash  # every rank stops after the epoch-1 checkpoint, as a killed job would
+            return original(state, loader, epoch=epoch, **kwargs)
+
+        engine.train_one_epoch = dies_in_epoch_2
+        try:
+            engine.fit(_config(out / "resumed"), _data(), progress=False)
+        except Crash:
+            pass
+        engine.train_one_epoch = original
+        D.barrier()
+        torch.manual_seed(1234)  # resume restores the saved RNG states
+        resumed = engine.fit(_config(out / "resumed"), _data(), resume=True, progress=False)
+        keys = ("epochs", "iterations", "resumed_from_epoch", "final_train_loss")
+        (out / f"rank{rank}.json").write_text(json.dumps({"reference": {k: reference[k] for k in keys},
+                                                          "resumed": {k: resumed[k] for k in keys}}))
+    finally:
+        D.cleanup()
+
+
+@pytest.mark.slow  # three trainings in two forked ranks: 15-60 s on the shared 2-core machine
+def test_two_process_ddp_multigrid_trains_and_resumes(tmp_path):
+    register_tiny()  # the forked ranks inherit the registry
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for r in ranks:
+        assert r["reference"]["epochs"] == 3 and r["resumed"]["resumed_from_epoch"] == 2
+        assert r["reference"]["iterations"] == r["resumed"]["iterations"]
+    # the loss is reduced over ranks, so both ranks report the same value
+    assert ranks[0]["reference"]["final_train_loss"] == ranks[1]["reference"]["final_train_loss"]
+    # only rank 0 writes the run folder; the resumed run ends with the uninterrupted run's weights
+    a, b = load_checkpoint(tmp_path / "reference" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    steps = [r for r in read_metrics(tmp_path / "reference") if r["kind"] == "train"]
+    assert len(steps) == a["iteration"]  # one log line per iteration: rank 0 only
