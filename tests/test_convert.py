@@ -14,6 +14,15 @@ ptv_x3d = pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is
 ptv_slowfast = pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's spinning threads slow tiny ops ~50x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _randomise_norms(model: nn.Module) -> nn.Module:
     """Non-trivial BN statistics and affine terms, so a wrong mapping cannot hide behind unit BN."""
     g = torch.Generator().manual_seed(0)
@@ -26,7 +35,7 @@ def _randomise_norms(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _ptv_x3d_m(frames: int = 4, size: int = 64) -> nn.Module:
+def _ptv_x3d_m(frames: int = 4, size: int = 32) -> nn.Module:
     # X3D-M at a small clip: the fixed head pool of PyTorchVideo then covers the whole map.
     return ptv_x3d.create_x3d(input_clip_length=frames, input_crop_size=size, depth_factor=2.2,
                               head_activation=None)
@@ -41,7 +50,7 @@ def test_pytorchvideo_x3d_m_gives_equal_logits():
     assert report.filled_identity[0] == "res2.0.branch1_bn.weight"  # PyTorchVideo lacks this BN
     model = create_model("x3d-m").eval()
     model.load_state_dict(state)
-    x = torch.randn(2, 3, 4, 64, 64)
+    x = torch.randn(2, 3, 4, 32, 32)
     expected = ref(x)
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
