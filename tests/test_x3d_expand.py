@@ -120,7 +120,8 @@ def test_cost_model_counts_each_architecture_once(tmp_path):
     cost = CostModel(4, path=tmp_path / "cache.json", count=count)
     cost(X2D)
     cost(replace(X2D, gamma_tau=3))  # the stride does not change the network
-    cost(replace(X2D, gamma_d=1.01))  # same blocks per stage after rounding up? no: 1.01 -> 2,3,6,4
+    cost(replace(X2D, gamma_d=1.01))  # depth rounds up: 2, 3, 6, 4 blocks, a new network
+    cost(replace(X2D, gamma_w=1.02))  # widths round to multiples of 8: the same network as X2D
     assert len(calls) == 2
     cost.save()
     again = CostModel(4, path=tmp_path / "cache.json", count=count)

@@ -76,10 +76,10 @@ def _print_path(summary: dict) -> None:
 
     table = Table(title=f"X3D expansion ({summary['budget']} per candidate)")
     for col in ("step", "axis", "GFLOPs", "x prev", "top-1", "t x tau", "size", "w", "b", "d"):
-        table.add_column(col, justify="right" if col not in ("axis",) else "left")
+        table.add_column(col, justify="left" if col == "axis" else "right", no_wrap=True)
     for rec in summary["path"]:
         f = rec["factors"]
-        table.add_row(str(rec["step"]), rec["axis"] if rec["kind"] != "contract" else f"{rec['axis']} (contract)",
+        table.add_row(str(rec["step"]), rec["axis"] if rec["kind"] != "contract" else f"{rec['axis']} contracted",
                       f"{rec['gflops']:.4f}", f"{rec['flops_ratio']:.2f}", f"{100 * rec['top1']:.1f}%",
                       f"{f['gamma_t']}x{f['gamma_tau']}", str(f["gamma_s"]), f"{f['gamma_w']:g}",
                       f"{f['gamma_b']:g}", f"{f['gamma_d']:g}")

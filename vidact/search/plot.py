@@ -32,13 +32,17 @@ def plot_trajectory(records: list[dict], out: str | Path) -> Path | None:
         label = "X2D" if rec["kind"] == "base" else f"{rec['axis']}{rec['step']}"
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
     path = sorted((r for r in records if r.get("chosen")), key=lambda r: r["step"])
-    if path:
-        ax.plot([r["gflops"] for r in path], [100 * r["top1"] for r in path], color="black", lw=1.6,
+    grown = [r for r in path if r["kind"] != "contract"]
+    if grown:
+        ax.plot([r["gflops"] for r in grown], [100 * r["top1"] for r in grown], color="black", lw=1.6,
                 marker="o", ms=5, zorder=3, label="chosen path")
-        contracted = [r for r in path if r["kind"] == "contract"]
-        if contracted:
-            ax.scatter([r["gflops"] for r in contracted], [100 * r["top1"] for r in contracted], marker="*",
-                       s=180, color="gold", edgecolor="black", zorder=4, label="contracted")
+    contracted = [r for r in path if r["kind"] == "contract"]
+    if grown and contracted:
+        leg = [grown[-1], contracted[0]]
+        ax.plot([r["gflops"] for r in leg], [100 * r["top1"] for r in leg], color="black", lw=1.2, ls="--",
+                zorder=3)
+        ax.scatter([contracted[0]["gflops"]], [100 * contracted[0]["top1"]], marker="*", s=180, color="gold",
+                   edgecolor="black", zorder=4, label="contracted")
     for axis, color in AXIS_COLORS.items():
         if axis != "base" and any(r["axis"] == axis for r in records):
             ax.scatter([], [], color=color, s=28, label=f"expand {axis}")

@@ -1,4 +1,4 @@
-"""X3D's progressive expansion (Feichtenhofer, CVPR 2020, section 3.2): grow a tiny X2D one axis at a time.
+"""X3D's progressive network expansion (Feichtenhofer, CVPR 2020): grow a tiny X2D one axis at a time.
 
 Every step builds one candidate per axis -- temporal duration ``t``, frame rate ``tau``, spatial
 resolution ``s``, width ``w``, bottleneck width ``b``, depth ``d`` -- each expanded on its axis so
@@ -207,7 +207,7 @@ def expand(factors: X3DFactors, axis: str, cost: CostModel, goal: float = 2.0) -
     ax = AXES[axis]
     base = cost(factors).macs
     k0 = ax.index(ax.value(factors))
-    lo, hi = axis_range(factors, axis)
+    _, hi = axis_range(factors, axis)
     if k0 >= hi:
         return None
 
@@ -516,7 +516,7 @@ def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
         result = train_fn(factors, out / "runs" / f"step{step}-{kind}-{axis}")
         rec = {"step": step, "kind": kind, "axis": axis, "factors": factors.to_dict(), "gflops": c.gflops,
                "params": c.params, "flops_ratio": round(ratio, 4), "top1": result.top1,
-               "train_seconds": round(result.seconds, 3), "chosen": False}
+               "train_seconds": round(result.seconds, 3), "chosen": kind == "base"}
         traj.append(rec)
         counts["trained"] += 1
         emit("done", {**info, "reused": False, "top1": result.top1})
@@ -566,10 +566,10 @@ def _path_entry(rec: dict) -> dict:
 
 
 def path_to(target: X3DFactors, base: X3DFactors = X2D) -> list[tuple[str, float]]:
-    """Axis moves from ``base`` to ``target`` (duration and frame rate first, then s, w, b, d).
+    """Axis moves from ``base`` to ``target``: ``t`` to the duration, ``tau`` to the frame count, then s, w, b, d.
 
-    Replaying them with :func:`set_axis` from ``base`` gives ``target`` whenever its duration
-    ``gamma_t * gamma_tau`` is a multiple of ``base.gamma_tau`` (every X3D variant from X2D).
+    Replaying them with :func:`replay` gives ``target`` when the frame-rate move's rounded stride
+    comes out as ``target.gamma_tau`` -- true for every X3D variant from :data:`X2D`.
     """
     frames_at_base_stride = max(1, int(target.gamma_t * target.gamma_tau / base.gamma_tau + 0.5))
     moves: list[tuple[str, float]] = [("t", frames_at_base_stride), ("tau", target.gamma_t)]
