@@ -464,10 +464,13 @@ def _check_settings(out: Path, cfg: SearchConfig) -> None:
     atomic_write_text(path, json.dumps(new, indent=2) + "\n")
 
 
-def _num_classes(data: str | Path) -> int:
+def default_cost_model(cfg: SearchConfig) -> CostModel:
+    """Counts for the data set's classes and the clip's channels, cached in ``OUT/flops_cache.json``."""
     from vidact.data.annotations import load_dataset_dir
+    from vidact.train.engine import resolve_input
 
-    return len(load_dataset_dir(data).classes)
+    channels = resolve_input(candidate_train_config(cfg, cfg.base, cfg.out)).channels
+    return CostModel(len(load_dataset_dir(cfg.data).classes), channels, path=Path(cfg.out) / COST_CACHE)
 
 
 def run_search(cfg: SearchConfig, train_fn: TrainFn | None = None, cost: CostModel | None = None,
@@ -495,7 +498,7 @@ def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
             raise UsageError(f"{cfg.data}: data folder not found")
         train_fn = lambda factors, run_dir: train_candidate(cfg, factors, run_dir)  # noqa: E731
     if cost is None:
-        cost = CostModel(_num_classes(cfg.data), path=out / COST_CACHE)
+        cost = default_cost_model(cfg)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, cfg)
     traj = Trajectory(out / TRAJECTORY)
@@ -586,6 +589,7 @@ def replay(moves: list[tuple[str, float]], base: X3DFactors = X2D) -> X3DFactors
 
 
 __all__ = ["AXES", "X2D", "Axis", "Budget", "Cost", "CostModel", "IterationBudgetSampler", "SearchConfig",
-           "TrainResult", "Trajectory", "candidate_train_config", "choose", "contract", "count_x3d", "expand",
-           "parse_budget", "path_to", "replay", "run_search", "set_axis", "structure_key", "train_candidate"]
+           "TrainResult", "Trajectory", "axis_range", "candidate_train_config", "choose", "contract", "count_x3d",
+           "default_cost_model", "expand", "parse_budget", "path_to", "replay", "run_search", "set_axis",
+           "structure_key", "train_candidate"]
 
