@@ -66,6 +66,10 @@ def train(
             out_console.print(format_table(schedule))
         return
     summary = run_training(cfg, resume=resume)
+    from vidact.train.distributed import launched_rank
+
+    if launched_rank() != 0:
+        return  # under torchrun, rank 0 reports for all
     failed = summary.get("unreadable_samples", 0)
     if failed:  # partial failure: each bad video was named once above, the rest trained
         err_console.print(f"warning: {failed} reads of unreadable videos were replaced by other samples; "

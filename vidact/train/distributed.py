@@ -42,6 +42,11 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t / get_world_size()
 
 
+def launched_rank() -> int:
+    """The rank ``torchrun`` gave this process (``RANK``), also after the group is left; 0 otherwise."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def get_local_rank() -> int:
     """This process's index on its node (``LOCAL_RANK`` from torchrun; 0 otherwise)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
