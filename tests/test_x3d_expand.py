@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, VidactError
 from vidact.models import create_model
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
 from vidact.search.x3d_expand import (
@@ -299,3 +299,14 @@ def test_cli_bad_budget_and_missing_data(cli, synth_dir, tmp_path):
     assert res.exit_code == 2 and "data folder not found" in res.stderr
     res = cli("x3d", "expand", "--data", synth_dir, "--set", "frames=8", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "the search sets frames itself" in res.stderr
+
+
+def test_a_damaged_trajectory_line_is_reported_with_its_place(tmp_path):
+    out = tmp_path / "search"
+    out.mkdir()
+    good = {"step": 0, "kind": "base", "axis": "base", "factors": X2D.to_dict(), "gflops": 0.01, "params": 1,
+            "flops_ratio": 1.0, "top1": 0.2, "train_seconds": 1.0, "chosen": True}
+    no_top1 = {k: v for k, v in good.items() if k != "top1"}
+    (out / "trajectory.jsonl").write_text(json.dumps(no_top1) + "\n" + json.dumps(good) + "\n")
+    with pytest.raises(VidactError, match=r"trajectory.jsonl:1: not a trajectory record \('top1'\)"):
+        run_search(search_config(tmp_path, steps=1), FakeTrainer(lambda r, f: 0.5), analytic_cost())

@@ -387,6 +387,9 @@ def _factors_of(record: dict) -> X3DFactors:
     return X3DFactors(**record["factors"])
 
 
+RECORD_KEYS = ("step", "kind", "axis", "factors", "gflops", "params", "flops_ratio", "top1", "train_seconds", "chosen")
+
+
 class Trajectory:
     """``trajectory.jsonl``: one JSON object per trained candidate, appended as each finishes."""
 
@@ -405,6 +408,9 @@ class Trajectory:
             try:
                 rec = json.loads(line)
                 X3DFactors(**rec["factors"])
+                missing = [k for k in RECORD_KEYS if k not in rec]
+                if missing:
+                    raise KeyError(", ".join(missing))
                 records.append(rec)
             except (ValueError, KeyError, TypeError) as exc:
                 if n == len(lines):  # torn last line of a killed run: drop it
@@ -564,8 +570,7 @@ def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
 
 
 def _path_entry(rec: dict) -> dict:
-    return {k: rec[k] for k in ("step", "kind", "axis", "factors", "gflops", "params", "flops_ratio", "top1",
-                                "train_seconds")}
+    return {k: rec[k] for k in RECORD_KEYS if k != "chosen"}
 
 
 def path_to(target: X3DFactors, base: X3DFactors = X2D) -> list[tuple[str, float]]:
