@@ -106,3 +106,14 @@ def test_feeds_the_clip_dataset_through_a_dataloader(synth_dir):
 def test_keys_are_clip_specs():
     batch = _epoch(MultigridBatchSampler(10, _schedule("none"), rank=0, world_size=1, shuffle=False), 0)[0]
     assert batch == [(0, ClipSpec(8, 32, 2)), (1, ClipSpec(8, 32, 2))]
+
+
+def test_resume_skips_the_batches_already_done():
+    sampler = MultigridBatchSampler(64, _schedule("long+short", batch_size=1), rank=0, world_size=1)
+    sampler.set_epoch(1)
+    full = list(sampler)
+    sampler.set_epoch(1, start_batch=2)
+    assert list(sampler) == full[2:] and len(sampler) == len(full) - 2
+    assert sampler.total_batches(2) == len(sampler.plan(0)) + len(full)
+    assert sampler.epoch_at(1, 0) == 1.0 and sampler.epoch_at(1, len(full)) == 2.0
+    assert sampler.epoch_at(1, 1) == pytest.approx(1 + len(full[0]) / 64)
