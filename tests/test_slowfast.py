@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vidact.models import create_model, get_entry
+from vidact.models.resnet3d import to_preferred_format
 from vidact.profile.flops import profile_arch
 
 
@@ -68,7 +69,7 @@ def test_lateral_connections_and_temporal_kernels():
     assert m8.stem.slow.conv.kernel_size == (1, 7, 7) and m8.stem.fast.conv.kernel_size == (5, 7, 7)
     assert m8.res3.slow[0].branch2.b.kernel_size == (1, 3, 3)
     assert m8.head.projection.in_features == 2048 + 256
-    assert m8.preferred_memory_format == torch.channels_last_3d
+    assert m8.memory_formats["cuda"] == torch.channels_last_3d and m8.amp_dtypes["cuda"] == torch.bfloat16
 
 
 def test_r101_temporal_blocks_layout():
@@ -111,6 +112,18 @@ def test_single_tensor_and_list_inputs_agree(tiny_slowfast):
     features = model.forward_features(x)
     assert [tuple(f.shape) for f in features] == [(2, 512, 4, 1, 1), (2, 64, 16, 1, 1)]
     assert model.forward_head(features, pre_logits=True).shape == (2, 576)
+
+
+def test_channels_last_gives_the_same_logits(tiny_slowfast):
+    model = tiny_slowfast.eval()
+    torch.manual_seed(2)
+    x = torch.randn(1, 3, 16, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        assert model.preferred_memory_format == torch.channels_last_3d  # CPU choice (benchmarks/models.py)
+        model, x_cl = to_preferred_format(model, x)
+        torch.testing.assert_close(model(x_cl), expected, atol=1e-4, rtol=1e-4)
+        model.to(memory_format=torch.contiguous_format)
 
 
 def test_three_pathways_is_an_error(tiny_slowfast):

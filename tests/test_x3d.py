@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vidact.models import create_model, get_entry
+from vidact.models.resnet3d import to_preferred_format
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
 from vidact.profile.flops import profile_arch
 
@@ -113,7 +114,8 @@ def test_x3d_block_details():
     assert isinstance(block0.b_relu, torch.nn.SiLU)
     assert model.stem.conv_t.kernel_size == (5, 1, 1) and model.stem.conv_t.groups == 24
     assert model.head.lin5.out_channels == 2048
-    assert model.preferred_memory_format == torch.contiguous_format
+    assert model.preferred_memory_format == torch.contiguous_format  # on the meta device: no preference
+    assert model.memory_formats["cuda"] == torch.contiguous_format  # channel-wise convs lose channels-last on GPU
 
 
 def test_x3d_xs_forward_backward_tiny():
@@ -126,6 +128,19 @@ def test_x3d_xs_forward_backward_tiny():
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.stem.conv_xy.weight.grad.abs().sum() > 0
+    assert model.preferred_memory_format == torch.channels_last_3d  # fastest on CPU (benchmarks/models.py)
+    assert model.preferred_amp_dtype is None
+
+
+def test_x3d_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    model = create_model("x3d-xs", num_classes=5).eval()
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        model, x_cl = to_preferred_format(model, x)
+        assert x_cl.is_contiguous(memory_format=torch.channels_last_3d)
+        torch.testing.assert_close(model(x_cl), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_x3d_any_input_shape_and_feature_split():

@@ -171,6 +171,30 @@ def init_weights(model: nn.Module, zero_init_final_bn: bool = True, fc_std: floa
             nn.init.zeros_(m.bias)
 
 
+class DevicePreferences:
+    """Mixin: the fastest correct memory format / autocast dtype for the device the model is on.
+
+    Families fill ``memory_formats`` and ``amp_dtypes`` (device type -> choice) from
+    benchmarks/models.py; a trainer reads ``model.preferred_memory_format`` and
+    ``model.preferred_amp_dtype`` (None: stay in fp32) after moving the model to its device.
+    """
+
+    memory_formats: dict[str, torch.memory_format] = {}
+    amp_dtypes: dict[str, torch.dtype] = {}
+
+    def _device_type(self) -> str:
+        param = next(self.parameters(), None)
+        return "cpu" if param is None else param.device.type
+
+    @property
+    def preferred_memory_format(self) -> torch.memory_format:
+        return self.memory_formats.get(self._device_type(), torch.contiguous_format)
+
+    @property
+    def preferred_amp_dtype(self) -> torch.dtype | None:
+        return self.amp_dtypes.get(self._device_type())
+
+
 def to_preferred_format(model: nn.Module, x: torch.Tensor | Sequence[torch.Tensor] | None = None):
     """Move ``model`` (and optionally its input) to the model's ``preferred_memory_format``."""
     fmt = getattr(model, "preferred_memory_format", torch.contiguous_format)

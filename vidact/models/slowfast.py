@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import batch_norm, init_weights, res_stage, round_repeats
+from vidact.models.resnet3d import DevicePreferences, batch_norm, init_weights, res_stage, round_repeats
 
 STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 SLOW_TEMPORAL_KERNELS = (1, 1, 1, 3, 3)  # stem, res2..res5 (Slow: temporal only in res4/res5)
@@ -85,15 +85,17 @@ class SlowFastHead(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class SlowFast(nn.Module):
+class SlowFast(DevicePreferences, nn.Module):
     """SlowFast ResNet-``depth`` with speed ratio ``alpha`` and channel ratio ``1 / beta_inv``.
 
     ``temporal_blocks`` (PySlowFast's NUM_BLOCK_TEMP_KERNEL): per stage, how many blocks keep
     their temporal kernel (default all); ``(3, 4, 6, 3)`` on R101 is the paper's "R101_50_50".
     """
 
-    # Dense 3D convs gain from channels-last-3d (benchmarks/models.py).
-    preferred_memory_format = torch.channels_last_3d
+    # benchmarks/models.py: on CPU channels-last-3d trains faster in fp32; on CUDA dense 3D convs gain from
+    # channels-last-3d and bf16 (issue 5's H200 figures: best PyTorchVideo mode bf16 + channels-last).
+    memory_formats = {"cpu": torch.channels_last_3d, "cuda": torch.channels_last_3d}
+    amp_dtypes = {"cuda": torch.bfloat16}
 
     def __init__(self, depth: int = 50, alpha: int = 4, beta_inv: int = 8, fusion_channel_ratio: int = 2,
                  fusion_kernel: int = 7, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5,

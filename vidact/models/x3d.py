@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import (PointwiseConv3d, batch_norm, init_weights, res_stage, round_repeats,
-                                    round_width)
+from vidact.models.resnet3d import (DevicePreferences, PointwiseConv3d, batch_norm, init_weights, res_stage,
+                                    round_repeats, round_width)
 
 STEM_WIDTH = 12  # X2D's stem and res2 width before gamma_w
 STAGE_DEPTHS = (1, 2, 5, 3)  # X2D's blocks per stage before gamma_d
@@ -104,11 +104,13 @@ class X3DHead(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class X3D(nn.Module):
+class X3D(DevicePreferences, nn.Module):
     """X3D network for one factor setting; any (T, H, W) input works (adaptive pooling)."""
 
-    # Channel-wise 3x3x3 convs run slower in channels-last-3d on CPU and GPU (benchmarks/models.py).
-    preferred_memory_format = torch.contiguous_format
+    # benchmarks/models.py: on CPU channels-last-3d trains ~1.2x faster and bf16 is slower; on
+    # CUDA the channel-wise 3x3x3 convs lose with channels-last and fp32 is best (issue 5's H200 figures).
+    memory_formats = {"cpu": torch.channels_last_3d, "cuda": torch.contiguous_format}
+    amp_dtypes: dict[str, torch.dtype] = {}
 
     def __init__(self, factors: X3DFactors, num_classes: int = 400, in_channels: int = 3,
                  dropout: float = 0.5, se_ratio: float = SE_RATIO, head_width: int = HEAD_WIDTH):
