@@ -10,7 +10,8 @@ from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
 from vidact.models.convert import convert_state_dict, source_key
 
-ptv_x3d = pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not installed (pip install -e '.[test]')")
+ptv_x3d = pytest.importorskip("pytorchvideo.models.x3d",
+                              reason="pytorchvideo is not installed (pip install -e '.[test]')")
 ptv_slowfast = pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
 
 

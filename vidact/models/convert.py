@@ -37,6 +37,10 @@ def _res_block_rule(prefix: str, table: dict[str, str]):
     return rule
 
 
+def _ptv_fusion(m: re.Match) -> str:
+    return f"blocks.{int(m['stage']) - 1}.multipathway_fusion"
+
+
 _PART = r"(?P<part>branch1|branch1_bn|branch2\.(?:a|a_bn|b|b_bn|c|c_bn|se\.fc1|se\.fc2))"
 
 # (family, source) -> [(pattern on the vidact module path, replacement string or function)]
@@ -83,8 +87,8 @@ _RULES: dict[tuple[str, str], list] = {
          _res_block_rule("blocks.{stage}.multipathway_blocks.0", {**_BLOCK, **_SLOWFAST_PTV_BN})),
         (rf"res(?P<stage>\d)\.fast\.(?P<block>\d+)\.{_PART}",
          _res_block_rule("blocks.{stage}.multipathway_blocks.1", {**_BLOCK, **_SLOWFAST_PTV_BN})),
-        (r"res(?P<stage>\d)_fuse\.conv", lambda m: f"blocks.{int(m['stage']) - 1}.multipathway_fusion.conv_fast_to_slow"),
-        (r"res(?P<stage>\d)_fuse\.bn", lambda m: f"blocks.{int(m['stage']) - 1}.multipathway_fusion.norm"),
+        (r"res(?P<stage>\d)_fuse\.conv", lambda m: f"{_ptv_fusion(m)}.conv_fast_to_slow"),
+        (r"res(?P<stage>\d)_fuse\.bn", lambda m: f"{_ptv_fusion(m)}.norm"),
         (r"head\.projection", "blocks.6.proj"),
     ],
 }
