@@ -200,6 +200,10 @@ def test_flow_modality_from_npz(splits, synth_dir, flow_root):
             assert torch.allclose(x[1], torch.full_like(x[1], FLOW_Y * 24 / 32 / T.FLOW_SCALE), atol=1e-5)
             signs.add(round(float(x[0].mean()) / (FLOW_X * 24 / 32 / T.FLOW_SCALE)))
     assert signs == {-1, 1}
+    no_flip = VideoClipDataset(samples, modality="flow", num_frames=6, crop_size=24, scale_range=(24, 24), hflip=False)
+    for epoch in range(4):
+        no_flip.set_epoch(epoch)
+        assert all(float(no_flip[i]["video"][0].mean()) > 0 for i in range(len(samples)))
 
 
 def test_flow_folder_for_mirrors_layout(splits, synth_dir, flow_root):

@@ -147,6 +147,7 @@ class VideoClipDataset(Dataset):
         mean: tuple[float, float, float] = T.RGB_MEAN,
         std: tuple[float, float, float] = T.RGB_STD,
         flow_scale: float = T.FLOW_SCALE,
+        hflip: bool = True,
     ):
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
@@ -170,6 +171,7 @@ class VideoClipDataset(Dataset):
         self.sampler = sampler
         self.seed = seed
         self.max_retries = max_retries
+        self.hflip = hflip  # off for data whose classes depend on left/right (synthetic motion, SSv2)
         self.mean, self.std, self.flow_scale = tuple(mean), tuple(std), float(flow_scale)
         self._skipped = multiprocessing.Value("q", 0)  # shared with forked/spawned workers
         self._epoch = multiprocessing.Value("q", 0)
@@ -280,7 +282,8 @@ class VideoClipDataset(Dataset):
         ratio = size / self.default_spec.crop_size
         lo, hi = (max(size, int(round(s * ratio))) for s in self.scale_range)
         short = int(rng.integers(lo, max(lo, hi) + 1))
-        return SpatialParams(short, size, float(rng.random()), float(rng.random()), bool(rng.random() < 0.5))
+        flip = bool(rng.random() < 0.5) and self.hflip
+        return SpatialParams(short, size, float(rng.random()), float(rng.random()), flip)
 
     def crop_offsets(self, p: SpatialParams, height: int, width: int) -> tuple[float, float]:
         """(top, left) crop fractions for a scaled frame of ``height`` x ``width``."""
