@@ -120,10 +120,13 @@ def test_channels_last_gives_the_same_logits(tiny_slowfast):
     x = torch.randn(1, 3, 16, 64, 64)
     with torch.no_grad():
         expected = model(x)
-        assert model.preferred_memory_format == torch.channels_last_3d  # CPU choice (benchmarks/models.py)
-        model, x_cl = to_preferred_format(model, x)
+        assert model.preferred_memory_format == torch.contiguous_format  # CPU choice (benchmarks/models.py)
+        assert model.preferred_amp_dtype == torch.bfloat16
+        model = model.to(memory_format=torch.channels_last_3d)
+        x_cl = x.contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(model(x_cl), expected, atol=1e-4, rtol=1e-4)
-        model.to(memory_format=torch.contiguous_format)
+        model, x = to_preferred_format(model, x)
+        assert model.stem.slow.conv.weight.is_contiguous()
 
 
 def test_three_pathways_is_an_error(tiny_slowfast):

@@ -92,10 +92,10 @@ class SlowFast(DevicePreferences, nn.Module):
     their temporal kernel (default all); ``(3, 4, 6, 3)`` on R101 is the paper's "R101_50_50".
     """
 
-    # benchmarks/models.py: on CPU channels-last-3d trains faster in fp32; on CUDA dense 3D convs gain from
-    # channels-last-3d and bf16 (issue 5's H200 figures: best PyTorchVideo mode bf16 + channels-last).
-    memory_formats = {"cpu": torch.channels_last_3d, "cuda": torch.channels_last_3d}
-    amp_dtypes = {"cuda": torch.bfloat16}
+    # benchmarks/models.py on CPU (AMX): bf16 autocast trains 1.8x faster, channels-last-3d is
+    # slower; on CUDA dense 3D convs gain from channels-last-3d and bf16 (issue 5's H200 figures).
+    memory_formats = {"cpu": torch.contiguous_format, "cuda": torch.channels_last_3d}
+    amp_dtypes = {"cpu": torch.bfloat16, "cuda": torch.bfloat16}
 
     def __init__(self, depth: int = 50, alpha: int = 4, beta_inv: int = 8, fusion_channel_ratio: int = 2,
                  fusion_kernel: int = 7, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5,
