@@ -96,7 +96,8 @@ def run(arch: str, mode: str, splits, root: Path, args) -> dict:
                       frames=frames, size=size, stride=stride, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed,
                       overrides=[f"width_mult={width}", f"threads={args.threads}", "warmup_epochs=1",
-                                 "dropout=0.3", f"multigrid={mode}", "val_every=1", "log_every=1000"])
+                                 "dropout=0.3", f"multigrid={mode}", "val_every=1", "log_every=1000",
+                                 f"clip_grad={args.clip_grad}"])
     start = time.perf_counter()
     summary = fit(cfg, TrainData(splits["classes"], train_set, val_set), progress=False)
     total = time.perf_counter() - start
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--clip-grad", type=float, default=5.0, help="gradient-norm clip (the 8x LR phases)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the shared machine is oversubscribed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="an existing synthetic set (default: generate one)")
