@@ -53,6 +53,7 @@ class DatasetSplits:
     root: Path
     classes: list[str]
     splits: dict[str, list[Sample]] = field(default_factory=dict)
+    horizontal_flip: bool = True  # False when classes depend on left/right (from dataset.json)
 
     def split(self, name: str) -> list[Sample]:
         if name not in self.splits:
@@ -568,4 +569,23 @@ def load_dataset_dir(root: str | Path) -> DatasetSplits:
     splits = {s: parse_csv(root / f"{s}.csv", root, classes) for s in SPLITS if (root / f"{s}.csv").is_file()}
     if not splits:
         raise UsageError(f"{root}: no train.csv / val.csv / test.csv found")
-    return DatasetSplits(root, classes, splits)
+    return DatasetSplits(root, classes, splits, **read_dataset_options(root))
+
+
+DATASET_OPTIONS = "dataset.json"
+
+
+def read_dataset_options(root: str | Path) -> dict:
+    """Optional ``dataset.json`` in a data set folder, e.g. ``{"horizontal_flip": false}``."""
+    path = Path(root) / DATASET_OPTIONS
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(options, dict) or not isinstance(options.get("horizontal_flip", True), bool):
+        raise AnnotationError(path, None, 'expected an object like {"horizontal_flip": false}')
+    return {"horizontal_flip": options.get("horizontal_flip", True)}

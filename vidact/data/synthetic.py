@@ -1,6 +1,6 @@
 """The built-in synthetic motion data set: classes differ only by how things move.
 
-Every clip has a random textured background and random textured foreground shapes;
+Every clip has a random textured background and many small random foreground shapes;
 the class decides only the motion of the foreground layer (translation direction,
 rotation sense, zoom in/out, still, flicker). One frame therefore carries no class
 information, while two frames do. Clips are deterministic in ``seed`` and written as
@@ -66,24 +66,29 @@ def _texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarra
 
 
 def _foreground(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random textured shapes: (rgb, alpha) layers at ``size``."""
+    """Many small high-contrast shapes (a random-dot kinematogram): (rgb, alpha) layers.
+
+    Motion evidence then covers the whole frame, so a small 3D network learns the motion
+    classes in a few epochs, while any single frame stays uninformative.
+    """
     rgb = np.zeros((size, size, 3), np.float32)
     alpha = np.zeros((size, size), np.float32)
-    for _ in range(int(rng.integers(2, 5))):
-        tex = _texture(rng, size, size, blur=rng.uniform(0.8, 2.5))
+    grain = _texture(rng, size, size, blur=1.0)
+    lo, hi = max(2, size // 20), max(3, size // 9)
+    for _ in range(int(rng.integers(12, 24))):
         mask = np.zeros((size, size), np.uint8)
-        cx, cy = rng.integers(size // 6, size - size // 6, size=2)
-        r = int(rng.integers(size // 10, size // 5))
+        cx, cy = (int(v) for v in rng.integers(0, size, size=2))
+        r = int(rng.integers(lo, hi + 1))
         kind = rng.integers(3)
         if kind == 0:
-            cv2.circle(mask, (int(cx), int(cy)), r, 1, -1)
+            cv2.circle(mask, (cx, cy), r, 1, -1)
         elif kind == 1:
-            cv2.rectangle(mask, (int(cx - r), int(cy - r // 2)), (int(cx + r), int(cy + r // 2)), 1, -1)
+            cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1, -1)
         else:
             pts = (rng.uniform(-r, r, size=(3, 2)) + (cx, cy)).astype(np.int32)
             cv2.fillConvexPoly(mask, pts, 1)
         m = mask.astype(bool)
-        rgb[m] = tex[m]
+        rgb[m] = 0.75 * rng.uniform(0, 255, size=3) + 0.25 * grain[m]
         alpha[m] = 1.0
     return rgb, alpha
 
@@ -192,5 +197,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -
     atomic_write_text(out / "classes.txt", "".join(n + "\n" for n in names))
     for split, items in rows.items():
         atomic_write_text(out / f"{split}.csv", "path,label\n" + "".join(f"{p},{y}\n" for p, y in items))
+    # Mirroring swaps move_left/move_right and the rotation senses: training must not flip.
+    atomic_write_text(out / "dataset.json", json.dumps({"horizontal_flip": False}) + "\n")
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return {"out": str(out), "classes": names, "train": len(rows["train"]), "val": len(rows["val"])}

@@ -20,6 +20,7 @@ from vidact.errors import UsageError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
+HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (dataset.json)
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 MULTIGRID = ("none", "long", "short", "long+short")
 MULTIGRID_AVAILABLE = MULTIGRID  # vidact.train.multigrid
@@ -56,6 +57,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     min_lr: float = 0.0
     label_smoothing: float = 0.0
+    hflip: str = "auto"  # random horizontal flip in training: auto | on | off
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # speed
     device: str = "auto"
@@ -77,6 +79,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
+        _choice("hflip", self.hflip, HFLIP_MODES)
         _choice("modality", self.modality, MODALITIES)
         _choice("multigrid", self.multigrid, MULTIGRID)
         if self.multigrid not in MULTIGRID_AVAILABLE:

@@ -319,7 +319,8 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
         raise UsageError(f"{Path(cfg.data) / 'train.csv'}: no samples listed")
     val_samples = splits.splits.get(cfg.val_split) or []
     common = dict(modality=inp.modality, num_frames=inp.frames, stride=inp.stride, crop_size=inp.size,
-                  flow_root=cfg.flow_root or None, data_root=cfg.data if cfg.flow_root else None, seed=cfg.seed)
+                  flow_root=cfg.flow_root or None, data_root=cfg.data if cfg.flow_root else None, seed=cfg.seed,
+                  hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip))
     try:
         train_set = VideoClipDataset(train_samples, train=True, **common)
         val_set = VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None

@@ -1,0 +1,36 @@
+import json
+
+import numpy as np
+
+from vidact.data.annotations import load_dataset_dir
+from vidact.data.synthetic import MOTIONS, clip_seed, render_clip
+from vidact.train.config import TrainConfig
+
+
+def test_synthetic_set_forbids_horizontal_flip(synth_dir, tmp_path):
+    assert json.loads((synth_dir / "dataset.json").read_text()) == {"horizontal_flip": False}
+    assert load_dataset_dir(synth_dir).horizontal_flip is False
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "classes.txt").write_text("a\nb\n")
+    (plain / "train.csv").write_text("path,label\nx.mp4,0\n")
+    assert load_dataset_dir(plain).horizontal_flip is True
+    assert TrainConfig().hflip == "auto"
+
+
+def test_engine_dataset_follows_the_folder_unless_overridden(synth_dir):
+    from vidact.train.engine import build_data, resolve_input
+
+    for mode, expected in (("auto", False), ("on", True), ("off", False)):
+        cfg = TrainConfig(arch="c3d", data=str(synth_dir), frames=4, size=32, hflip=mode).validate()
+        data = build_data(cfg, resolve_input(cfg))
+        assert data.train_set.hflip is expected
+
+
+def test_single_frames_carry_no_motion_class_but_pairs_do():
+    """Mean frame statistics do not separate left from right; the frame-to-frame shift does."""
+    left = render_clip("move_left", 6, 48, clip_seed(3, 0, 0))
+    right = render_clip("move_right", 6, 48, clip_seed(3, 0, 0))
+    assert np.array_equal(left[0], right[0])  # same seed: identical first frame for both classes
+    assert not np.array_equal(left[3], right[3])
+    assert len(MOTIONS) == 10
