@@ -129,7 +129,7 @@ def plot(results: list[dict], path: Path) -> None:
         for r in (r for r in results if r["arch"] == arch):
             xs, ys = zip(*r["curve"])
             ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=r["mode"])
-        ax.set_title(f"{arch}: val top-1 vs training wall-clock (2 CPU cores)")
+        ax.set_title(f"{arch}: val top-1 vs training wall-clock (shared 2-core CPU)")
         ax.set_xlabel("training seconds")
         ax.set_ylabel("val top-1 (%)")
         ax.grid(alpha=0.3)
