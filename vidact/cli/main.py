@@ -74,6 +74,11 @@ def _register() -> None:
 
     app.add_typer(x3d_cli.app, name="x3d")
 
+    from vidact.cli import demo as demo_cli, export as export_cli
+
+    app.command("demo")(demo_cli.demo)
+    app.command("export")(export_cli.export)
+
 
 _register()
 

@@ -1,0 +1,92 @@
+"""vidact demo --quick: every stage runs, the report has every row and figure, a re-run skips all stages."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from vidact.demo import FUSED, QUICK, StageLog, run_demo
+from vidact.report import markdown_table, time_to_accuracy
+
+STAGES = ["synth", "frames", "flow", *(f"train-{r.name}" for r in QUICK.runs), "fuse", "profile"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    n = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("demo") / "out"
+    try:
+        summary = run_demo(out, quick=True)
+    finally:
+        torch.set_num_threads(n)
+    return out, summary
+
+
+def test_quick_demo_writes_every_stage_and_the_report(quick_demo):
+    out, summary = quick_demo
+    assert sorted(p.stem for p in (out / "stages").glob("*.json")) == sorted(STAGES)
+    names = [r["name"] for r in summary["rows"]]
+    assert names == [r.name for r in QUICK.runs] + [FUSED]
+    for row in summary["rows"]:
+        assert 0.0 <= row["val_top1"] <= 1.0 and row["params"] > 0 and row["gflops"] > 0 and row["clips_per_s"] > 0
+    md = (out / "report.md").read_text()
+    assert md.count("\n| ") == len(names) + 1  # header + one line per row
+    assert "| x3d-xs (long+short multigrid) | rgb | 1x3x4x32x32 |" in md
+    assert f"chance = {100 / QUICK.classes:.1f}%" in md
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4  # curves, time-to-accuracy, confusion, flow strip
+    assert page.count("<tr>") == len(names) + 1
+    flows = list((out / "flow").rglob("flow.json"))
+    assert len(flows) == QUICK.classes * QUICK.per_class
+    params = json.loads(flows[0].read_text())["params"]
+    assert (params["nscales"], params["inner_iterations"]) == (QUICK.flow_nscales, QUICK.flow_inner)
+    assert sorted(summary["stage_seconds"]) == sorted(STAGES)
+
+
+def test_rerun_skips_every_finished_stage(quick_demo, cli):
+    out, summary = quick_demo
+    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    r = cli("demo", out, "--quick", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert len(re.findall(r"done before, skipped", r.stderr)) == len(STAGES)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == markers
+    again = json.loads(r.stdout)
+    assert [row["val_top1"] for row in again["rows"]] == [row["val_top1"] for row in summary["rows"]]
+
+
+def test_rerun_redoes_only_a_missing_stage(quick_demo):
+    out, summary = quick_demo
+    log = StageLog(out)
+    log.path("fuse").unlink()
+    torch_threads = torch.get_num_threads()
+    again = run_demo(out, quick=True)
+    torch.set_num_threads(torch_threads)
+    assert log.done("fuse") is not None
+    assert again["rows"][-1]["val_top1"] == summary["rows"][-1]["val_top1"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(quick_demo, cli):
+    out, _ = quick_demo
+    r = cli("demo", out)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"error: {out} holds a demo run with other settings (e.g. --quick); choose another folder"
+
+
+def test_time_to_accuracy_accumulates_epoch_seconds():
+    history = [{"seconds": 2.0, "val_top1": 0.25}, {"seconds": 3.0, "val_top1": None},
+               {"seconds": 1.5, "val_top1": 0.5}]
+    assert time_to_accuracy(history) == ([2.0, 6.5], [25.0, 50.0])
+
+
+def test_markdown_table_known_row():
+    row = {"arch": "c3d", "modality": "rgb", "input": "1x3x8x48x48", "params": 4_885_960, "gflops": 0.2345,
+           "train_seconds": 61.4, "val_top1": 0.6875, "clips_per_s": 85.2}
+    assert markdown_table([row]).splitlines()[2] == "| c3d | rgb | 1x3x8x48x48 | 4.89 | 0.234 | 61 | 68.8 | 85 |"
+
+
+def test_demo_help_has_an_example(cli):
+    r = cli("demo", "--help")
+    assert r.exit_code == 0 and "Example: vidact demo demo_out" in r.stdout

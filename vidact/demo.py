@@ -1,0 +1,275 @@
+"""``vidact demo``: the field's story end to end on the built-in synthetic motion data set.
+
+synthesise -> extract frames -> extract TV-L1 flow (torch) -> train and evaluate single-frame (RGB),
+the two-stream temporal net (stacked flow), their late fusion, a small C3D, X3D-XS and X3D-XS with
+multigrid -> profile every model -> ``OUT/report.md`` and ``OUT/report.html``.
+
+Each stage writes ``OUT/stages/<stage>.json`` atomically when it finishes; a re-run loads those
+results and skips the stage, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from vidact.errors import UsageError
+from vidact.io.atomic import atomic_write_text
+from vidact.utils.progress import make_progress, stderr_console
+
+STAGES_DIR = "stages"
+DATASET_OPTIONS = "dataset.json"  # data set options that the frames folder inherits
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the demo: an architecture, its input and its budget."""
+
+    name: str
+    arch: str
+    modality: str  # rgb or flow
+    frames: int
+    size: int
+    stride: int
+    epochs: int
+    width_mult: float = 1.0
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    batch_size: int = 8
+    multigrid: str = "none"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Data set size, flow solver effort and the training runs; :data:`FULL` and :data:`QUICK`."""
+
+    classes: int = 8
+    per_class: int = 16
+    clip_frames: int = 30
+    clip_size: int = 64
+    frames_fps: float = 12.5  # clips are written at 25 fps; every 2nd frame doubles the motion per frame
+    # TV-L1 at demo effort (OpenCV's defaults are nscales 5, warps 5, 10 outer x 30 inner iterations)
+    flow_nscales: int = 3
+    flow_warps: int = 1
+    flow_outer: int = 2
+    flow_inner: int = 10
+    workers: int = 2  # frame/flow extraction processes
+    threads: int = 1  # torch CPU threads while training (one per process avoids oversubscription)
+    bench_iters: int = 3
+    runs: tuple[RunSpec, ...] = ()
+    fusion_weights: tuple[float, float] = (1.0, 1.5)  # (RGB, flow), as in Simonyan & Zisserman
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _runs(epochs: int, x3d_epochs: int, size: int) -> tuple[RunSpec, ...]:
+    adam = {"optimizer": "adamw", "lr": 0.002}  # the nets without BatchNorm barely move with SGD in a few epochs
+    return (
+        RunSpec("single-frame", "single-frame", "rgb", 1, size, 1, epochs, width_mult=0.25, **adam),
+        RunSpec("two-stream-temporal", "two-stream-temporal", "flow", 10, size, 1, epochs, width_mult=0.25, **adam),
+        RunSpec("c3d", "c3d", "rgb", 8, size, 1, epochs, width_mult=0.25, **adam),
+        RunSpec("x3d-xs", "x3d-xs", "rgb", 4, size, 2, x3d_epochs, width_mult=0.5, lr=0.05),
+        RunSpec("x3d-xs-multigrid", "x3d-xs", "rgb", 4, size, 2, x3d_epochs, width_mult=0.5, lr=0.05,
+                multigrid="long+short"),
+    )
+
+
+FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=8, size=48))
+QUICK = DemoConfig(classes=3, per_class=4, clip_frames=24, clip_size=32, flow_nscales=1, flow_warps=1,
+                   flow_outer=1, flow_inner=2, bench_iters=1, runs=_runs(epochs=1, x3d_epochs=1, size=32))
+
+FUSED = "two-stream (fused)"  # the row of the late fusion of single-frame RGB and temporal flow scores
+
+
+# --------------------------------------------------------------------------- stage bookkeeping
+class StageLog:
+    """Finished stages of one demo folder: ``OUT/stages/<name>.json`` holds each stage's result."""
+
+    def __init__(self, out: Path):
+        self.folder = out / STAGES_DIR
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def done(self, name: str) -> dict | None:
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None  # cannot happen with atomic writes; redo the stage if it ever does
+
+    def finish(self, name: str, result: dict) -> dict:
+        atomic_write_text(self.path(name), json.dumps(result, indent=2, default=str) + "\n")
+        return result
+
+
+def run_stage(log: StageLog, name: str, number: int, total: int, fn: Callable[[], dict]) -> dict:
+    """Run ``fn`` unless ``name`` finished before; record its result and wall-clock seconds."""
+    previous = log.done(name)
+    if previous is not None:
+        stderr_console.print(f"[{number}/{total}] {name}: done before, skipped", highlight=False)
+        return previous
+    stderr_console.print(f"[{number}/{total}] {name}", highlight=False)
+    started = time.perf_counter()
+    result = fn()
+    result["stage_seconds"] = time.perf_counter() - started
+    return log.finish(name, result)
+
+
+# --------------------------------------------------------------------------- the stages
+def synthesise(out: Path, cfg: DemoConfig) -> dict:
+    from vidact.data.synthetic import SynthConfig, generate
+
+    synth = SynthConfig(classes=cfg.classes, per_class=cfg.per_class, frames=cfg.clip_frames,
+                        size=cfg.clip_size, seed=cfg.seed)
+    with make_progress() as bar:
+        task = bar.add_task("synth", total=cfg.classes * cfg.per_class, status="")
+        return generate(out / "data", synth, progress=lambda: bar.advance(task))
+
+
+def extract_frames_stage(out: Path, cfg: DemoConfig) -> dict:
+    from vidact.data.extract_frames import FrameOptions, extract_frames
+
+    result = extract_frames(out / "data", out / "frames", list_path=out / "data",
+                            options=FrameOptions(fps=cfg.frames_fps), workers=cfg.workers)
+    if result["failed"]:
+        raise UsageError(f"frame extraction failed for {result['failed']} videos; see {result['failures_file']}")
+    options = out / "data" / DATASET_OPTIONS  # e.g. no horizontal flips: left/right motions are classes
+    if options.is_file():
+        atomic_write_text(out / "frames" / DATASET_OPTIONS, options.read_text(encoding="utf-8"))
+    return {k: result[k] for k in ("done", "skipped", "failed", "out")}
+
+
+def flow_options(cfg: DemoConfig):
+    from vidact.flow.extract import FlowOptions
+    from vidact.flow.tvl1 import TVL1Params
+
+    params = TVL1Params(nscales=cfg.flow_nscales, warps=cfg.flow_warps, outer_iterations=cfg.flow_outer,
+                        inner_iterations=cfg.flow_inner)
+    return FlowOptions(backend="torch", device="cpu", batch=1, compile=False, params=params)
+
+
+def extract_flow_stage(out: Path, cfg: DemoConfig) -> dict:
+    from vidact.flow.extract import extract_flow
+
+    options = flow_options(cfg)
+    result = extract_flow(out / "frames", out / "flow", list_path=out / "frames", options=options,
+                          workers=cfg.workers)
+    if result["failed"]:
+        raise UsageError(f"flow extraction failed for {result['failed']} videos; see {result['failures_file']}")
+    return {**{k: result[k] for k in ("done", "skipped", "failed", "out", "backend")},
+            "params": options.params.to_dict()}
+
+
+def train_config(out: Path, run: RunSpec, cfg: DemoConfig):
+    """The :class:`~vidact.train.config.TrainConfig` of one demo run."""
+    from vidact.train.config import TrainConfig
+
+    return TrainConfig(
+        arch=run.arch, data=str(out / "frames"), out=str(out / "runs" / run.name), modality=run.modality,
+        frames=run.frames, size=run.size, stride=run.stride, width_mult=run.width_mult,
+        flow_root=str(out / "flow") if run.modality == "flow" else "", epochs=run.epochs,
+        batch_size=run.batch_size, lr=run.lr, optimizer=run.optimizer, weight_decay=1e-4, warmup_epochs=0.0,
+        dropout=0.3, threads=cfg.threads, device="cpu", multigrid=run.multigrid, seed=cfg.seed, log_every=1,
+    ).validate()
+
+
+def train_and_evaluate(out: Path, run: RunSpec, cfg: DemoConfig) -> dict:
+    """Train one run, then test its best checkpoint on val (scores saved for fusion)."""
+    from vidact.evaluate.multiview import evaluate_checkpoint
+    from vidact.train.engine import train
+
+    summary = train(train_config(out, run, cfg))
+    run_dir = out / "runs" / run.name
+    report = evaluate_checkpoint(summary["best"] or summary["last"], out / "frames", split="val",
+                                 device="cpu", save_scores=run_dir / "val_scores.npz")
+    history = [{k: r.get(k) for k in ("epoch", "seconds", "train_loss", "val_top1", "clips_per_s")}
+               for r in summary["history"]]
+    return {"run": dataclasses.asdict(run), "train_seconds": summary["seconds"],
+            "train_clips_per_s": summary["clips_per_s"], "best_val_top1": summary["best_val_top1"],
+            "history": history, "video_top1": report["video_top1"], "clip_top1": report["clip_top1"],
+            "confusion": report["confusion"], "classes": [row["class"] for row in report["per_class"]],
+            "scores": report["scores"], "checkpoint": summary["best"] or summary["last"]}
+
+
+def fuse_stage(results: dict[str, dict], cfg: DemoConfig) -> dict:
+    """Late fusion of the single-frame (RGB) and temporal (flow) saved scores."""
+    from vidact.evaluate.fuse import fuse_scores
+    from vidact.evaluate.metrics import confusion_matrix
+    from vidact.evaluate.multiview import ViewScores
+
+    rgb, flow = results["single-frame"], results["two-stream-temporal"]
+    with make_progress() as bar:
+        task = bar.add_task("fuse", total=1, status="")
+        fused = fuse_scores([ViewScores.load(rgb["scores"]), ViewScores.load(flow["scores"])],
+                            list(cfg.fusion_weights), names=["single-frame", "two-stream-temporal"])
+        bar.advance(task)
+    conf = confusion_matrix(fused["fused_scores"].argmax(axis=1), fused["labels"], fused["fused_scores"].shape[1])
+    return {"weights": list(cfg.fusion_weights), "video_top1": fused["fused_top1"],
+            "video_top5": fused["fused_top5"], "confusion": conf.tolist(), "classes": rgb["classes"]}
+
+
+def profile_stage(runs: tuple[RunSpec, ...], num_classes: int, cfg: DemoConfig) -> dict:
+    """Params and GFLOPs (meta device) and inference clips/s (batch 8, CPU) of each run's model."""
+    from vidact.profile.bench import benchmark_arch
+    from vidact.profile.flops import profile_arch
+
+    profiles = {}
+    with make_progress() as bar:
+        task = bar.add_task("profile", total=len(runs), status="")
+        for run in runs:
+            kwargs = {"width_mult": run.width_mult, "in_channels": 2 if run.modality == "flow" else 3}
+            flops = profile_arch(run.arch, run.frames, run.size, num_classes=num_classes, **kwargs)
+            bench = benchmark_arch(run.arch, run.frames, run.size, batch=8, num_classes=num_classes, device="cpu",
+                                   warmup=1, iters=cfg.bench_iters, threads=cfg.threads, **kwargs)
+            profiles[run.name] = {"params": flops.params, "gflops": flops.gflops, "input": flops.to_dict()["input"],
+                                  "infer_clips_per_s": bench.forward_clips_per_s}
+            bar.update(task, advance=1, status=run.name)
+    return profiles
+
+
+# --------------------------------------------------------------------------- the pipeline
+def run_demo(out: str | Path, cfg: DemoConfig = FULL, quick: bool = False) -> dict:
+    """Run every stage into ``out`` (finished stages are skipped); returns the report summary."""
+    from vidact.report import write_report
+
+    if quick:
+        cfg = QUICK
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the demo folder: {exc.strerror or exc}") from None
+    settings = out / "demo.json"
+    if settings.is_file() and json.loads(settings.read_text(encoding="utf-8")) != json.loads(json.dumps(cfg.to_dict())):
+        raise UsageError(f"{out} holds a demo run with other settings (e.g. --quick); choose another folder")
+    atomic_write_text(settings, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    log = StageLog(out)
+    total = 3 + len(cfg.runs) + 3
+    started = time.perf_counter()
+    stages = {"synth": run_stage(log, "synth", 1, total, lambda: synthesise(out, cfg)),
+              "frames": run_stage(log, "frames", 2, total, lambda: extract_frames_stage(out, cfg)),
+              "flow": run_stage(log, "flow", 3, total, lambda: extract_flow_stage(out, cfg))}
+    results = {}
+    for i, run in enumerate(cfg.runs):
+        results[run.name] = run_stage(log, f"train-{run.name}", 4 + i, total,
+                                      lambda run=run: train_and_evaluate(out, run, cfg))
+    n = 4 + len(cfg.runs)
+    fused = run_stage(log, "fuse", n, total, lambda: fuse_stage(results, cfg))
+    profiles = run_stage(log, "profile", n + 1, total, lambda: profile_stage(cfg.runs, cfg.classes, cfg))
+    stderr_console.print(f"[{total}/{total}] report", highlight=False)
+    seconds = {name: stage.get("stage_seconds", 0.0) for name, stage in
+               [*stages.items(), *((f"train-{k}", v) for k, v in results.items()), ("fuse", fused),
+                ("profile", profiles)]}
+    profiles = {k: v for k, v in profiles.items() if k != "stage_seconds"}
+    return write_report(out, cfg, stages, results, fused, profiles, stage_seconds=seconds,
+                        session_seconds=time.perf_counter() - started)
