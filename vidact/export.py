@@ -82,7 +82,9 @@ def export_onnx(model: nn.Module, example, dest: Path, opset: int = 17) -> None:
 def run_exported(path: Path, fmt: str, example) -> torch.Tensor:
     """Logits of the exported file on ``example``."""
     if fmt == "torchscript":
-        loaded = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch suggests torch.export; TorchScript still loads
+            loaded = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
             return loaded(example)
     import onnxruntime as ort
