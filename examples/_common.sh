@@ -1,7 +1,7 @@
 # Shared by the examples: stop on errors, echo commands, make the synthetic set when DATA is unset.
 set -euo pipefail
 VIDACT=${VIDACT:-vidact}
-WORK=${WORK:-work}
+WORK=${WORK:-runs/examples}
 EPOCHS=${EPOCHS:-8}
 mkdir -p "$WORK"
 run() { echo "+ $*" >&2; "$@"; }
