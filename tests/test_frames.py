@@ -127,7 +127,7 @@ def test_synth_extract_round_trip(synth_dir, tmp_path, cli):
     got = read_frames(sample.path, range(16))
     assert got.shape == (16, 32, 32, 3)
     ref = decode_frames(videos.split("val")[0].path, range(16))
-    assert np.abs(got.astype(int) - ref).mean() < 3
+    assert np.abs(got.astype(int) - ref).mean() < 6  # JPEG q95 of sharp-edged 32x32 frames
 
 
 def test_bad_videos_are_reported_and_good_ones_finish(tmp_path, cli):
@@ -216,7 +216,7 @@ def test_fps_halves_a_25fps_clip(tmp_path, cli):
     assert count_frames(tmp_path / "out" / "clip") == 8
     got = read_frames(tmp_path / "out" / "clip", range(8))
     ref = decode_frames(clip, list(range(0, 16, 2)))
-    assert np.abs(got.astype(int) - ref).mean() < 3
+    assert np.abs(got.astype(int) - ref).mean() < 6  # JPEG q95 of sharp-edged 32x32 frames
 
 
 def test_real_clip_short_side(bikes_mp4, tmp_path, cli):

@@ -21,7 +21,7 @@ def test_unknown_arch_is_one_line_with_close_matches(cli):
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0] == "error: unknown architecture 'c3dd'; did you mean c3d, i3d?"
+    assert lines[0] == "error: unknown architecture 'c3dd'; did you mean c3d, c3d-bn, i3d?"
     res = cli("profile", "--arch", "slow_fusoin")
     assert res.exit_code == 2 and "slow-fusion" in res.stderr
 
@@ -74,9 +74,10 @@ def test_bad_usage_exits_2(cli):
 def test_models_lists_inputs_params_and_gflops(cli):
     res = cli("models", "--family", "c3d", "--json")
     assert res.exit_code == 0, res.stderr
-    (row,) = json.loads(res.stdout)
+    row, bn_row = json.loads(res.stdout)
     assert (row["name"], row["channels"], row["frames"], row["size"], row["stride"]) == ("c3d", 3, 16, 112, 1)
     assert row["gflops"] == pytest.approx(38.5, rel=0.01) and row["num_classes"] == 101
+    assert bn_row["name"] == "c3d-bn" and bn_row["gflops"] == pytest.approx(row["gflops"], rel=1e-3)
     res = cli("models", "--family", "two-stream")
     assert res.exit_code == 0
     for text in ("two-stream-spatial", "two-stream-temporal", "3x1x224x224 + 2x10x224x224", "GFLOPs"):

@@ -11,7 +11,7 @@ import torch
 def test_unknown_architecture_suggests_close_names(cli):
     r = cli("profile", "--arch", "c3dd")
     assert r.exit_code == 2
-    assert r.stderr.splitlines() == ["error: unknown architecture 'c3dd'; did you mean c3d, i3d?"]
+    assert r.stderr.splitlines() == ["error: unknown architecture 'c3dd'; did you mean c3d, c3d-bn, i3d?"]
 
 
 @pytest.mark.parametrize("args, message", [

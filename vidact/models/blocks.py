@@ -119,14 +119,24 @@ class FCHead(nn.Module):
 
 
 def init_conv_linear(module: nn.Module) -> None:
-    """Kaiming-normal conv weights, N(0, 0.01) linear weights, zero biases, unit BatchNorm."""
+    """Kaiming-normal (fan-in) conv weights and hidden FC weights, N(0, 0.01) classifier weights,
+    zero biases, unit BatchNorm.
+
+    Fan-in scaling keeps the activation variance constant through the ReLU stack, so the
+    networks without BatchNorm (C3D, the Karpathy and two-stream towers) train from scratch;
+    small weights everywhere would shrink the signal ~100x by the logits.
+    """
+    hidden = {id(m) for h in module.modules() if isinstance(h, FCHead) for m in h.hidden.modules()}
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and id(m) in hidden:
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)

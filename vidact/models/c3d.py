@@ -15,7 +15,7 @@ from torch import nn
 from vidact.models.blocks import FCHead, MaxPool3dMinSize, init_conv_linear, scaled
 from vidact.models.registry import InputSpec, register_model
 
-__all__ = ["C3D", "c3d"]
+__all__ = ["C3D", "c3d", "c3d_bn"]
 
 WIDTHS = (("1a", 64), ("2a", 128), ("3a", 256), ("3b", 256), ("4a", 512), ("4b", 512), ("5a", 512), ("5b", 512))
 POOL_AFTER = {"1a": "pool1", "2a": "pool2", "3b": "pool3", "4b": "pool4", "5b": "pool5"}
@@ -33,13 +33,15 @@ class C3D(nn.Module):
     """C3D on (B, C, T, H, W); an adaptive pool to 1x4x4 (identity at 16x112x112) precedes fc6."""
 
     def __init__(self, num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5,
-                 width_mult: float = 1.0):
+                 width_mult: float = 1.0, batch_norm: bool = False):
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
         for name, width in WIDTHS:
             out = scaled(width, width_mult)
-            layers[f"conv{name}"] = nn.Conv3d(channels, out, 3, padding=1)
+            layers[f"conv{name}"] = nn.Conv3d(channels, out, 3, padding=1, bias=not batch_norm)
+            if batch_norm:
+                layers[f"bn{name}"] = nn.BatchNorm3d(out)
             layers[f"relu{name}"] = nn.ReLU(inplace=True)
             if name in POOL_AFTER:
                 layers[POOL_AFTER[name]] = _pool(POOL_AFTER[name])
@@ -63,3 +65,9 @@ class C3D(nn.Module):
                 description="Tran et al. 2015: eight 3x3x3 convs, fc6/fc7 4096")
 def c3d(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0) -> C3D:
     return C3D(num_classes, in_channels, dropout, width_mult)
+
+
+@register_model("c3d-bn", input=InputSpec(3, 16, 112, 1, "rgb"), family="c3d",
+                description="C3D with BatchNorm after every conv (MMAction2's norm_cfg=BN); trains from scratch")
+def c3d_bn(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0) -> C3D:
+    return C3D(num_classes, in_channels, dropout, width_mult, batch_norm=True)
