@@ -101,7 +101,6 @@ def test_list_with_missing_file_extracts_the_rest(cli, faults, tmp_path):
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["c0", "c1", "c2", "c3"]
 
 
-@pytest.mark.slow
 def test_sigkill_then_rerun_is_byte_identical(faults, tmp_path):
     src = tmp_path / "src"
     for i in range(6):

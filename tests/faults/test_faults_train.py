@@ -144,7 +144,6 @@ def _train_cmd(*args) -> list[str]:
     return [sys.executable, "-c", code, TESTS, "train", *map(str, args)]
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_is_weight_identical(faults, tmp_path):
     data = faults.dataset()
     args = [*TRAIN_ARGS, "--epochs", "2", "--data", data]
