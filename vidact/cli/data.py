@@ -17,7 +17,7 @@ app = typer.Typer(help="Make, index and check data sets.", no_args_is_help=True)
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the data set into."),
     classes: int = typer.Option(8, help="Number of motion classes (2-10)."),
-    per_class: int = typer.Option(16, help="Clips per class."),
+    per_class: int = typer.Option(48, help="Clips per class (48: enough that small 3D nets learn motion, not appearance)."),
     frames: int = typer.Option(24, help="Frames per clip."),
     size: int = typer.Option(64, help="Frame width and height in pixels."),
     fps: int = typer.Option(25, help="Frame rate of the written videos."),
@@ -26,7 +26,7 @@ def synth(
 ) -> None:
     """Write the built-in synthetic motion data set (H.264 clips, classes.txt, train/val lists).
 
-    Example: vidact data synth data/synth --classes 8 --per-class 16
+    Example: vidact data synth data/synth --classes 8 --per-class 48
     """
     from vidact.data.synthetic import SynthConfig, generate
 

@@ -36,7 +36,7 @@ MOTIONS = (
 @dataclass(frozen=True)
 class SynthConfig:
     classes: int = 8
-    per_class: int = 16
+    per_class: int = 48  # 384 clips: fewer and small 3D nets memorise appearance instead of motion
     frames: int = 24
     size: int = 64
     fps: int = 25
