@@ -34,6 +34,17 @@ def cli(capsys):
     return run
 
 
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread: on a shared 2-core machine OpenMP's spinning threads slow tiny ops ~10-50x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """A tiny synthetic data set: 4 classes x 4 clips, 16 frames of 32x32."""

@@ -16,13 +16,7 @@ CLASSIC = ["single-frame", "early-fusion", "late-fusion", "slow-fusion", "two-st
            "two-stream-temporal", "c3d", "i3d", "i3d-flow", "i3d-two-stream"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest on one thread (and two OpenMP threads crawl on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _on_meta(name: str, **kwargs):

@@ -74,14 +74,6 @@ def _config(out, **changes):
     return load_config(**values)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_fit_follows_the_multigrid_schedule(tmp_path, one_thread):
     from vidact.train.engine import fit
     from vidact.train.samplers import multigrid_training

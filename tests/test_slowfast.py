@@ -10,13 +10,7 @@ from vidact.models.resnet3d import to_preferred_format
 from vidact.profile.flops import profile_arch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's spinning threads slow tiny ops ~50x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # arch, extra builder kwargs, GFLOPs at slow T / fast 32 x 256 x 256, params (M), params tolerance
 TARGETS = [

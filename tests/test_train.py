@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from test_train_tinymodel import TINY, fake_config, fake_data, one_thread, register_tiny  # noqa: F401 (fixture)
+from test_train_tinymodel import TINY, fake_config, fake_data, register_tiny
 from vidact.errors import UsageError
 from vidact.train.config import TrainConfig, apply_overrides, load_config, read_config_file, to_toml
 from vidact.train.lr import LRSchedule

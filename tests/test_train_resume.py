@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_tinymodel import fake_config, fake_data, one_thread  # noqa: F401 (fixture)
+from test_train_tinymodel import fake_config, fake_data
 from vidact.train.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 

@@ -30,15 +30,6 @@ class Tiny3d(nn.Module):
         return self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared, oversubscribed 2-core machine tiny convs run ~10x faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def register_tiny() -> str:
     """Register ``tiny3d`` once per process; returns its name."""
     if TINY not in _REGISTRY:

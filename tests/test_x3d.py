@@ -13,13 +13,7 @@ from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
 from vidact.profile.flops import profile_arch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's spinning threads slow tiny ops ~50x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _structure(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:

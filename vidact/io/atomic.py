@@ -36,7 +36,7 @@ def _pid_running(pid: int) -> bool:
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files that killed writers left in ``folder``; returns them.
 
-    Temporary names carry the writer's pid (``.NAME.PID.XXXX.tmp``); only files whose writer
+    Temporary names carry the writer's pid (``.NAME.PID.<random>.tmp``); only files whose writer
     is no longer running are removed, so a concurrent live writer is never disturbed.
     """
     removed = []
