@@ -80,7 +80,7 @@ def _runs(epochs: int, x3d_epochs: int, size: int) -> tuple[RunSpec, ...]:
     )
 
 
-FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=8, size=48))
+FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=20, size=48))
 QUICK = DemoConfig(classes=3, per_class=4, clip_frames=24, clip_size=32, flow_nscales=1, flow_warps=1,
                    flow_outer=1, flow_inner=2, bench_iters=1, runs=_runs(epochs=1, x3d_epochs=1, size=32))
 
