@@ -24,7 +24,9 @@ class EvalGroup(TyperGroup):
 
 
 app = typer.Typer(cls=EvalGroup, no_args_is_help=True,
-                  help="Evaluate a checkpoint (vidact eval CKPT ...) or fuse saved scores (vidact eval fuse ...).")
+                  help="Evaluate a checkpoint (vidact eval CKPT ...) or fuse saved scores (vidact eval fuse ...).\n\n"
+                       "Example: vidact eval runs/c3d/best.pt --data data/synth --clips 10 --crops 3\n\n"
+                       "Example: vidact eval fuse rgb.npz flow.npz --weights 1,1.5")
 
 
 def _pct(x) -> str:
