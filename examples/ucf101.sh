@@ -13,6 +13,6 @@ else
 fi
 run $VIDACT data check "$LISTS" --workers 2 -o "$WORK/check.md" || true   # problems listed before training
 run $VIDACT frames extract "$SRC" "$WORK/frames" --list "$LISTS" --short-side "$SHORT" --workers 2
-run $VIDACT train --arch c3d --data "$WORK/frames" --frames "$FRAMES" --size "$SIZE" --epochs "$EPOCHS" \
+run $VIDACT train --arch c3d-bn --data "$WORK/frames" --frames "$FRAMES" --size "$SIZE" --epochs "$EPOCHS" \
     --optimizer adamw --lr 0.0003 --set width_mult="$WIDTH" --out "$WORK/runs/c3d"
 run $VIDACT eval "$WORK/runs/c3d/best.pt" --clips 10 --crops 3 --save-scores "$WORK/c3d_val.npz"
