@@ -51,4 +51,21 @@ def finish(exit_code: int) -> None:
         raise typer.Exit(exit_code)
 
 
+def report_video_jobs(result: dict, out: Path, json_out: bool, verb: str) -> None:
+    """Print a per-video job summary (frames/flow extraction) and exit 1 when some videos failed.
+
+    Each failure is one stderr line naming the file and the cause; the summary goes to stdout.
+    """
+    for failure in result["failures"]:
+        err_console.print(f"error: {failure['reason']}", highlight=False, markup=False, soft_wrap=True)
+    if json_out:
+        print_json(result)
+    else:
+        out_console.print(f"{result['done']} videos {verb}, {result['skipped']} skipped (done before), "
+                          f"{result['failed']} failed -> {out}", highlight=False, soft_wrap=True)
+        if result["failed"]:
+            out_console.print(f"failures listed in {result['failures_file']}", highlight=False, soft_wrap=True)
+    finish(1 if result["failed"] else 0)
+
+
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")

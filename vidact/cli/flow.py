@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
+from vidact.cli.common import JSON_OPTION, out_console, print_json, report_video_jobs
 
 app = typer.Typer(help="TV-L1 optical flow: extract (PyTorch CPU/CUDA or OpenCV) and show.", no_args_is_help=True)
 
@@ -44,16 +44,7 @@ def extract(
     options = FlowOptions(backend=backend, device=device, batch=batch, short_side=short_side, bound=bound,
                           fmt=fmt, quality=quality, compile=False if no_compile else "auto")
     result = extract_flow(src, out, list_path, options, workers=workers, shard=parse_shard(shard))
-    for failure in result["failures"]:
-        err_console.print(f"error: {failure['reason']}", highlight=False, markup=False, soft_wrap=True)
-    if json_out:
-        print_json(result)
-    else:
-        out_console.print(f"{result['done']} videos done, {result['skipped']} skipped (done before), "
-                          f"{result['failed']} failed -> {out}", highlight=False, soft_wrap=True)
-        if result["failed"]:
-            out_console.print(f"failures listed in {result['failures_file']}", highlight=False, soft_wrap=True)
-    finish(1 if result["failed"] else 0)
+    report_video_jobs(result, out, json_out, verb="done")
 
 
 @app.command("show")

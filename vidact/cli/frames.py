@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
+from vidact.cli.common import JSON_OPTION, report_video_jobs
 
 app = typer.Typer(help="Decode videos into frame folders (img_00001.jpg, ...).", no_args_is_help=True)
 
@@ -34,13 +34,4 @@ def extract(
 
     options = FrameOptions(fps=fps, short_side=short_side, quality=quality)
     result = extract_frames(src, out, list_path, options, workers=workers, shard=parse_shard(shard))
-    for failure in result["failures"]:  # one line per failed video on stderr: the file and the cause
-        err_console.print(f"error: {failure['reason']}", highlight=False, markup=False, soft_wrap=True)
-    if json_out:
-        print_json(result)
-    else:
-        out_console.print(f"{result['done']} videos extracted, {result['skipped']} skipped (done before), "
-                          f"{result['failed']} failed -> {out}", highlight=False, soft_wrap=True)
-        if result["failed"]:
-            out_console.print(f"failures listed in {result['failures_file']}", highlight=False, soft_wrap=True)
-    finish(1 if result["failed"] else 0)
+    report_video_jobs(result, out, json_out, verb="extracted")
