@@ -34,3 +34,10 @@ def test_single_frames_carry_no_motion_class_but_pairs_do():
     assert np.array_equal(left[0], right[0])  # same seed: identical first frame for both classes
     assert not np.array_equal(left[3], right[3])
     assert len(MOTIONS) == 10
+
+
+def test_frame_data_set_inherits_the_no_flip_option(synth_dir, tmp_path, cli):
+    frames = tmp_path / "frames"
+    r = cli("frames", "extract", synth_dir, frames, "--list", synth_dir)
+    assert r.exit_code == 0, r.stderr
+    assert load_dataset_dir(frames).horizontal_flip is False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,6 @@ from vidact.io.atomic import atomic_write_text
 from vidact.utils.progress import make_progress, stderr_console
 
 STAGES_DIR = "stages"
-DATASET_OPTIONS = "dataset.json"  # data set options that the frames folder inherits
 
 
 @dataclass(frozen=True)
@@ -143,9 +142,6 @@ def extract_frames_stage(out: Path, cfg: DemoConfig) -> dict:
                             options=FrameOptions(fps=cfg.frames_fps), workers=cfg.workers)
     if result["failed"]:
         raise UsageError(f"frame extraction failed for {result['failed']} videos; see {result['failures_file']}")
-    options = out / "data" / DATASET_OPTIONS  # e.g. no horizontal flips: left/right motions are classes
-    if options.is_file():
-        atomic_write_text(out / "frames" / DATASET_OPTIONS, options.read_text(encoding="utf-8"))
     return {k: result[k] for k in ("done", "skipped", "failed", "out")}
 
 

@@ -580,8 +580,6 @@ def read_dataset_options(root: str | Path) -> dict:
     path = Path(root) / DATASET_OPTIONS
     if not path.is_file():
         return {}
-    import json
-
     try:
         options = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -589,3 +587,14 @@ def read_dataset_options(root: str | Path) -> dict:
     if not isinstance(options, dict) or not isinstance(options.get("horizontal_flip", True), bool):
         raise AnnotationError(path, None, 'expected an object like {"horizontal_flip": false}')
     return {"horizontal_flip": options.get("horizontal_flip", True)}
+
+
+def write_dataset_options(root: str | Path, horizontal_flip: bool) -> None:
+    """Write ``dataset.json`` when flips must be off; otherwise remove a stale one (the default is on)."""
+    from vidact.io.atomic import atomic_write_text
+
+    path = Path(root) / DATASET_OPTIONS
+    if horizontal_flip:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_text(path, json.dumps({"horizontal_flip": False}) + "\n")

@@ -122,7 +122,7 @@ def _frames_dataset(data: DatasetSplits, jobs: list[VideoJob], out: Path, report
     """Write ``classes.txt`` + ``<split>.csv`` for the finished frame folders of a labelled list."""
     finished = set(report.done) | set(report.skipped)
     rel_of = {str(job.src): job.rel for job in jobs}
-    index = Index(list(data.classes), {})
+    index = Index(list(data.classes), {}, horizontal_flip=data.horizontal_flip)
     for split, samples in data.splits.items():
         rows = []
         for s in samples:

@@ -31,6 +31,7 @@ from vidact.data.annotations import (
     read_ssv2_labels,
     read_ucf101_classes,
     split_from_name,
+    write_dataset_options,
 )
 from vidact.errors import UsageError
 from vidact.io.atomic import atomic_write_text
@@ -46,6 +47,7 @@ class Index:
     classes: list[str]
     splits: dict[str, list[Sample]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # "where: reason", one per listed video not on disk
+    horizontal_flip: bool = True  # False: written to dataset.json so training does not mirror clips
 
     def to_dict(self) -> dict:
         return {
@@ -331,5 +333,6 @@ def write_dataset_dir(index: Index, out: str | Path) -> dict:
         atomic_write_text(out / MISSING_FILE, "".join(m + "\n" for m in index.missing))
     else:
         (out / MISSING_FILE).unlink(missing_ok=True)
+    write_dataset_options(out, index.horizontal_flip)
     return {"out": str(out), **index.to_dict()}
 

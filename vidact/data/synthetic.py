@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidact.data.annotations import write_dataset_options
 from vidact.io.atomic import atomic_path, atomic_write_text
 
 MOTIONS = (
@@ -198,6 +199,6 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -
     for split, items in rows.items():
         atomic_write_text(out / f"{split}.csv", "path,label\n" + "".join(f"{p},{y}\n" for p, y in items))
     # Mirroring swaps move_left/move_right and the rotation senses: training must not flip.
-    atomic_write_text(out / "dataset.json", json.dumps({"horizontal_flip": False}) + "\n")
+    write_dataset_options(out, horizontal_flip=False)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return {"out": str(out), "classes": names, "train": len(rows["train"]), "val": len(rows["val"])}
