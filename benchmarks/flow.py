@@ -24,7 +24,6 @@ import torch
 
 from vidact.flow.opencv import OpenCVTVL1
 from vidact.flow.tvl1 import TVL1
-from vidact.io.video import decode_frames
 
 SIZE = (340, 256)  # width, height
 BORDER = 10  # pixels left out of EPE (warping leaves no information there)
@@ -96,10 +95,21 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, or cuda to add torch-CUDA rows")
     ap.add_argument("--cuda-repeat", type=int, default=16, help="CUDA: tile the pairs this often for throughput")
     ap.add_argument("--skip-eager", action="store_true", help="leave out the slow eager CPU rows")
+    ap.add_argument("--skip-cpu", action="store_true", help="leave out every torch-CPU row (GPU machines)")
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    ap.add_argument("--frames", type=Path, help="read the bikes.mp4 frames from this .npz (no PyAV needed)")
+    ap.add_argument("--save-frames", type=Path, help="write the decoded frames to this .npz and stop")
     args = ap.parse_args()
 
-    frames = decode_frames(bikes_path(), list(range(10, 11 + args.real_pairs)), size=SIZE)
+    if args.frames:
+        frames = np.load(args.frames)["frames"][:args.real_pairs + 1]
+    else:
+        from vidact.io.video import decode_frames
+
+        frames = decode_frames(bikes_path(), list(range(10, 11 + args.real_pairs)), size=SIZE)
+    if args.save_frames:
+        np.savez_compressed(args.save_frames, frames=frames)
+        return
     k0, k1, k_flow, names = known_pairs(frames[0])
     r0 = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames[:-1]])
     r1 = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames[1:]])
@@ -123,10 +133,11 @@ def main() -> None:
     # None = the CPU default (pairs solved one after another inside the call).
     b = args.batch
     configs = []
-    if not args.skip_eager:
+    if not args.skip_cpu and not args.skip_eager:
         configs += [("torch-cpu eager b1", False, 1, None), (f"torch-cpu eager b{b} vectorised", False, b, 0)]
-    configs += [("torch-cpu compiled b1", True, 1, None), (f"torch-cpu compiled b{b} vectorised", True, b, 0),
-                (f"torch-cpu compiled b{b} chunk 1", True, b, None)]
+    if not args.skip_cpu:
+        configs += [("torch-cpu compiled b1", True, 1, None), (f"torch-cpu compiled b{b} vectorised", True, b, 0),
+                    (f"torch-cpu compiled b{b} chunk 1", True, b, None)]
     for name, compiled, batch, chunk in configs:
         solver = TVL1(device="cpu", compile=compiled, chunk=chunk)
         if compiled:

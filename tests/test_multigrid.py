@@ -13,6 +13,7 @@ from vidact.train.multigrid import (
     build_schedule,
     format_table,
     long_cycle_shapes,
+    lr_multiplier,
     short_cycle_shapes,
 )
 
@@ -192,3 +193,30 @@ def test_lr_schedule_fields_are_accepted():
     base = BaseSchedule.of(Like())
     assert base == BaseSchedule(0.2, 10, "cosine", (), 0.1, 0.0, 1.0, 0.1)
     assert math.isclose(base.value(5), 0.1)
+
+
+def test_sqrt_and_no_lr_scaling_change_only_the_cycled_phases():
+    linear = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
+    for scaling, factor in (("sqrt", lambda m: math.sqrt(m)), ("none", lambda m: 1.0)):
+        other = build_schedule("long", STEP, frames=16, size=112, batch_size=8, lr_scaling=scaling)
+        expected = [(s, e, t, sz, b, lr / b * 8 * factor(b // 8)) for s, e, t, sz, b, lr in LONG_TABLE]
+        _assert_table(_table(other), expected)  # same phases and shapes, LR x sqrt(8) = 2.83 not x8, ...
+        assert [p.start for p in other.phases] == [p.start for p in linear.phases]
+    assert lr_multiplier(8, "sqrt") == pytest.approx(2 * math.sqrt(2))
+    with pytest.raises(UsageError, match="LR scaling 'cube' is not one of linear, sqrt, none"):
+        build_schedule("long", STEP, frames=16, size=112, batch_size=8, lr_scaling="cube")
+
+
+@pytest.mark.parametrize("optimizer, setting, expected", [
+    ("sgd", "auto", "linear"), ("adamw", "auto", "sqrt"), ("adamw", "linear", "linear"), ("sgd", "none", "none"),
+])
+def test_config_picks_the_lr_scaling_rule_of_the_optimizer(optimizer, setting, expected):
+    from vidact.train.config import load_config
+    from vidact.train.multigrid import schedule_for_config
+
+    cfg = load_config(arch="c3d", data="x", optimizer=optimizer, lr=0.01, epochs=4, batch_size=8,
+                      overrides=["multigrid=long", f"multigrid_lr_scaling={setting}"])
+    assert cfg.resolved_lr_scaling() == expected
+    first = schedule_for_config(cfg).phases[0]
+    assert first.batch_mult == 8
+    assert first.lr_mult == pytest.approx(lr_multiplier(8, expected))

@@ -112,6 +112,29 @@ def test_engine_swaps_in_sub_batch_bn(tmp_path, one_thread, monkeypatch):
     assert any(isinstance(m, SubBatchNorm3d) for m in seen[0].modules())
 
 
+@pytest.mark.parametrize("setting, expected", [("-1", 20), ("0", 0), ("3", 3)])
+def test_precise_bn_runs_before_validation(tmp_path, one_thread, monkeypatch, setting, expected):
+    import vidact.train.engine as engine
+
+    calls = []
+    original = engine.update_bn_stats
+    monkeypatch.setattr(engine, "update_bn_stats", lambda *a, **k: (calls.append(a[2]), original(*a, **k))[1])
+    cfg = _config(tmp_path / "run", epochs=2, overrides=["multigrid=long", f"precise_bn_batches={setting}"])
+    summary = engine.fit(cfg, _data(), progress=False)
+    assert calls == ([expected] * summary["epochs"] if expected else [])
+    epochs = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
+    assert all(("precise_bn_seconds" in r) == bool(expected) for r in epochs)
+    if expected:  # the saved statistics are those of full-shape batches: eval reproduces the logged top-1
+        ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+        model = _tiny_model()
+        model.load_state_dict(ckpt["model"])
+        model.eval()
+        val = ShapedClips(8, seed=1, train=False)
+        with torch.no_grad():
+            pred = torch.stack([model(val[i]["video"][None])[0] for i in range(len(val))]).argmax(1)
+        assert (pred == torch.tensor(val.labels)).float().mean().item() == pytest.approx(epochs[-1]["val_top1"])
+
+
 def test_dry_run_prints_the_schedule(cli):
     result = cli("train", "--arch", "c3d", "--epochs", "20", "--multigrid", "long+short", "--dry-run",
                  "--lr", "0.1", "--set", "schedule=step", "--set", "lr_steps=[8,16]")

@@ -72,9 +72,10 @@ class VideoScores:
     labels: np.ndarray  # (V,)
 
 
-def _to_device(x, device, channels_last: bool):
+def to_device(x, device, channels_last: bool):
+    """A batch (a tensor, or a list of pathway tensors) on ``device``; 5-D ones channels-last-3d if asked."""
     if isinstance(x, (list, tuple)):
-        return [_to_device(t, device, channels_last) for t in x]
+        return [to_device(t, device, channels_last) for t in x]
     x = x.to(device, non_blocking=True)
     if channels_last and x.dim() == 5:
         x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -98,7 +99,7 @@ def collect_view_scores(model: nn.Module, loader, device: torch.device, *, amp: 
     logits, labels, videos, views = [], [], [], []
     try:
         for batch in loader:
-            x = _to_device(batch["video"], device, channels_last)
+            x = to_device(batch["video"], device, channels_last)
             with autocast(device, amp):
                 out = model(x)
             logits.append(out.float().cpu())

@@ -24,6 +24,8 @@ HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (datase
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 MULTIGRID = ("none", "long", "short", "long+short")
 MULTIGRID_AVAILABLE = MULTIGRID  # vidact.train.multigrid
+PRECISE_BN_MULTIGRID = 20  # batches of precise BN statistics per validation in a multigrid run
+MULTIGRID_LR_SCALINGS = ("auto", "linear", "sqrt", "none")  # auto: linear for SGD, sqrt for AdamW
 
 
 @dataclass
@@ -67,6 +69,9 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
     multigrid: str = "none"
+    precise_bn_batches: int = -1  # BatchNorm statistics recomputed over N batches before each validation;
+    # -1: 20 with multigrid (its running statistics come from other shapes), 0 (off) otherwise
+    multigrid_lr_scaling: str = "auto"  # LR x batch multiplier (linear), x its square root (sqrt), or x1
     # validation, logging, reproducibility
     val_split: str = "val"
     val_every: int = 1
@@ -82,12 +87,16 @@ class TrainConfig:
         _choice("hflip", self.hflip, HFLIP_MODES)
         _choice("modality", self.modality, MODALITIES)
         _choice("multigrid", self.multigrid, MULTIGRID)
+        _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
         if self.multigrid not in MULTIGRID_AVAILABLE:
             raise UsageError(f"multigrid={self.multigrid!r} is not available in this build "
                              f"(available: {', '.join(MULTIGRID_AVAILABLE)})")
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precise_bn_batches < -1:
+            raise UsageError(f"precise_bn_batches must be -1 (auto), 0 (off) or a number of batches, "
+                             f"got {self.precise_bn_batches}")
         for name in ("frames", "size", "stride", "num_classes", "workers", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -106,6 +115,18 @@ class TrainConfig:
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
         return self
+
+    def resolved_precise_bn(self) -> int:
+        """Batches for precise BatchNorm statistics: ``-1`` is 20 with multigrid and 0 otherwise."""
+        if self.precise_bn_batches >= 0:
+            return self.precise_bn_batches
+        return PRECISE_BN_MULTIGRID if self.multigrid != "none" else 0
+
+    def resolved_lr_scaling(self) -> str:
+        """The multigrid LR scaling rule: ``auto`` is linear for SGD and sqrt for AdamW."""
+        if self.multigrid_lr_scaling != "auto":
+            return self.multigrid_lr_scaling
+        return "linear" if self.optimizer == "sgd" else "sqrt"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

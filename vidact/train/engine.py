@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from vidact.errors import CheckpointError, UsageError
-from vidact.evaluate.multiview import _to_device, autocast, collect_view_scores
+from vidact.evaluate.multiview import autocast, collect_view_scores, to_device
 from vidact.evaluate.metrics import topk_accuracy
 from vidact.io.atomic import atomic_write_text
 from vidact.train import distributed as D
@@ -41,6 +41,7 @@ from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
+from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
 from vidact.utils.progress import make_progress
 
 LAST, BEST = "last.pt", "best.pt"
@@ -223,7 +224,7 @@ def train_one_epoch(state: TrainState, loader, *, epoch: int, iters_per_epoch: i
         epoch_f = epoch + state.batch_in_epoch / iters_per_epoch
         lr = lr_at(epoch_f)
         set_lr(optimizer, lr)
-        x = _to_device(batch["video"], device, cfg.channels_last)
+        x = to_device(batch["video"], device, cfg.channels_last)
         y = torch.as_tensor(batch["label"]).to(device)
         with autocast(device, cfg.amp):
             logits = model(x)
@@ -252,6 +253,15 @@ def train_one_epoch(state: TrainState, loader, *, epoch: int, iters_per_epoch: i
     seconds = time.perf_counter() - start
     return {"loss": total_loss / max(total_clips, 1), "clips": total_clips, "seconds": seconds,
             "clips_per_s": total_clips * D.get_world_size() / max(seconds, 1e-9)}
+
+
+def precise_bn(model: nn.Module, loader, num_batches: int, device: torch.device, cfg: TrainConfig) -> float:
+    """Recompute BatchNorm running statistics over ``num_batches`` full-shape training batches; seconds taken."""
+    start = time.perf_counter()
+    with autocast(device, cfg.amp):
+        update_bn_stats(unwrap_model(model), loader, num_batches, device, channels_last=cfg.channels_last)
+    average_bn_stats_across_ranks(unwrap_model(model))
+    return time.perf_counter() - start
 
 
 def validate(model: nn.Module, loader, device: torch.device, cfg: TrainConfig) -> dict:
@@ -412,6 +422,9 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
                              device=device, train=True)
         val_loader = None if data.val_set is None else make_loader(
             data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
+        bn_batches = cfg.resolved_precise_bn()
+        bn_loader = make_loader(data.train_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed,
+                                device=device, train=True) if bn_batches else None  # full-shape clips
         for epoch in range(state.epoch, num_epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
             iters_per_epoch = len(batches) + state.batch_in_epoch
@@ -423,7 +436,10 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
             record = {"epoch": epoch, "train_loss": stats["loss"], "clips_per_s": stats["clips_per_s"],
                       "seconds": stats["seconds"]}
             is_best = False
-            if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == num_epochs):
+            validating = data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == num_epochs)
+            if bn_loader is not None and (validating or epoch + 1 == num_epochs):
+                record["precise_bn_seconds"] = precise_bn(state.model, bn_loader, bn_batches, device, cfg)
+            if validating:
                 val = validate(state.model, val_loader, device, cfg)
                 record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
                 if log is not None:

@@ -40,6 +40,7 @@ from vidact.errors import UsageError
 MODES = ("none", "long", "short", "long+short")
 LONG_CYCLE_FACTORS = ((0.25, 2 ** -0.5), (0.5, 2 ** -0.5), (0.5, 1.0), (1.0, 1.0))
 SHORT_CYCLE_FACTORS = (0.5, 0.5 ** 0.5)
+LR_SCALINGS = ("linear", "sqrt", "none")
 EPOCH_FACTOR = 1.5
 COSINE_STAGES = 4
 BASE_KINDS = ("cosine", "step", "constant")
@@ -213,12 +214,29 @@ class MultigridSchedule:
                 "phases": self.rows()}
 
 
+def lr_multiplier(batch_mult: int, scaling: str = "linear") -> float:
+    """LR multiplier of a long-cycle shape whose batch is ``batch_mult`` times the base batch.
+
+    ``linear`` is the paper's rule for SGD (Goyal et al. 2017); ``sqrt`` is the rule for
+    Adam-type optimizers (Malladi et al. 2022), whose per-weight step size does not grow with
+    the gradient's batch average the way SGD's does; ``none`` keeps the base LR.
+    """
+    if scaling == "linear":
+        return float(batch_mult)
+    if scaling == "sqrt":
+        return math.sqrt(batch_mult)
+    if scaling == "none":
+        return 1.0
+    raise UsageError(f"multigrid LR scaling {scaling!r} is not one of {', '.join(LR_SCALINGS)}")
+
+
 def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, batch_size: int,
                    stride: int = 1, epoch_factor: float = EPOCH_FACTOR,
-                   cosine_stages: int = COSINE_STAGES) -> MultigridSchedule:
+                   cosine_stages: int = COSINE_STAGES, lr_scaling: str = "linear") -> MultigridSchedule:
     """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size)."""
     if mode not in MODES:
         raise UsageError(f"multigrid={mode!r} is not one of {', '.join(MODES)}")
+    lr_multiplier(1, lr_scaling)  # validates the name
     if base.kind not in BASE_KINDS:
         raise UsageError(f"multigrid needs a cosine, step or constant schedule, got {base.kind!r}")
     if base.epochs <= 0 or min(frames, size, batch_size, stride) < 1:
@@ -233,7 +251,7 @@ def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, bat
     if mode == "short":
         phase = Phase(0.0, float(total), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=total, phases=(phase,), **common)
-    phases = _long_cycle_phases(base, frames, size, total, mode == "long+short", cosine_stages)
+    phases = _long_cycle_phases(base, frames, size, total, mode == "long+short", cosine_stages, lr_scaling)
     return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
 
 
@@ -244,11 +262,12 @@ def schedule_for_config(cfg) -> MultigridSchedule:
 
     inp = resolve_input(cfg)
     return build_schedule(cfg.multigrid, BaseSchedule.of(LRSchedule.from_config(cfg)), frames=inp.frames,
-                          size=inp.size, stride=inp.stride, batch_size=cfg.batch_size)
+                          size=inp.size, stride=inp.stride, batch_size=cfg.batch_size,
+                          lr_scaling=cfg.resolved_lr_scaling())
 
 
 def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, short: bool,
-                       cosine_stages: int) -> list[Phase]:
+                       cosine_stages: int, lr_scaling: str = "linear") -> list[Phase]:
     """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends."""
     shapes = long_cycle_shapes(frames, size)
     # Average batch multiplier of each long-cycle shape over its short cycle (if any).
@@ -279,7 +298,8 @@ def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, s
     for k, j, epochs, lo, hi in raw:
         start, end = end, end + epochs * scale
         t, s, mult = shapes[j]
-        phases.append(Phase(start, end, t, s, mult, float(mult), lo, hi, k if step_lr else None))
+        phases.append(Phase(start, end, t, s, mult, lr_multiplier(mult, lr_scaling), lo, hi,
+                            k if step_lr else None))
     # Fine-tune at the full shape: first half at the previous stage's LR, second at the last.
     t, s, _ = shapes[-1]
     mid, base_mid = (end + total) / 2, (bounds[-2] + bounds[-1]) / 2
