@@ -148,13 +148,16 @@ def main() -> None:
         add(name, flows, secs, len(i0))
 
     if args.device.startswith("cuda") and torch.cuda.is_available():
-        for batch in (1, args.batch, len(i0) * args.cuda_repeat):
-            solver = TVL1(device=args.device, compile=True)
+        big = len(i0) * args.cuda_repeat
+        # (batch, compact_below): the last row turns off gathering the running pairs, for comparison
+        for batch, compact in ((1, 0.5), (args.batch, 0.5), (big, 0.5), (big, 0.0)):
+            solver = TVL1(device=args.device, compile=True, compact_below=compact)
             solver(i0[:batch % len(i0) or len(i0)], i1[:batch % len(i0) or len(i0)])  # warm up / compile
             reps = max(1, batch // len(i0)) if batch > len(i0) else 1
             a, b = np.concatenate([i0] * reps), np.concatenate([i1] * reps)
             flows, secs = run(torch_estimator(solver), a, b, batch)
-            add(f"torch-{args.device} compiled b{batch}", flows[:len(i0)], secs, len(a))
+            add(f"torch-{args.device} compiled b{batch}" + ("" if compact else " no compaction"),
+                flows[:len(i0)], secs, len(a))
 
     again, t_cv2 = run(cv, i0, i1, 1)
     assert np.array_equal(again, ref), "OpenCV is deterministic"

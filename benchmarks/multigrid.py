@@ -153,7 +153,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default=",".join(ARCHS))
+    parser.add_argument("--archs", default="c3d-bn,x3d-xs", help=f"any of {','.join(ARCHS)}")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--epochs", type=int, default=16, help="epochs of the plain run (multigrid: x1.5)")
     parser.add_argument("--per-class", type=int, default=48)

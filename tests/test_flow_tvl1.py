@@ -94,6 +94,22 @@ def test_batched_equals_one_at_a_time():
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+def test_gathering_the_running_pairs_changes_nothing(monkeypatch):
+    """Converged pairs leave the batch (compaction); the flow equals the uncompacted solve exactly."""
+    pairs = [_pair(k, seed=i) for i, k in enumerate(["translation", "rotation", "zoom"])]
+    still = _texture(seed=7)
+    i0 = np.stack([p[0] for p in pairs] + [still])  # the motionless pair converges first
+    i1 = np.stack([p[1] for p in pairs] + [still])
+    plain = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0).__call__(i0, i1).numpy()
+    shrunk = []
+    put = tvl1_mod._put_rows
+    monkeypatch.setattr(tvl1_mod, "_put_rows", lambda full, rows, part: (
+        shrunk.append(len(part)) if rows is not None else None, put(full, rows, part))[1])
+    compact = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0.9)(i0, i1).numpy()
+    assert shrunk and min(shrunk) < len(i0)  # the batch did shrink
+    np.testing.assert_array_equal(compact, plain)
+
+
 def test_gpu_code_path_on_cpu_gives_the_same_flow():
     """Whole-batch steps and the min/max median network (what CUDA runs) equal the CPU defaults."""
     pairs = [_pair(k, seed=i) for i, k in enumerate(["translation", "zoom"])]

@@ -313,6 +313,9 @@ class TVL1:
     under load), so one thread per solver and one solver per core (``--workers``) is faster.
     ``chunk``: pairs solved together; default all of them on CUDA and 1 on CPU, where a pair's
     working set (~6 MB at 340x256) stays in cache and whole-batch steps measured ~3x slower.
+    ``compact_below``: once at most this fraction of a batch's pairs still runs (checked every
+    ``check_every`` iterations), the running pairs are gathered into a smaller batch, so pairs
+    that converged early stop costing work (0 turns this off; the flow is the same either way).
     """
 
     def __init__(
@@ -323,6 +326,7 @@ class TVL1:
         check_every: int = 10,
         threads: int | None = 1,
         chunk: int | None = None,
+        compact_below: float = 0.5,
     ):
         self.params = params or TVL1Params()
         self.device = torch.device(device)
@@ -334,6 +338,7 @@ class TVL1:
         self.check_every = max(1, int(check_every))
         self.threads = threads
         self.chunk = chunk if chunk is not None else (1 if self.device.type == "cpu" else 0)
+        self.compact_below = compact_below
         self.iterations: list[int] = []  # inner iterations run per scale (finest first), last call
 
     @property
@@ -399,16 +404,32 @@ class TVL1:
             i1w, i1w_grad = warped[:, 0], warped[:, 1:].contiguous()
             grad_sq = i1w_grad.square().sum(1)
             rho_c = i1w - (i1w_grad * u).sum(1) - i0
+            # The running pairs: all of them, until most have converged and the rest are gathered
+            # into a smaller batch (``rows``: their places in the full batch; None = all).
+            rows, run = None, [u, p, i1w_grad, grad_sq, rho_c]
             active = torch.ones(n, dtype=torch.bool, device=u.device)
             for it in range(total):
                 if it % prm.inner_iterations == 0 and prm.median_filtering > 1:
-                    u = torch.where(active.view(-1, 1, 1, 1), self._median(u), u)
-                u, p, active = self.step(u, p, i1w_grad, grad_sq, rho_c, active,
-                                         l_t, prm.theta, taut, stop_error)
+                    run[0] = torch.where(active.view(-1, 1, 1, 1), self._median(run[0]), run[0])
+                run[0], run[1], active = self.step(*run, active, l_t, prm.theta, taut, stop_error)
                 self.iterations[level] += 1
-                if (it + 1) % self.check_every == 0 and not bool(active.any()):
-                    break
+                if (it + 1) % self.check_every == 0:
+                    running = int(active.sum())
+                    if running == 0:
+                        break
+                    if running <= self.compact_below * len(active):
+                        u, p = _put_rows(u, rows, run[0]), _put_rows(p, rows, run[1])
+                        keep = torch.nonzero(active).flatten()
+                        rows = keep if rows is None else rows[keep]
+                        run = [t[keep] for t in run]
+                        active = active[keep]
+            u, p = _put_rows(u, rows, run[0]), _put_rows(p, rows, run[1])
         return u
+
+
+def _put_rows(full: torch.Tensor, rows: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    """``full`` with the batch rows ``rows`` replaced by ``part`` (``part`` itself when rows is None)."""
+    return part if rows is None else full.index_copy(0, rows, part)
 
 
 def tvl1_flow(frames0, frames1, params: TVL1Params | None = None, device: str = "cpu",
