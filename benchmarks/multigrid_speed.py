@@ -41,11 +41,13 @@ def planned_shapes(mode: str, frames: int, size: int, batch: int, epochs: int, s
     return counts
 
 
-def step_time(model, opt, arch: str, shape: tuple[int, int, int], device, steps: int, bf16: bool) -> float:
+def step_time(model, opt, arch: str, shape: tuple[int, int, int], device, steps: int, bf16: bool,
+              channels_last: bool) -> float:
     """Seconds per training step at (T, S, batch), after two warm-up steps."""
     t, s, b = shape
     x = get_entry(arch).example_input(b, t, s, device)
-    x = x.contiguous(memory_format=torch.channels_last_3d) if isinstance(x, torch.Tensor) and device.type == "cuda" else x
+    if channels_last and isinstance(x, torch.Tensor):
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     y = torch.randint(0, 400, (b,), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -77,6 +79,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--contiguous", action="store_true", help="contiguous clips (default on CUDA: channels-last-3d)")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads:
@@ -84,9 +87,11 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     bf16 = not args.fp32
+    channels_last = device.type == "cuda" and not args.contiguous
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}; base batch {args.batch}, "
-          f"{args.epochs} base epochs of {args.samples} clips", file=sys.stderr)
+          f"{args.epochs} base epochs of {args.samples} clips, {'channels-last' if channels_last else 'contiguous'}",
+          file=sys.stderr)
     rows = []
     for arch in args.archs.split(","):
         entry = get_entry(arch)
@@ -94,20 +99,20 @@ def main() -> None:
         model = create_model(arch, num_classes=400)
         convert_sub_batch_norm(model)
         model = model.to(device).train()
-        if device.type == "cuda":
+        if channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
         plans = {mode: planned_shapes(mode, frames, size, args.batch, args.epochs, args.samples) for mode in MODES}
         shapes = sorted(set().union(*plans.values()), key=lambda k: (k[0] * k[1] ** 2, k[2]))
         times = {}
         for shape in shapes:
-            times[shape] = step_time(model, opt, arch, shape, device, args.steps, bf16)
+            times[shape] = step_time(model, opt, arch, shape, device, args.steps, bf16, channels_last)
             print(f"  {arch} T={shape[0]:3d} S={shape[1]:3d} B={shape[2]:4d}: {1000 * times[shape]:8.1f} ms/step, "
                   f"{shape[2] / times[shape]:8.1f} clips/s", file=sys.stderr, flush=True)
         plain = sum(n * times[k] for k, n in plans["none"].items())
         for mode in MODES:
             total = sum(n * times[k] for k, n in plans[mode].items())
-            rows.append((arch, f"{frames}x{size}", mode, sum(plans[mode].values()), total / 3600, plain / total))
+            rows.append((arch, f"{frames}x{size}", mode, sum(plans[mode].values()), total / 3600, plain / total if total else float("nan")))
         del model, opt
     print(f"\npredicted training time (no I/O), {args.epochs} base epochs of {args.samples} clips, {name}")
     print("| model | full shape | schedule | iterations | hours | speed-up vs plain |")

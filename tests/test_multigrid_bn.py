@@ -41,6 +41,17 @@ def test_sub_batch_bn_equals_plain_bn_per_split(clips):
     torch.testing.assert_close(y, _reference(x, splits, bn.weight, bn.bias), rtol=1e-5, atol=1e-5)
 
 
+def test_channels_last_input_keeps_its_layout_and_values():
+    torch.manual_seed(2)
+    x = torch.randn(16, 4, 2, 3, 3) * 2 - 1
+    bn = SubBatchNorm3d(4, base=8)
+    _affine_bn(bn, 4)
+    y = bn(x.contiguous(memory_format=torch.channels_last_3d))
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    splits = [torch.arange(m, 16, 2) for m in range(2)]
+    torch.testing.assert_close(y, _reference(x, splits, bn.weight, bn.bias), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("clips", [32, 17])
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_running_stats_equal_bn_over_whole_batch(momentum, clips):

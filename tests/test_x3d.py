@@ -146,3 +146,17 @@ def test_x3d_any_input_shape_and_feature_split():
         assert features.shape == (1, 432, 3, 2, 3)
         assert torch.equal(model.forward_head(features), model(x))
         assert model.forward_head(features, pre_logits=True).shape == (1, 2048)
+
+
+@pytest.mark.parametrize("stride", [1, (1, 2, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv_equals_conv3d(stride, channels_last):
+    from vidact.models.resnet3d import PointwiseConv3d
+
+    torch.manual_seed(0)
+    conv = PointwiseConv3d(6, 5, stride=stride, bias=True)
+    x = torch.randn(2, 6, 3, 7, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    expected = torch.nn.functional.conv3d(x, conv.weight, conv.bias, stride=conv.stride)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)

@@ -52,9 +52,6 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
         if splits == 1:
             return super().forward(x)
         y, means, variances, counts = self._normalise_splits(x, splits)
-        if self.affine:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            y = y * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
             self._update_running_stats(means, variances, counts)
         return y
@@ -65,7 +62,10 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
         return (torch.arange(n) // per_clip) % splits
 
     def _normalise_splits(self, x: torch.Tensor, k: int):
-        """Normalise each split by its own statistics; also return them (mean, unbiased var, count)."""
+        """Normalise (and scale and shift) each split by its own statistics; also return them.
+
+        Returns (y, means, unbiased variances, counts), the statistics per split as (k, C).
+        """
         n, c = x.shape[:2]
         stat_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         per_sample = x[0, 0].numel()
@@ -74,9 +74,13 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
             # Fast path: view splits as channels, (n, C, ...) -> (n/k, k*C, ...); one batch_norm call.
             mean = torch.zeros(k * c, device=x.device, dtype=stat_dtype)
             var = torch.ones(k * c, device=x.device, dtype=stat_dtype)
-            y = F.batch_norm(x.reshape(n // k, k * c, *x.shape[2:]), mean, var, None, None, True, 1.0, self.eps)
+            weight, bias = (self.weight.repeat(k), self.bias.repeat(k)) if self.affine else (None, None)
+            y = F.batch_norm(x.reshape(n // k, k * c, *x.shape[2:]), mean, var, weight, bias, True, 1.0, self.eps)
+            y = y.reshape(x.shape)
+            if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+                y = y.contiguous(memory_format=torch.channels_last_3d)  # keep the layout, as nn.BatchNorm3d does
             counts = torch.full((k,), float(n // k * per_sample), device=x.device, dtype=stat_dtype)
-            return y.reshape(x.shape), mean.view(k, c), var.view(k, c), counts
+            return y, mean.view(k, c), var.view(k, c), counts
         owner = self._split_of_sample(n, k)  # on the CPU: no device sync, works on the meta device too
         y = torch.empty_like(x)
         means, variances, counts = [], [], []
@@ -84,7 +88,8 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
             idx = torch.nonzero(owner == split).flatten().to(x.device)
             mean = torch.zeros(c, device=x.device, dtype=stat_dtype)
             var = torch.ones(c, device=x.device, dtype=stat_dtype)
-            y = y.index_copy(0, idx, F.batch_norm(x.index_select(0, idx), mean, var, None, None, True, 1.0, self.eps))
+            y = y.index_copy(0, idx, F.batch_norm(x.index_select(0, idx), mean, var, self.weight, self.bias, True,
+                                                  1.0, self.eps))
             means.append(mean)
             variances.append(var)
             counts.append(float(len(idx) * per_sample))
