@@ -38,6 +38,17 @@ def test_bad_values_are_errors():
     assert load_config(overrides=["multigrid=long+short"]).multigrid == "long+short"
     with pytest.raises(UsageError, match="multigrid='fast' is not one of"):
         load_config(overrides=["multigrid=fast"])
+    with pytest.raises(UsageError, match="multigrid_lr_scaling='cube' is not one of auto, linear, sqrt, none"):
+        load_config(overrides=["multigrid_lr_scaling=cube"])
+    with pytest.raises(UsageError, match="precise_bn_batches must be -1 .auto., 0 .off. or a number of batches, got -3"):
+        load_config(overrides=["precise_bn_batches=-3"])
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], 0), (["multigrid=long"], 20), (["multigrid=long", "precise_bn_batches=0"], 0), (["precise_bn_batches=5"], 5),
+])
+def test_precise_bn_is_on_for_multigrid_only_by_default(overrides, expected):
+    assert load_config(overrides=overrides).resolved_precise_bn() == expected
 
 
 def test_toml_round_trip_and_precedence(tmp_path):
