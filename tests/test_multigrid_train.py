@@ -135,6 +135,30 @@ def test_precise_bn_runs_before_validation(tmp_path, one_thread, monkeypatch, se
         assert (pred == torch.tensor(val.labels)).float().mean().item() == pytest.approx(epochs[-1]["val_top1"])
 
 
+def test_multigrid_resume_ends_with_the_same_weights_and_statistics(tmp_path, one_thread, monkeypatch):
+    """Killed after an epoch and resumed: every tensor, precise-BN running statistics included, is identical."""
+    import vidact.train.engine as engine
+
+    engine.fit(_config(tmp_path / "reference"), _data(), progress=False)
+    original = engine.train_one_epoch
+
+    def dies_in_epoch_2(state, loader, *, epoch, **kwargs):
+        if epoch == 2:
+            raise Crash
+        return original(state, loader, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+    with pytest.raises(Crash):
+        engine.fit(_config(tmp_path / "resumed"), _data(), progress=False)
+    monkeypatch.setattr(engine, "train_one_epoch", original)
+    torch.manual_seed(1234)  # resume restores the saved RNG states
+    engine.fit(_config(tmp_path / "resumed"), _data(), resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "reference" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
 def test_dry_run_prints_the_schedule(cli):
     result = cli("train", "--arch", "c3d", "--epochs", "20", "--multigrid", "long+short", "--dry-run",
                  "--lr", "0.1", "--set", "schedule=step", "--set", "lr_steps=[8,16]")
