@@ -45,6 +45,12 @@ def test_state_momentum_and_rng_are_left_as_they_were():
     model.eval()
     update_bn_stats(model, _batches(2), 2, torch.device("cpu"))
     assert not any(m.training for m in model.modules())
+    model.train()
+    model[1].eval()  # a frozen BatchNorm stays frozen, statistics included
+    frozen, other = model[1].running_mean.clone(), model[5].running_mean.clone()
+    update_bn_stats(model, _batches(3, seed=5), 3, torch.device("cpu"))
+    assert model.training and not model[1].training
+    assert torch.equal(model[1].running_mean, frozen) and not torch.equal(model[5].running_mean, other)
 
 
 def test_weights_do_not_change_and_eval_uses_new_stats():

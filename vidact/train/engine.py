@@ -422,11 +422,11 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
                              device=device, train=True)
         val_loader = None if data.val_set is None else make_loader(
             data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
-        bn_batches = cfg.resolved_precise_bn()
         # Precise BN: full-shape training clips, a fixed draw per epoch (so a resumed run draws the same).
-        bn_batches_of = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1)
-        bn_loader = make_loader(data.train_set, batch_sampler=bn_batches_of, workers=cfg.workers, seed=cfg.seed,
-                                device=device) if bn_batches else None
+        bn_batches = cfg.resolved_precise_bn()
+        bn_sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1) if bn_batches else None
+        bn_loader = None if bn_sampler is None else make_loader(
+            data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
         for epoch in range(state.epoch, num_epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
             iters_per_epoch = len(batches) + state.batch_in_epoch
@@ -440,7 +440,7 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
             is_best = False
             validating = data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == num_epochs)
             if bn_loader is not None and (validating or epoch + 1 == num_epochs):
-                bn_batches_of.set_epoch(epoch)
+                bn_sampler.set_epoch(epoch)
                 record["precise_bn_seconds"] = precise_bn(state.model, bn_loader, bn_batches, device, cfg)
             if validating:
                 val = validate(state.model, val_loader, device, cfg)

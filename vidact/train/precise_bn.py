@@ -30,12 +30,13 @@ def update_bn_stats(model: nn.Module, batches: Iterable[dict], num_batches: int,
     """Set every BatchNorm's running statistics to their average over ``num_batches`` batches.
 
     ``batches`` yields loader dicts with a ``"video"`` entry. Returns the batches used (0 when
-    the model has no BatchNorm or ``num_batches`` is 0). The model's train/eval state is restored.
+    the model has no BatchNorm or ``num_batches`` is 0). Every module's train/eval mode is restored;
+    in a model in training mode, a BatchNorm set to eval (frozen) keeps its statistics.
     """
-    norms = batch_norms(model)
+    norms = [bn for bn in batch_norms(model) if bn.training or not model.training]  # frozen ones stay
     if not norms or num_batches <= 0:
         return 0
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     momenta = [bn.momentum for bn in norms]
     model.eval()
     for bn in norms:
@@ -52,7 +53,8 @@ def update_bn_stats(model: nn.Module, batches: Iterable[dict], num_batches: int,
     finally:
         for bn, momentum in zip(norms, momenta):
             bn.momentum = momentum
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     return used
 
 
