@@ -154,8 +154,13 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 25, codec: str 
             stream = container.add_stream(codec, rate=fps)
             stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
             stream.pix_fmt = "yuv420p"
+            # Same frames, same bytes: one encoder thread (x264's output depends on the thread
+            # count; a "threads" entry in stream.options is not applied) and no B-frames: with
+            # them, x264 (core 165) encoded about one clip in three differently from run to run
+            # even on one thread (measured; without them every repeat was identical).
+            stream.codec_context.thread_count = 1
             if codec == "libx264":
-                stream.options = {"crf": "16", "g": "12", "threads": "1", "preset": "veryfast"}
+                stream.options = {"crf": "16", "g": "12", "preset": "veryfast", "x264-params": "bframes=0"}
             for arr in frames:
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
                 for packet in stream.encode(frame):
