@@ -80,7 +80,7 @@ def _runs(epochs: int, x3d_epochs: int, size: int, c3d_epochs: int) -> tuple[Run
     )
 
 
-FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=12, size=48, c3d_epochs=16))
+FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=12, size=48, c3d_epochs=24))
 QUICK = DemoConfig(classes=3, per_class=4, clip_frames=24, clip_size=32, flow_nscales=1, flow_warps=1,
                    flow_outer=1, flow_inner=2, bench_iters=1, runs=_runs(epochs=1, x3d_epochs=1, size=32, c3d_epochs=1))
 
