@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ddp_ranks import free_port, join_as_rank
 from vidact.train import distributed as D
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: join via torchrun-style env vars, train a tiny DDP model on multigrid batches."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
     from torch import nn
 
     from vidact.train.multigrid import BaseSchedule, build_schedule
     from vidact.train.samplers import MultigridBatchSampler
     from vidact.train.subbatch_bn import convert_sub_batch_norm
 
-    assert D.init_from_env()
+    join_as_rank(rank, world, port)
     try:
         torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
         model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
@@ -81,7 +71,7 @@ def test_helpers_in_a_single_process():
 
 def test_two_process_ddp_with_multigrid_batches(tmp_path):
     world = 2
-    mp.start_processes(_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True,
+    mp.start_processes(_worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True,
                        start_method="fork")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     assert [(r["world"], r["rank"], r["main"]) for r in results] == [(2, 0, True), (2, 1, False)]

@@ -100,7 +100,7 @@ def test_gathering_the_running_pairs_changes_nothing(monkeypatch):
     still = _texture(seed=7)
     i0 = np.stack([p[0] for p in pairs] + [still])  # the motionless pair converges first
     i1 = np.stack([p[1] for p in pairs] + [still])
-    plain = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0).__call__(i0, i1).numpy()
+    plain = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0)(i0, i1).numpy()
     shrunk = []
     put = tvl1_mod._put_rows
     monkeypatch.setattr(tvl1_mod, "_put_rows", lambda full, rows, part: (

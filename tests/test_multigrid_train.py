@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from ddp_ranks import free_port, join_as_rank
 from test_train_tinymodel import register_tiny
 from vidact.data.dataset import ClipSpec
 from vidact.train import distributed as D
@@ -102,6 +101,21 @@ def _tiny_model():
     return create_model(register_tiny(), num_classes=4, dropout=0.0)
 
 
+class Crash(Exception):
+    pass
+
+
+def _dying_in_epoch(train_one_epoch, crash_epoch: int):
+    """``train_one_epoch`` that raises :class:`Crash` when asked for ``crash_epoch``, as a killed job stops."""
+
+    def wrapped(state, loader, *, epoch, **kwargs):
+        if epoch == crash_epoch:
+            raise Crash
+        return train_one_epoch(state, loader, epoch=epoch, **kwargs)
+
+    return wrapped
+
+
 def test_engine_swaps_in_sub_batch_bn(tmp_path, one_thread, monkeypatch):
     import vidact.train.engine as engine
 
@@ -141,13 +155,7 @@ def test_multigrid_resume_ends_with_the_same_weights_and_statistics(tmp_path, on
 
     engine.fit(_config(tmp_path / "reference"), _data(), progress=False)
     original = engine.train_one_epoch
-
-    def dies_in_epoch_2(state, loader, *, epoch, **kwargs):
-        if epoch == 2:
-            raise Crash
-        return original(state, loader, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+    monkeypatch.setattr(engine, "train_one_epoch", _dying_in_epoch(original, 2))
     with pytest.raises(Crash):
         engine.fit(_config(tmp_path / "resumed"), _data(), progress=False)
     monkeypatch.setattr(engine, "train_one_epoch", original)
@@ -174,35 +182,16 @@ def test_dry_run_prints_the_schedule(cli):
 
 
 # ------------------------------------------------------------------------------------ DDP
-class Crash(Exception):
-    pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     """One torchrun-like rank: a full run, then a run that dies after an epoch, then its resume."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
     import vidact.train.engine as engine
 
     out = Path(out)
-    assert D.init_from_env()
+    join_as_rank(rank, world, port)
     try:
         reference = engine.fit(_config(out / "reference"), _data(), progress=False)
         original = engine.train_one_epoch
-
-        def dies_in_epoch_2(state, loader, *, epoch, **kwargs):
-            if epoch == 2:
-                raise Crash  # every rank stops after the epoch-1 checkpoint, as a killed job would
-            return original(state, loader, epoch=epoch, **kwargs)
-
-        engine.train_one_epoch = dies_in_epoch_2
+        engine.train_one_epoch = _dying_in_epoch(original, 2)  # every rank stops after the epoch-1 checkpoint
         try:
             engine.fit(_config(out / "resumed"), _data(), progress=False)
         except Crash:
@@ -221,7 +210,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.mark.slow  # three trainings in two forked ranks: 15-60 s on the shared 2-core machine
 def test_two_process_ddp_multigrid_trains_and_resumes(tmp_path):
     register_tiny()  # the forked ranks inherit the registry
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in ranks:
         assert r["reference"]["epochs"] == 3 and r["resumed"]["resumed_from_epoch"] == 2
