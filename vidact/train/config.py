@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidact.errors import UsageError
+from vidact.train.multigrid import LR_SCALINGS
+from vidact.train.multigrid import MODES as MULTIGRID
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (dataset.json)
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
-MULTIGRID = ("none", "long", "short", "long+short")
-MULTIGRID_AVAILABLE = MULTIGRID  # vidact.train.multigrid
 PRECISE_BN_MULTIGRID = 20  # batches of precise BN statistics per validation in a multigrid run
-MULTIGRID_LR_SCALINGS = ("auto", "linear", "sqrt", "none")  # auto: linear for SGD, sqrt for AdamW
+MULTIGRID_LR_SCALINGS = ("auto", *LR_SCALINGS)  # auto: linear for SGD, sqrt for AdamW
 
 
 @dataclass
@@ -88,9 +88,6 @@ class TrainConfig:
         _choice("modality", self.modality, MODALITIES)
         _choice("multigrid", self.multigrid, MULTIGRID)
         _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
-        if self.multigrid not in MULTIGRID_AVAILABLE:
-            raise UsageError(f"multigrid={self.multigrid!r} is not available in this build "
-                             f"(available: {', '.join(MULTIGRID_AVAILABLE)})")
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
