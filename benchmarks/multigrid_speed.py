@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from vidact.models import create_model, get_entry
-from vidact.train.multigrid import BaseSchedule, build_schedule
+from vidact.train.lr import LRSchedule
+from vidact.train.multigrid import build_schedule
 from vidact.train.samplers import MultigridBatchSampler
 from vidact.train.subbatch_bn import convert_sub_batch_norm
 
@@ -31,7 +32,7 @@ MODES = ("none", "long", "short", "long+short")
 
 def planned_shapes(mode: str, frames: int, size: int, batch: int, epochs: int, samples: int) -> Counter:
     """(T, S, clips per step) -> iterations over the whole run of ``mode``."""
-    schedule = build_schedule(mode, BaseSchedule(base_lr=0.1, epochs=epochs), frames=frames, size=size,
+    schedule = build_schedule(mode, LRSchedule(base_lr=0.1, epochs=epochs), frames=frames, size=size,
                               batch_size=batch)
     sampler = MultigridBatchSampler(samples, schedule, rank=0, world_size=1, shuffle=False, drop_last=True)
     counts: Counter = Counter()

@@ -7,7 +7,7 @@ import socket
 
 import torch
 
-from vidact.train import distributed as D
+from vidact.runtime import distributed as D
 
 
 def free_port() -> int:

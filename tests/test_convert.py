@@ -150,7 +150,7 @@ def ptv_x3d_xs_file(tmp_path_factory):
 def test_cli_convert_writes_a_vidact_checkpoint(cli, ptv_x3d_xs_file, tmp_path):
     import json
 
-    from vidact.train.checkpoint import load_checkpoint, load_model_state
+    from vidact.runtime.checkpoint import load_checkpoint, load_model_state
 
     classes = tmp_path / "classes.txt"
     classes.write_text("jump\nrun\nswim\n")

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from vidact.demo import FUSED, QUICK, StageLog, run_demo
-from vidact.report import markdown_table, time_to_accuracy
+from vidact.demo.pipeline import QUICK, StageLog, run_demo
+from vidact.demo.report import FUSED, markdown_table, time_to_accuracy
 
 STAGES = ["synth", "frames", "flow", *(f"train-{r.name}" for r in QUICK.runs), "fuse", "profile"]
 

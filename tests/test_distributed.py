@@ -10,14 +10,16 @@ import torch
 import torch.multiprocessing as mp
 
 from ddp_ranks import free_port, join_as_rank
-from vidact.train import distributed as D
+from vidact.runtime import distributed as D
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: join via torchrun-style env vars, train a tiny DDP model on multigrid batches."""
     from torch import nn
 
-    from vidact.train.multigrid import BaseSchedule, build_schedule
+    from vidact.runtime.device import select_device
+    from vidact.train.lr import LRSchedule
+    from vidact.train.multigrid import build_schedule
     from vidact.train.samplers import MultigridBatchSampler
     from vidact.train.subbatch_bn import convert_sub_batch_norm
 
@@ -27,11 +29,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
                               nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
         convert_sub_batch_norm(model)
-        device = D.device_for_rank("cpu")
+        device = select_device("cpu")
         ddp = D.wrap_ddp(model, device)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
-        schedule = build_schedule("long+short", BaseSchedule(0.1, 2, "cosine"), frames=8, size=16, batch_size=1)
-        sampler = MultigridBatchSampler(160, schedule, seed=1)  # rank and world size from the group
+        schedule = build_schedule("long+short", LRSchedule(0.1, 2, "cosine"), frames=8, size=16, batch_size=1)
+        sampler = MultigridBatchSampler(160, schedule, seed=1, drop_last=False)  # rank and world size from the group
         data = torch.randn(160, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
         seen, shapes = [], []
         for epoch in range(schedule.total_epochs):

@@ -59,8 +59,8 @@ def test_softmax_then_mean_and_logit_mean():
 def test_multiview_scores_equal_mean_of_single_views(synth_dir, ckpt, tmp_path):
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
-    from vidact.train.checkpoint import load_checkpoint
-    from vidact.train.engine import model_from_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
+    from vidact.runtime.build import model_from_checkpoint
 
     npz = tmp_path / "scores.npz"
     report = evaluate_checkpoint(ckpt, synth_dir, clips=2, crops=3, batch_size=5, save_scores=npz,
@@ -166,7 +166,7 @@ def test_checkpoint_with_pickled_code_is_refused(cli, synth_dir, tmp_path):
 
 
 def test_other_files_are_not_checkpoints(tmp_path):
-    from vidact.train.checkpoint import load_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
 
     plain = tmp_path / "state.pt"
     torch.save({"weight": torch.zeros(2)}, plain)

@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from vidact.errors import UsageError
+from vidact.train.lr import LRSchedule
 from vidact.train.multigrid import (
-    BaseSchedule,
     build_schedule,
     format_table,
     long_cycle_shapes,
@@ -17,7 +17,7 @@ from vidact.train.multigrid import (
     short_cycle_shapes,
 )
 
-STEP = BaseSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), gamma=0.1)
+STEP = LRSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), gamma=0.1)
 
 # Hand derivation for STEP (stages [0, 8), [8, 16), fine-tune stage [16, 20)), T=16, S=112, B=8:
 #   multipliers 8, 4, 2, 1 (sum 15); a stage of 8 epochs splits into 64/15, 32/15, 16/15, 8/15
@@ -76,19 +76,65 @@ def test_each_long_cycle_shape_gets_equal_iterations():
         assert iters == pytest.approx([iters[0]] * 4)
 
 
-def test_long_plus_short_has_long_phases_and_short_cycles_from_current_size():
-    long_ = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
+# PySlowFast's short cycle (the default), hand-derived for STEP at T=16, S0=112, B=8. Crops are
+# 0.5 and sqrt(0.5) of the *default* S0 (56, 79), then the long-cycle crop S, with batch factor
+# round((S / (f * S0))**2):
+#   S = 112: (56, 4), (79, 2), (112, 1);  S = 79: (56, round(1.99) = 2), (79, round(0.995) = 1), (79, 1).
+# Combined multipliers per long shape: 16/8/8, 8/4/4, 8/4/2, 4/2/1 (largest 16x the base batch);
+# their means 32/3, 16/3, 14/3, 7/3 (sum 23) are PySlowFast's avg_bs. An 8-epoch stage splits into
+# 8 * avg / 23 epochs per shape (256/69, 128/69, 112/69, 56/69), 8/23 iterations each; the saving
+# is 16 / (64/23) = 23/4, the fine-tune 4 / (23/4) * 7/3 = 112/69 epochs; total 1216/69 is scaled
+# to 30 by 2070/1216. So the first stage ends at 8 * 2070/1216 = 13.6184..., the first phase at
+# 256/69 * 2070/1216 = 7680/1216, the fine-tune starts at 16 * 2070/1216 = 27.2368...
+SCALE = 2070 / 1216
+LONG_SHORT_ENDS = [x * SCALE for x in (256 / 69, 384 / 69, 496 / 69, 8, 8 + 256 / 69, 8 + 384 / 69, 8 + 496 / 69, 16)]
+
+
+def test_long_plus_short_uses_pyslowfast_short_cycle_by_default():
     both = build_schedule("long+short", STEP, frames=16, size=112, batch_size=8)
-    _assert_table(_table(both), _table(long_))
+    assert both.short_cycle_rule == "pyslowfast"
+    cycled = [p for p in both.phases if not p.fine_tune]
+    assert [p.end for p in cycled] == pytest.approx(LONG_SHORT_ENDS, abs=1e-9)
+    assert [(p.frames, p.size, p.batch_mult) for p in cycled[:4]] == [(4, 79, 8), (8, 79, 4), (8, 112, 2), (16, 112, 1)]
     first, last = both.phases[0], both.phases[-1]
-    # sizes from the long-cycle S (79), not from the train crop (PySlowFast issue #429)
-    assert [(s.size, s.batch_mult) for s in both.short_shapes(first)] == [(40, 4), (56, 2), (79, 1)]
+    assert [(s.size, s.batch_mult) for s in both.short_shapes(first)] == [(56, 2), (79, 1), (79, 1)]
     assert [(s.size, s.batch_mult) for s in both.short_shapes(last)] == [(56, 4), (79, 2), (112, 1)]
     rows = both.rows()
-    assert rows[0]["batch_sizes"] == [256, 128, 64]
-    assert rows[-1]["batch_sizes"] == [32, 16, 8]
+    assert [r["batch_sizes"] for r in rows[:4]] == [[128, 64, 64], [64, 32, 32], [64, 32, 16], [32, 16, 8]]
+    assert max(max(r["batch_sizes"]) for r in rows) == 16 * 8  # 16x the base batch at most
+    # every shape still gets equal iterations per stage (by its mean short-cycle batch)
+    means = [sum(r["batch_sizes"]) / 3 for r in rows[:4]]
+    iters = [(p.end - p.start) / m for p, m in zip(cycled[:4], means)]
+    assert iters == pytest.approx([iters[0]] * 4)
+    # fine-tune at the full shape, LR as in the long cycle alone
+    assert both.phases[-2].start == pytest.approx(16 * SCALE)
+    assert both.lr(both.phases[-1].start) == pytest.approx(0.1 * 0.01)
     # no short cycle in "long"
+    long_ = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
     assert [(s.size, s.batch_mult) for s in long_.short_shapes(first)] == [(79, 1)]
+
+
+def test_relative_short_cycle_follows_the_current_long_cycle_crop():
+    both = build_schedule("long+short", STEP, frames=16, size=112, batch_size=8, short_cycle="relative")
+    long_ = build_schedule("long", STEP, frames=16, size=112, batch_size=8)
+    _assert_table(_table(both), _table(long_))  # 4, 2, 1 at every shape: the same phase bounds as long
+    first = both.phases[0]
+    assert [(s.size, s.batch_mult) for s in both.short_shapes(first)] == [(40, 4), (56, 2), (79, 1)]
+    assert both.rows()[0]["batch_sizes"] == [256, 128, 64]  # up to 32x
+    with pytest.raises(UsageError, match="short-cycle rule 'sideways'"):
+        build_schedule("long+short", STEP, frames=16, size=112, batch_size=8, short_cycle="sideways")
+
+
+@pytest.mark.parametrize("steps", [(), (25, 40)])
+def test_step_base_without_steps_inside_the_run_keeps_its_constant_lr(steps):
+    base = LRSchedule(base_lr=0.1, epochs=20, kind="step", steps=steps)
+    plain = [base(e) for e in (0, 10, 19.9)]
+    assert plain == [0.1, 0.1, 0.1]
+    for mode in ("long", "long+short"):
+        schedule = build_schedule(mode, base, frames=16, size=112, batch_size=8)
+        for phase in schedule.phases:
+            assert schedule.lr(phase.start) == pytest.approx(0.1 * phase.lr_mult)  # never decayed
+        assert schedule.lr(schedule.total_epochs - 1e-6) == pytest.approx(0.1)
 
 
 def test_short_cycle_alone_stretches_base_without_lr_scaling():
@@ -106,7 +152,7 @@ def test_short_cycle_alone_stretches_base_without_lr_scaling():
 
 
 def test_cosine_base_uses_equal_stages():
-    base = BaseSchedule(base_lr=0.1, epochs=20, kind="cosine")
+    base = LRSchedule(base_lr=0.1, epochs=20, kind="cosine")
     schedule = build_schedule("long", base, frames=16, size=112, batch_size=8)
     # stages [0,5), [5,10), [10,15) cycled, [15,20) fine-tune: pre-rescale 3 * 5 + 5 * 4/15 = 49/3
     # epochs, rescaled to 30 (factor 90/49); first phase 5 * 8/15 * 90/49 = 240/49 epochs
@@ -119,14 +165,14 @@ def test_cosine_base_uses_equal_stages():
     assert schedule.lr(0) == pytest.approx(8 * 0.1)
     stage1_shape2 = schedule.phases[6]
     assert (stage1_shape2.base_start, stage1_shape2.base_end) == (7.5, 8.75)
-    assert schedule.lr(stage1_shape2.start) == pytest.approx(2 * base.value(7.5))
+    assert schedule.lr(stage1_shape2.start) == pytest.approx(2 * base.main_lr(7.5))
     assert schedule.lr(30.0) == pytest.approx(0.0, abs=1e-12)
     mid = (schedule.phases[-1].start + 30) / 2
-    assert schedule.lr(mid) == pytest.approx(base.value(18.75))
+    assert schedule.lr(mid) == pytest.approx(base.main_lr(18.75))
 
 
 def test_warmup_ramps_to_the_multigrid_lr():
-    base = BaseSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), warmup_epochs=2,
+    base = LRSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), warmup_epochs=2,
                         warmup_start_factor=0.1)
     schedule = build_schedule("long", base, frames=16, size=112, batch_size=8)
     assert schedule.lr(0) == pytest.approx(0.01)
@@ -138,7 +184,7 @@ def test_none_is_the_base_schedule():
     schedule = build_schedule("none", STEP, frames=16, size=112, batch_size=8)
     assert schedule.total_epochs == 20
     for epoch in (0, 7.9, 8, 15, 16, 19.5):
-        assert schedule.lr(epoch) == pytest.approx(STEP.value(epoch))
+        assert schedule.lr(epoch) == pytest.approx(STEP.main_lr(epoch))
 
 
 @pytest.mark.parametrize("frames,size", [(16, 224), (8, 112), (32, 256), (16, 160), (4, 64)])
@@ -172,7 +218,7 @@ def test_dry_run_table_lists_every_phase():
     console.print(format_table(schedule))
     text = console.export_text()
     assert "multigrid long+short: 30 epochs" in text
-    assert "0.00–7.50" in text and "40/56/79" in text and "256/128/64" in text
+    assert "0.00–6.32" in text and "56/79/79" in text and "128/64/64" in text
     assert text.count("fine-tune") == 2
     assert schedule.to_dict()["phases"][0]["lr_start"] == pytest.approx(0.8)
 
@@ -181,18 +227,17 @@ def test_bad_mode_and_base_are_one_line_errors():
     with pytest.raises(UsageError, match=r"^multigrid='longer' is not one of none, long, short, long\+short$"):
         build_schedule("longer", STEP, frames=16, size=112, batch_size=8)
     with pytest.raises(UsageError, match="at least 2 base stages"):
-        build_schedule("long", BaseSchedule(0.1, 10, "cosine"), frames=16, size=112, batch_size=8,
+        build_schedule("long", LRSchedule(0.1, 10, "cosine"), frames=16, size=112, batch_size=8,
                        cosine_stages=1)
 
 
-def test_lr_schedule_fields_are_accepted():
-    class Like:  # the shape of vidact.train.lr.LRSchedule
-        base_lr, epochs, kind, steps, gamma, min_lr = 0.2, 10, "cosine", (), 0.1, 0.0
-        warmup_epochs, warmup_start_factor = 1.0, 0.1
-
-    base = BaseSchedule.of(Like())
-    assert base == BaseSchedule(0.2, 10, "cosine", (), 0.1, 0.0, 1.0, 0.1)
-    assert math.isclose(base.value(5), 0.1)
+def test_the_base_schedule_is_the_plain_lr_schedule_and_validates_itself():
+    base = LRSchedule(0.2, 10, "cosine")
+    assert math.isclose(build_schedule("none", base, frames=16, size=112, batch_size=8).lr(5), base(5))
+    with pytest.raises(UsageError, match=r"^schedule='cosin' is not one of cosine, step, constant$"):
+        LRSchedule(0.2, 10, "cosin")
+    with pytest.raises(UsageError, match="epochs > 0"):
+        LRSchedule(0.2, 0, "cosine")
 
 
 def test_sqrt_and_no_lr_scaling_change_only_the_cycled_phases():

@@ -9,10 +9,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from vidact.data.dataset import ClipSpec
-from vidact.train.multigrid import BaseSchedule, build_schedule
+from vidact.train.lr import LRSchedule
+from vidact.train.multigrid import build_schedule
 from vidact.train.samplers import MultigridBatchSampler
 
-BASE = BaseSchedule(base_lr=0.1, epochs=4, kind="cosine")
+BASE = LRSchedule(base_lr=0.1, epochs=4, kind="cosine")
 
 
 def _schedule(mode: str, batch_size: int = 2, frames: int = 8, size: int = 32, stride: int = 2):
@@ -52,14 +53,19 @@ def test_long_cycle_switches_shape_mid_epoch():
     sampler = MultigridBatchSampler(64, schedule, rank=0, world_size=1)
     shapes = [(b[0][1].num_frames, b[0][1].crop_size) for b in _epoch(sampler, 1)]
     assert list(dict.fromkeys(shapes)) == [(4, 23), (4, 32), (8, 32), (2, 23)]
-    assert sum(len(b) for b in _epoch(sampler, 1)) == 64
+    kept = sampler.plan(1)
+    dropped = 64 - sum(len(b) for b in _epoch(sampler, 1))  # the last partial batch is dropped
+    assert 0 <= dropped < kept[-1].size
+    every = MultigridBatchSampler(64, schedule, rank=0, world_size=1, drop_last=False)
+    assert sum(len(b) for b in _epoch(every, 1)) == 64
 
 
 @pytest.mark.parametrize("num_samples,world", [(96, 3), (100, 3), (7, 2), (64, 4)])
 @pytest.mark.parametrize("mode", ["none", "long+short"])
 def test_rank_slices_are_disjoint_and_cover_the_data(num_samples, world, mode):
     schedule = _schedule(mode)
-    per_rank = [_epoch(MultigridBatchSampler(num_samples, schedule, rank=r, world_size=world, seed=5), 1)
+    per_rank = [_epoch(MultigridBatchSampler(num_samples, schedule, rank=r, world_size=world, seed=5,
+                                             drop_last=False), 1)
                 for r in range(world)]
     # every rank runs the same iterations at the same shapes
     assert len({len(batches) for batches in per_rank}) == 1
@@ -84,9 +90,15 @@ def test_deterministic_per_epoch_and_seed():
     assert len(a) == len(_epoch(a, 2))
 
 
-def test_drop_last_drops_the_partial_batch():
-    sampler = MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=0, world_size=1, drop_last=True)
+def test_the_partial_last_batch_is_dropped_by_default():
+    sampler = MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=0, world_size=1)
     assert [len(b) for b in _epoch(sampler, 0)] == [4] * 5
+    keep = MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=0, world_size=1, drop_last=False)
+    assert [len(b) for b in _epoch(keep, 0)] == [4] * 5 + [1]
+    # ranks drop the same batch: equal counts, every batch full
+    ranks = [_epoch(MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=r, world_size=2), 0)
+             for r in range(2)]
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [4, 4]
 
 
 def test_feeds_the_clip_dataset_through_a_dataloader(synth_dir):

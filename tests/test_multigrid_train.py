@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from ddp_ranks import free_port, join_as_rank
 from test_train_tinymodel import register_tiny
 from vidact.data.dataset import ClipSpec
-from vidact.train import distributed as D
-from vidact.train.checkpoint import load_checkpoint
+from vidact.runtime import distributed as D
+from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 from vidact.train.subbatch_bn import SubBatchNorm3d
 
@@ -108,10 +108,10 @@ class Crash(Exception):
 def _dying_in_epoch(train_one_epoch, crash_epoch: int):
     """``train_one_epoch`` that raises :class:`Crash` when asked for ``crash_epoch``, as a killed job stops."""
 
-    def wrapped(state, loader, *, epoch, **kwargs):
+    def wrapped(run, epoch, *args, **kwargs):
         if epoch == crash_epoch:
             raise Crash
-        return train_one_epoch(state, loader, epoch=epoch, **kwargs)
+        return train_one_epoch(run, epoch, *args, **kwargs)
 
     return wrapped
 
@@ -172,7 +172,7 @@ def test_dry_run_prints_the_schedule(cli):
                  "--lr", "0.1", "--set", "schedule=step", "--set", "lr_steps=[8,16]")
     assert result.exit_code == 0, result.stderr
     assert "multigrid long+short: 30 epochs" in result.stdout
-    assert "0.00–7.50" in result.stdout and "256/128/64" in result.stdout and "fine-tune" in result.stdout
+    assert "0.00–6.32" in result.stdout and "128/64/64" in result.stdout and "fine-tune" in result.stdout
     result = cli("train", "--arch", "x3d-xs", "--multigrid", "long", "--dry-run", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)

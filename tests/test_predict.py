@@ -34,8 +34,8 @@ def test_predict_whole_video_matches_the_model(ckpt, video):
     from vidact.data import sampling
     from vidact.data import transforms as T
     from vidact.io.video import decode_frames
-    from vidact.train.checkpoint import load_checkpoint
-    from vidact.train.engine import model_from_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
+    from vidact.runtime.build import model_from_checkpoint
 
     result = predict_video(ckpt, video, topk=4, clips=2, device="cpu")
     probs = [t["prob"] for t in result["top"]]

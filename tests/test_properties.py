@@ -184,11 +184,12 @@ def test_npz_round_trip_is_float16_exact(tmp_path_factory, n, h, w, seed):
 
 # ------------------------------------------------------------------------------ multigrid
 from vidact.train import multigrid  # noqa: E402
+from vidact.train.lr import LRSchedule  # noqa: E402
 from vidact.train.samplers import MultigridBatchSampler  # noqa: E402
 
 modes = st.sampled_from(["long", "short", "long+short"])
 bases = st.builds(
-    multigrid.BaseSchedule,
+    LRSchedule,
     base_lr=st.floats(0.01, 1.0),
     epochs=st.integers(4, 200),
     kind=st.sampled_from(["cosine", "constant"]),
@@ -238,16 +239,28 @@ def test_every_long_cycle_shape_gets_equal_iterations_per_stage(base, frames, si
         assert max(iters) - min(iters) <= 1e-9 * max(iters)
 
 
+def _wanted(sched, plan) -> int:
+    """The batch a plan's shape asks for (one rank)."""
+    phase = sched.phase_at(plan.epoch)
+    return sched.batch_size * phase.batch_mult * sched.short_shapes(phase)[plan.short_index].batch_mult
+
+
 @settings(max_examples=25, deadline=None)
 @given(modes, st.integers(4, 12), st.integers(1, 300), st.integers(1, 4))
 def test_sampler_visits_every_clip_once_per_epoch_at_planned_shapes(mode, epochs, n, batch):
-    base = multigrid.BaseSchedule(base_lr=0.1, epochs=epochs)
+    base = LRSchedule(base_lr=0.1, epochs=epochs)
     sched = multigrid.build_schedule(mode, base, frames=16, size=64, batch_size=batch)
-    sampler = MultigridBatchSampler(n, sched, rank=0, world_size=1, seed=3)
+    sampler = MultigridBatchSampler(n, sched, rank=0, world_size=1, seed=3, drop_last=False)
+    dropping = MultigridBatchSampler(n, sched, rank=0, world_size=1, seed=3)
     for epoch in range(sched.total_epochs):
         sampler.set_epoch(epoch)
+        dropping.set_epoch(epoch)
+        full, kept = sampler.plan(epoch), dropping.plan(epoch)
+        # dropping keeps every batch but a short last one (one batch is always kept)
+        short_last = len(full) > 1 and full[-1].per_rank < _wanted(sched, full[-1])
+        assert kept == (full[:-1] if short_last else full)
         seen = []
-        for plan, keys in zip(sampler.plan(epoch), sampler):
+        for plan, keys in zip(full, sampler):
             phase = sched.phase_at(plan.epoch)
             shape = sched.short_shapes(phase)[plan.short_index]
             assert len(keys) <= batch * phase.batch_mult * shape.batch_mult

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # ----------------------------------------------------------------------------- config
 def test_set_overrides_are_typed():
     cfg = apply_overrides(TrainConfig(), ["lr=0.5", "epochs=3", "channels_last=true", "lr_steps=10,20", "amp=bf16"])
-    assert (cfg.lr, cfg.epochs, cfg.channels_last, cfg.lr_steps, cfg.amp) == (0.5, 3, True, [10, 20], "bf16")
+    assert (cfg.lr, cfg.epochs, cfg.channels_last, cfg.lr_steps, cfg.amp) == (0.5, 3, "on", [10, 20], "bf16")
 
 
 def test_unknown_key_names_close_matches():
@@ -106,7 +106,7 @@ def test_options_train(tmp_path, changes):
 
 
 def test_checkpoint_contents(tmp_path):
-    from vidact.train.checkpoint import load_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
     from vidact.train.engine import fit
 
     fit(fake_config(tmp_path, epochs=1), fake_data(), progress=False)
@@ -124,7 +124,7 @@ def test_rng_state_round_trip():
 
     import numpy as np
 
-    from vidact.train.checkpoint import capture_rng_state, restore_rng_state
+    from vidact.runtime.checkpoint import capture_rng_state, restore_rng_state
 
     state = capture_rng_state()
     first = (torch.rand(3), np.random.rand(3), random.random())

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from test_train_tinymodel import fake_config, fake_data
-from vidact.train.checkpoint import load_checkpoint
+from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")

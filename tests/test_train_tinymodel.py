@@ -107,7 +107,7 @@ def run_fake_training(out: str, epochs: int, resume: bool) -> None:
 
 def make_checkpoint(path, classes: list[str], *, frames: int = 4, size: int = 16, stride: int = 2, seed: int = 0):
     """An untrained ``tiny3d`` checkpoint for ``classes`` (eval/predict tests need no training)."""
-    from vidact.train.checkpoint import save_checkpoint
+    from vidact.runtime.checkpoint import save_checkpoint
     from vidact.train.config import load_config
 
     register_tiny()

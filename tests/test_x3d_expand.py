@@ -13,13 +13,13 @@ import torch
 from vidact.errors import UsageError, VidactError
 from vidact.models import create_model
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
+from vidact.train.samplers import IterationBudgetSampler
 from vidact.search.x3d_expand import (
     AXES,
     X2D,
     Budget,
     Cost,
     CostModel,
-    IterationBudgetSampler,
     SearchConfig,
     TrainResult,
     axis_range,

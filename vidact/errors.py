@@ -48,6 +48,12 @@ class AnnotationError(VidactError):
         super().__init__(f"{where}: {reason}")
 
 
+class TrainingDiverged(VidactError):
+    """The training loss became NaN or infinite: a runtime failure (exit 1), not bad usage."""
+
+    exit_code = 1
+
+
 class CheckpointError(VidactError):
     """A checkpoint that is missing, truncated, unsafe or for another model."""
 

@@ -32,8 +32,8 @@ def example_clip(arch: str, inp, batch: int = 2):
 
 def load_for_export(checkpoint: str | Path) -> tuple[nn.Module, dict, object]:
     """The checkpoint's model in eval mode on the CPU, the checkpoint and its resolved input."""
-    from vidact.train.checkpoint import load_checkpoint
-    from vidact.train.engine import model_from_checkpoint
+    from vidact.runtime.build import model_from_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)

@@ -16,8 +16,9 @@ from vidact.data import sampling
 from vidact.data import transforms as T
 from vidact.errors import UsageError
 from vidact.io.video import decode_frames, probe
-from vidact.train.checkpoint import load_checkpoint
-from vidact.train.engine import ResolvedInput, model_from_checkpoint, select_device
+from vidact.runtime.build import ResolvedInput, model_from_checkpoint
+from vidact.runtime.checkpoint import load_checkpoint
+from vidact.runtime.device import select_device
 
 
 def _clip_tensor(path: str, indices: np.ndarray, inp: ResolvedInput) -> torch.Tensor:

@@ -21,7 +21,7 @@ def demo(
 
     Example: vidact demo demo_out
     """
-    from vidact.demo import run_demo
+    from vidact.demo.pipeline import run_demo
 
     summary = run_demo(out, quick=quick)
     if json_out:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 partial failure (some inputs failed, the rest are done),
 2 bad usage (unknown option or name, missing input). Errors are one line on stderr;
-``--debug`` (or VIDACT_DEBUG=1) shows the traceback.
+``--debug`` (or VIDACT_DEBUG=1 in the environment) shows the traceback.
 """
 
 from __future__ import annotations
@@ -42,7 +42,16 @@ def root(
 ) -> None:
     """vidact: train and evaluate video action recognition models from one CLI."""
     if debug:
-        os.environ["VIDACT_DEBUG"] = "1"
+        _session.debug = True
+
+
+class _Session:
+    """Per-``main()`` state: set by the root options, reset by every call (nothing leaks into os.environ)."""
+
+    debug = False
+
+
+_session = _Session()
 
 
 def _register() -> None:
@@ -98,7 +107,7 @@ def _route_library_logs() -> None:
 
 
 def _debug() -> bool:
-    return os.environ.get("VIDACT_DEBUG") == "1" or "--debug" in sys.argv[1:]
+    return _session.debug or os.environ.get("VIDACT_DEBUG") == "1"
 
 
 def _is_usage_error(exc: BaseException) -> bool:
@@ -109,8 +118,10 @@ def _is_usage_error(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the app, map errors to one line and an exit code."""
     _route_library_logs()
+    args = sys.argv[1:] if argv is None else list(argv)
+    _session.debug = "--debug" in args  # also for errors raised while the options are parsed
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="vidact")
+        rv = app(args=args, standalone_mode=False, prog_name="vidact")
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code

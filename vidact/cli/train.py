@@ -25,9 +25,11 @@ def train(
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
     size: Optional[int] = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
     stride: Optional[int] = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none, bf16 (CPU or CUDA), fp16 (CUDA)."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="channels-last-3d memory format."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: auto (default: the family's choice "
+                                                         "on CUDA, none on CPU), none, bf16, fp16 (CUDA)."),
+    channels_last: Optional[str] = typer.Option(None, "--channels-last",
+                                                help="channels-last-3d memory format: auto (default: the family's "
+                                                     "measured choice on the device), on, off."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (data order, augmentation, init)."),
@@ -66,7 +68,7 @@ def train(
             out_console.print(format_table(schedule))
         return
     summary = run_training(cfg, resume=resume)
-    from vidact.train.distributed import launched_rank
+    from vidact.runtime.distributed import launched_rank
 
     if launched_rank() != 0:
         return  # under torchrun, rank 0 reports for all

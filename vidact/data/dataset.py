@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MODALITIES = ("rgb", "flow", "rgb+flow")
 SAMPLERS = ("random", "uniform", "tsn", "dense")
+READ_ERRORS = (VidactError, OSError)  # what an unreadable sample raises; anything else is a bug
 VIDEO, FRAMES, FLOW = "video", "frames", "flow"
 
 
@@ -324,12 +325,10 @@ class VideoClipDataset(Dataset):
         video, clip, crop = self.view_of(int(index))
         return self._plan(video, clip, crop, self._spec(spec), self._item_rng(int(index), 0))
 
-    def _load(self, plan: ClipPlan) -> list[torch.Tensor]:
-        out = []
-        for path, is_flow in plan.streams:
-            raw = self._read_flow(path, plan.indices) if is_flow else self._read_rgb(path, plan.indices)
-            out.append(self._transform(raw, plan.params, is_flow))
-        return out
+    def _read(self, plan: ClipPlan) -> list[torch.Tensor]:
+        """The raw streams of a plan (uint8 RGB, float flow); raises only read/decode errors."""
+        return [self._read_flow(path, plan.indices) if is_flow else self._read_rgb(path, plan.indices)
+                for path, is_flow in plan.streams]
 
     def _replacement(self, index: int, attempt: int, failed: int) -> int:
         """A deterministic stand-in (never ``failed`` itself) for item ``index`` after ``attempt`` failures."""
@@ -354,13 +353,17 @@ class VideoClipDataset(Dataset):
         failures: list[str] = []
         for attempt in range(self.max_retries):
             if video not in self._bad:
-                try:
-                    streams = self._load(self._plan(video, clip, crop, spec, self._item_rng(index, attempt)))
+                try:  # only reading may fail here: a bug in sampling or a transform is raised, never hidden
+                    plan = self._plan(video, clip, crop, spec, self._item_rng(index, attempt))
+                    raws = self._read(plan)
+                except READ_ERRORS as exc:  # unreadable input: decode, I/O, missing or empty files
+                    self._bad[video] = _reason(exc)
+                else:
+                    streams = [self._transform(raw, plan.params, is_flow)
+                               for raw, (_, is_flow) in zip(raws, plan.streams)]
                     out = streams[0] if len(streams) == 1 else streams
                     view = clip * self.num_crops + crop
                     return {"video": out, "label": self.samples[video].label, "index": video, "view": view}
-                except Exception as exc:  # any unreadable input: decode, I/O, missing or short files
-                    self._bad[video] = _reason(exc)
             self._record_failure(video, self._bad[video])
             failures.append(f"{self.samples[video].path} ({self._bad[video]})")
             video = self._replacement(index, attempt, video)

@@ -1,4 +1,4 @@
-"""``build_loader``: a DataLoader for ``VideoClipDataset`` with seeded workers and a clip collate."""
+"""``build_loader`` and ``make_loader``: DataLoaders for ``VideoClipDataset`` with seeded workers and a clip collate."""
 
 from __future__ import annotations
 
@@ -82,3 +82,11 @@ def build_loader(
         drop_last=train if drop_last is None else drop_last,
         **kwargs,
     )
+
+
+def make_loader(dataset: Dataset, *, batch_size: int = 1, batch_sampler=None, workers: int = 0,
+                seed: int = 0, device: torch.device | None = None, train: bool = False) -> DataLoader:
+    """:func:`build_loader` over ``batch_sampler`` (or fixed-size batches in order), pinned memory for CUDA."""
+    return build_loader(dataset, batch_size, train=train and batch_sampler is None, workers=workers,
+                        batch_sampler=batch_sampler, seed=seed, drop_last=False,
+                        pin_memory=device is not None and device.type == "cuda")

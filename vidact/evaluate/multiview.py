@@ -24,6 +24,7 @@ from vidact.evaluate.metrics import (
     topk_accuracy,
 )
 from vidact.io.atomic import atomic_path
+from vidact.runtime.device import autocast, to_device
 
 AGGREGATIONS = ("softmax-mean", "logit-mean")
 
@@ -70,24 +71,6 @@ class VideoScores:
     video: np.ndarray  # (V,)
     scores: np.ndarray  # (V, K): probabilities for softmax-mean
     labels: np.ndarray  # (V,)
-
-
-def to_device(x, device, channels_last: bool):
-    """A batch (a tensor, or a list of pathway tensors) on ``device``; 5-D ones channels-last-3d if asked."""
-    if isinstance(x, (list, tuple)):
-        return [to_device(t, device, channels_last) for t in x]
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 5:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
-
-
-def autocast(device: torch.device, amp: str):
-    """``torch.autocast`` for ``amp`` in bf16/fp16, or a no-op context for "none"."""
-    if amp == "none":
-        return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -190,8 +173,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz."""
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
-    from vidact.train.checkpoint import check_classes, load_checkpoint
-    from vidact.train.engine import make_loader, model_from_checkpoint, select_device
+    from vidact.data.loader import make_loader
+    from vidact.runtime.build import model_from_checkpoint
+    from vidact.runtime.checkpoint import check_classes, load_checkpoint
+    from vidact.runtime.device import select_device
     from vidact.evaluate.metrics import plot_confusion
     from vidact.utils.progress import make_progress
 
@@ -205,9 +190,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         _writable_folder(Path(save_scores).parent)
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
-    data = Path(data or cfg.get("data") or "")
-    if not str(data) or str(data) == ".":
-        raise UsageError("no data: pass --data LISTS/")
+    source = str(data) if data is not None and str(data) else cfg.get("data") or ""
+    if not source:
+        raise UsageError("no data: pass --data LISTS/ (the checkpoint names none)")
+    data = Path(source)
     splits = load_dataset_dir(data)
     check_classes(ckpt, splits.classes, checkpoint, data)
     dev = select_device(device)

@@ -111,11 +111,10 @@ class FCHead(nn.Module):
         self.fc = nn.Linear(width, num_classes)
         self.num_features = width
 
-    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hidden(torch.flatten(self.pool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pre_logits(x))
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits, or with ``pre_logits`` the ``num_features`` activations the classifier reads."""
+        x = self.hidden(torch.flatten(self.pool(x), 1))
+        return x if pre_logits else self.fc(x)
 
 
 def init_conv_linear(module: nn.Module) -> None:

@@ -49,13 +49,14 @@ class C3D(nn.Module):
         self.features = nn.Sequential(layers)
         fc = scaled(4096, width_mult)
         self.head = FCHead(channels, (1, 4, 4), (fc, fc), num_classes, dropout)
+        self.num_features = self.head.num_features
         init_conv_linear(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

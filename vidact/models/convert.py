@@ -193,7 +193,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], arch: str, source: str = 
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str, source: str = "auto",
                        classes: list[str] | None = None) -> ConversionReport:
     """Read ``src`` (PyTorchVideo/PySlowFast), write a vidact checkpoint to ``dst`` atomically."""
-    from vidact.train.checkpoint import save_checkpoint
+    from vidact.runtime.checkpoint import save_checkpoint
 
     src = Path(src)
     if not src.is_file():

@@ -86,6 +86,7 @@ class FusionNet(nn.Module):
         channels = self.towers[0].out_channels * streams * (2 if fusion == "late" else 1)
         fc = scaled(4096, width_mult)
         self.head = FCHead(channels, (1, 7, 7), (fc, fc), num_classes, dropout)
+        self.num_features = self.head.num_features
         init_conv_linear(self)
 
     def _streams(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -106,8 +107,8 @@ class FusionNet(nn.Module):
             maps = maps.transpose(1, 2).reshape(b, t * c, 1, h, w)
         return maps
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

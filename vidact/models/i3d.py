@@ -105,8 +105,9 @@ class I3D(nn.Module):
         x = self.maxpool4(x)
         return self.inception5b(self.inception5a(x))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(torch.flatten(self.avgpool(features), 1)))
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(features), 1)
+        return x if pre_logits else self.fc(self.dropout(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -119,11 +120,16 @@ class I3DTwoStream(nn.Module):
         super().__init__()
         self.rgb = I3D(num_classes, 3, dropout, width_mult)
         self.flow = I3D(num_classes, 2, dropout, width_mult)
+        self.num_features = self.rgb.num_features + self.flow.num_features
 
     def forward_features(self, x: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rgb.forward_features(x[0]), self.flow.forward_features(x[1])
 
-    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Summed logits, or with ``pre_logits`` both streams' pooled features side by side."""
+        if pre_logits:
+            return torch.cat([self.rgb.forward_head(features[0], pre_logits=True),
+                              self.flow.forward_head(features[1], pre_logits=True)], dim=1)
         return self.rgb.forward_head(features[0]) + self.flow.forward_head(features[1])
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:

@@ -50,10 +50,17 @@ class CNNM2048(nn.Module):
         ])
         self.features = nn.Sequential(layers)
         self.head = FCHead(c3, (6, 6), (scaled(4096, width_mult), scaled(2048, width_mult)), num_classes, dropout)
+        self.num_features = self.head.num_features
         init_conv_linear(self)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 class SpatialStream(CNNM2048):
@@ -65,12 +72,6 @@ class SpatialStream(CNNM2048):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(centre_frame(x))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class TemporalStream(CNNM2048):
@@ -86,12 +87,6 @@ class TemporalStream(CNNM2048):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(stack_flow(fit_time(x, self.flow_frames)))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class TwoStream(nn.Module):
@@ -111,12 +106,17 @@ class TwoStream(nn.Module):
         self.spatial = SpatialStream(num_classes, 3, dropout, width_mult)
         self.temporal = TemporalStream(num_classes, 2, dropout, width_mult, flow_frames)
         self.fuse = nn.Linear(2 * num_classes, num_classes) if fusion == "linear" else None
+        self.num_features = self.spatial.num_features + self.temporal.num_features
 
     def forward_features(self, x: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, flow = x
         return self.spatial.forward_features(rgb), self.temporal.forward_features(flow)
 
-    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        """Fused scores, or with ``pre_logits`` both streams' classifier inputs side by side."""
+        if pre_logits:
+            return torch.cat([self.spatial.forward_head(features[0], pre_logits=True),
+                              self.temporal.forward_head(features[1], pre_logits=True)], dim=1)
         spatial = self.spatial.forward_head(features[0])
         temporal = self.temporal.forward_head(features[1])
         if self.fuse is None:

@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from vidact.errors import UsageError
+from vidact.runtime.device import select_device
 
-__all__ = ["BenchResult", "benchmark", "benchmark_arch", "check_device"]
+__all__ = ["BenchResult", "benchmark", "benchmark_arch"]
 
 
 @dataclass
@@ -35,19 +36,6 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_device(device: str) -> torch.device:
-    """``device`` as a torch.device; a malformed or absent device is a one-line UsageError."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but CUDA is not available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported device {device!r} (use cpu, cuda or cuda:N)")
-    return dev
 
 
 def _sync(device: torch.device) -> None:
@@ -119,7 +107,7 @@ def benchmark_arch(arch: str, frames: int | None = None, size: int | None = None
     from vidact.models.registry import get_entry
 
     entry = get_entry(arch)
-    check_device(device)
+    select_device(device)
     kwargs = {**entry.defaults, **model_kwargs}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes

@@ -23,10 +23,9 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
-from torch.utils.data import Sampler
 
 from vidact.errors import UsageError, VidactError
 from vidact.io.atomic import atomic_write_text
@@ -267,34 +266,6 @@ def parse_budget(text: str | int) -> Budget:
     return Budget(iterations=n) if unit.startswith("it") else Budget(epochs=n)
 
 
-class IterationBudgetSampler(Sampler[list[int]]):
-    """Exactly ``iterations`` shuffled batches as one epoch, passing over the data as often as needed."""
-
-    def __init__(self, num_samples: int, batch_size: int, iterations: int, seed: int = 0):
-        from vidact.train.engine import EpochBatchSampler
-
-        self.passes = EpochBatchSampler(num_samples, batch_size, seed)
-        self.iterations, self.epoch, self.start_batch = iterations, 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def batches(self) -> list[list[int]]:
-        out: list[list[int]] = []
-        n = 0
-        while len(out) < self.iterations:
-            self.passes.set_epoch(self.epoch * 10_007 + n)
-            out += self.passes.batches()
-            n += 1
-        return out[:self.iterations]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start_batch:])
-
-    def __len__(self) -> int:
-        return max(self.iterations - self.start_batch, 0)
-
-
 @dataclass
 class SearchConfig:
     """Everything one search needs; the fields in :meth:`fingerprint` must match to resume a search."""
@@ -362,10 +333,11 @@ class TrainResult:
 
 def train_candidate(cfg: SearchConfig, factors: X3DFactors, run_dir: Path) -> TrainResult:
     """Train the X3D at ``factors`` with the search's budget through :func:`vidact.train.engine.fit`."""
-    from vidact.train.engine import build_data, fit, resolve_input
+    from vidact.train.engine import build_data, config_input, fit
+    from vidact.train.samplers import IterationBudgetSampler
 
     tcfg = candidate_train_config(cfg, factors, run_dir)
-    inp = resolve_input(tcfg)
+    inp = config_input(tcfg)
     data = build_data(tcfg, inp)
     if data.val_set is None:
         raise UsageError(f"{cfg.data}: the search ranks candidates on a validation split; add {tcfg.val_split}.csv")
@@ -473,9 +445,9 @@ def _check_settings(out: Path, cfg: SearchConfig) -> None:
 def default_cost_model(cfg: SearchConfig) -> CostModel:
     """Counts for the data set's classes and the clip's channels, cached in ``OUT/flops_cache.json``."""
     from vidact.data.annotations import load_dataset_dir
-    from vidact.train.engine import resolve_input
+    from vidact.train.engine import config_input
 
-    channels = resolve_input(candidate_train_config(cfg, cfg.base, cfg.out)).channels
+    channels = config_input(candidate_train_config(cfg, cfg.base, cfg.out)).channels
     return CostModel(len(load_dataset_dir(cfg.data).classes), channels, path=Path(cfg.out) / COST_CACHE)
 
 
@@ -593,7 +565,7 @@ def replay(moves: list[tuple[str, float]], base: X3DFactors = X2D) -> X3DFactors
     return factors
 
 
-__all__ = ["AXES", "X2D", "Axis", "Budget", "Cost", "CostModel", "IterationBudgetSampler", "SearchConfig",
+__all__ = ["AXES", "X2D", "Axis", "Budget", "Cost", "CostModel", "SearchConfig",
            "TrainResult", "Trajectory", "axis_range", "candidate_train_config", "choose", "contract", "count_x3d",
            "default_cost_model", "expand", "parse_budget", "path_to", "replay", "run_search", "set_axis",
            "structure_key", "train_candidate"]

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidact.errors import UsageError
-from vidact.train.multigrid import LR_SCALINGS
+from vidact.runtime.device import AMP_MODES
+from vidact.train.lr import SCHEDULES
+from vidact.train.multigrid import LR_SCALINGS, SHORT_CYCLE_RULES
 from vidact.train.multigrid import MODES as MULTIGRID
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_CHOICES = ("auto", *AMP_MODES)  # auto: the family's preference on CUDA, none on the CPU
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")  # auto: the family's measured preference on the device
 HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (dataset.json)
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 PRECISE_BN_MULTIGRID = 20  # batches of precise BN statistics per validation in a multigrid run
@@ -63,8 +65,8 @@ class TrainConfig:
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # speed
     device: str = "auto"
-    amp: str = "none"
-    channels_last: bool = False
+    amp: str = "auto"
+    channels_last: str = "auto"
     compile: bool = False
     workers: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
@@ -72,6 +74,7 @@ class TrainConfig:
     precise_bn_batches: int = -1  # BatchNorm statistics recomputed over N batches before each validation;
     # -1: 20 with multigrid (its running statistics come from other shapes), 0 (off) otherwise
     multigrid_lr_scaling: str = "auto"  # LR x batch multiplier (linear), x its square root (sqrt), or x1
+    multigrid_short_cycle: str = "pyslowfast"  # short-cycle crops of the default size, or "relative" to the current
     # validation, logging, reproducibility
     val_split: str = "val"
     val_every: int = 1
@@ -83,11 +86,13 @@ class TrainConfig:
         """Raise a one-line UsageError for the first invalid value; return self."""
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
-        _choice("amp", self.amp, AMP_MODES)
+        _choice("amp", self.amp, AMP_CHOICES)
+        _choice("channels_last", self.channels_last, CHANNELS_LAST_CHOICES)
         _choice("hflip", self.hflip, HFLIP_MODES)
         _choice("modality", self.modality, MODALITIES)
         _choice("multigrid", self.multigrid, MULTIGRID)
         _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
+        _choice("multigrid_short_cycle", self.multigrid_short_cycle, SHORT_CYCLE_RULES)
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -158,6 +163,8 @@ def _field_types() -> dict[str, object]:
 def _coerce(key: str, value, kind, source: str):
     """Check/convert a TOML value (already typed) to the field's type."""
     bad = UsageError(f"{source}: {key} expects {_type_name(kind)}, got {value!r}")
+    if key == "channels_last" and isinstance(value, bool):
+        return "on" if value else "off"  # configs and checkpoints written when it was a flag
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -194,6 +201,8 @@ def parse_value(key: str, text: str, source: str = "--set"):
         raise _unknown_key(key, source)
     kind = types[key]
     text = text.strip()
+    if key == "channels_last" and text.lower() in ("true", "false"):
+        return "on" if text.lower() == "true" else "off"
     if kind is str:
         return text
     if kind is bool:

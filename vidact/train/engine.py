@@ -1,33 +1,36 @@
-"""The training loop and its parts: input resolution, model/optimizer construction, epochs, checkpoints.
+"""The training loop: a set-up step that returns a :class:`Run`, one epoch, and small epoch-end steps.
+
+``fit`` reads like torchvision's reference script: :func:`setup_run` (device, model, optimizer,
+schedule, batches, loaders, resume, run folder), then per epoch :func:`train_one_epoch` and the
+epoch-end steps :func:`precise_bn_step`, :func:`validate_step` and :func:`checkpoint_step`, then
+:func:`finish_run`.
 
 Seams for other schedules (multigrid) and for DDP:
 - the batch source is a ``batch_sampler`` with ``set_epoch(epoch, start_batch)`` that yields lists
   of dataset keys (an index, or ``(index, ClipSpec)`` for a per-batch clip shape);
 - the LR is a function of the fractional epoch (:class:`vidact.train.lr.LRSchedule` by default);
-- rank/world size and metric reduction come from :mod:`vidact.train.distributed`.
+- rank/world size and metric reduction come from :mod:`vidact.runtime.distributed`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
-from vidact.errors import CheckpointError, UsageError
-from vidact.evaluate.multiview import autocast, collect_view_scores, to_device
+from vidact.data.loader import make_loader
+from vidact.errors import CheckpointError, TrainingDiverged, UsageError
 from vidact.evaluate.metrics import topk_accuracy
+from vidact.evaluate.multiview import collect_view_scores
 from vidact.io.atomic import atomic_write_text
-from vidact.train import distributed as D
-from vidact.train.checkpoint import (
+from vidact.runtime import distributed as D
+from vidact.runtime.build import ResolvedInput, build_model, resolve_input
+from vidact.runtime.checkpoint import (
     capture_rng_state,
     check_arch,
     check_classes,
@@ -35,81 +38,23 @@ from vidact.train.checkpoint import (
     load_model_state,
     restore_rng_state,
     save_checkpoint,
-    unwrap_model,
 )
+from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_everything, select_device, to_device
+from vidact.runtime.wrap import prepare_model, unwrap_model
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
+from vidact.train.samplers import EpochBatchSampler
 from vidact.utils.progress import make_progress
 
 LAST, BEST = "last.pt", "best.pt"
 
 
-# --------------------------------------------------------------------------- inputs and models
-@dataclass(frozen=True)
-class ResolvedInput:
-    """The clip a run feeds its model: the architecture's defaults with the config's overrides."""
-
-    modality: str
-    channels: int
-    frames: int
-    size: int
-    stride: int
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def resolve_input(cfg: TrainConfig) -> ResolvedInput:
-    from vidact.models import get_entry
-
-    spec = get_entry(cfg.arch).input
-    modality = cfg.modality or spec.modality
-    if modality == "rgb+flow" and spec.modality != "rgb+flow":
-        raise UsageError(f"arch {cfg.arch!r} takes one stream; modality 'rgb+flow' needs a two-stream model")
-    if spec.modality == "rgb+flow" and modality != "rgb+flow":
-        raise UsageError(f"arch {cfg.arch!r} is a two-stream model; use modality 'rgb+flow'")
-    channels = spec.channels if modality == spec.modality else (2 if modality == "flow" else 3)
-    return ResolvedInput(modality, channels, cfg.frames or spec.frames, cfg.size or spec.size,
-                         cfg.stride or spec.stride)
-
-
-def build_model(arch: str, num_classes: int, *, in_channels: int | None = None, dropout: float | None = None,
-                width_mult: float = 1.0) -> nn.Module:
-    """``create_model`` with only the options the run changes (a clear error if the arch lacks one)."""
-    from vidact.models import create_model, get_entry
-
-    entry = get_entry(arch)
-    kwargs: dict = {"num_classes": num_classes}
-    if in_channels is not None and in_channels != entry.input.channels:
-        kwargs["in_channels"] = in_channels
-    if dropout is not None:
-        kwargs["dropout"] = dropout
-    if width_mult != 1.0:
-        kwargs["width_mult"] = width_mult
-    try:
-        return create_model(arch, **kwargs)
-    except TypeError as exc:
-        raise UsageError(f"arch {arch!r} does not accept these options ({exc})") from None
-
-
-def select_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' asked for, but no CUDA GPU is available")
-    return device
-
-
-def check_amp(amp: str, device: torch.device) -> None:
-    if amp == "fp16" and device.type != "cuda":
-        raise UsageError("amp=fp16 needs a CUDA device; use amp=bf16 on CPU")
+def config_input(cfg: TrainConfig) -> ResolvedInput:
+    """The clip a config's run feeds its model (the architecture's defaults with the config's overrides)."""
+    return resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -125,81 +70,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        import os
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-
-
-def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool, compile: bool) -> nn.Module:
-    """Move to ``device``; channels-last-3d memory format, ``torch.compile`` and DDP when asked."""
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    if D.get_world_size() > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        model = torch.compile(model)
-    return model
-
-
-# --------------------------------------------------------------------------- batch source
-class EpochBatchSampler(Sampler[list[int]]):
-    """Shuffled batches whose order depends only on (seed, epoch); this rank's share under DDP.
-
-    ``set_epoch(epoch, start_batch)`` selects the epoch and skips the batches a resumed run
-    has already done, so the data order continues exactly.
-    """
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, *, shuffle: bool = True,
-                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None):
-        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.rank = D.get_rank() if rank is None else rank
-        self.world_size = D.get_world_size() if world_size is None else world_size
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def batches(self) -> list[list[int]]:
-        """Every batch of this rank for the current epoch (before skipping)."""
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.num_samples, generator=g).tolist()
-        else:
-            order = list(range(self.num_samples))
-        order = order[self.rank::self.world_size]
-        n = len(order) // self.batch_size if self.drop_last else math.ceil(len(order) / self.batch_size)
-        n = max(n, 1)  # a data set smaller than one batch still trains
-        return [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(n)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start_batch:])
-
-    def __len__(self) -> int:
-        return max(len(self.batches()) - self.start_batch, 0)
-
-
-def make_loader(dataset: Dataset, *, batch_size: int = 1, batch_sampler=None, workers: int = 0,
-                seed: int = 0, device: torch.device | None = None, train: bool = False):
-    """``build_loader`` over ``batch_sampler`` (or fixed-size batches in order); workers seeded from ``seed``."""
-    from vidact.data.loader import build_loader
-
-    return build_loader(dataset, batch_size, train=train and batch_sampler is None, workers=workers,
-                        batch_sampler=batch_sampler, seed=seed, drop_last=False,
-                        pin_memory=device is not None and device.type == "cuda")
-
-
-# --------------------------------------------------------------------------- state and one epoch
+# --------------------------------------------------------------------------- state and the run
 @dataclass
 class TrainState:
     """What the loop changes and a checkpoint restores."""
@@ -213,25 +84,157 @@ class TrainState:
     best_top1: float = -1.0
 
 
-def train_one_epoch(state: TrainState, loader, *, epoch: int, iters_per_epoch: int, lr_at: Callable[[float], float],
-                    device: torch.device, cfg: TrainConfig, criterion: nn.Module,
+@dataclass
+class TrainData:
+    classes: list[str]
+    train_set: Dataset
+    val_set: Dataset | None
+
+
+@dataclass
+class Run:
+    """A training run after :func:`setup_run`: what every epoch and epoch-end step reads."""
+
+    cfg: TrainConfig
+    data: TrainData
+    inp: ResolvedInput
+    device: torch.device
+    amp: str  # resolved: none | bf16 | fp16
+    channels_last: bool  # resolved
+    state: TrainState
+    lr_at: Callable[[float], float]
+    num_epochs: int
+    batches: object  # the batch sampler
+    loader: object
+    val_loader: object | None
+    bn_batches: int  # precise-BN batches per validation (0: off)
+    bn_sampler: EpochBatchSampler | None
+    bn_loader: object | None
+    criterion: nn.Module
+    folder: Path
+    log: MetricsLog | None
+    resumed_from: int | None
+    history: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def main(self) -> bool:
+        return D.is_main_process()
+
+
+def _runtime(cfg: TrainConfig) -> torch.device:
+    """Seeds, threads and the device (one GPU per process under torchrun)."""
+    seed_everything(cfg.seed, cfg.deterministic)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return select_device(cfg.device)
+
+
+def _model(cfg: TrainConfig, inp: ResolvedInput, num_classes: int, model: nn.Module | None) -> nn.Module:
+    """The registry model (or ``model``), with sub-batch BatchNorm for multigrid runs."""
+    if cfg.num_classes and cfg.num_classes != num_classes:
+        raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
+    if model is None:
+        model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
+                            width_mult=cfg.width_mult)
+    if cfg.multigrid != "none":
+        from vidact.train.subbatch_bn import convert_sub_batch_norm
+
+        convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
+    return model
+
+
+def _schedule(cfg: TrainConfig, num_samples: int, batch_sampler, lr_at) -> tuple[object, Callable, int]:
+    """(batch sampler, LR function, epochs): plain, multigrid, or the caller's seams."""
+    if cfg.multigrid != "none" and batch_sampler is None:
+        from vidact.train.samplers import multigrid_training
+
+        multigrid = multigrid_training(cfg, num_samples)  # shapes, batches and LR; epochs x 1.5
+        return multigrid.sampler, multigrid.lr_at, multigrid.epochs
+    return (batch_sampler or EpochBatchSampler(num_samples, cfg.batch_size, cfg.seed),
+            lr_at or LRSchedule.from_config(cfg), cfg.epochs)
+
+
+def _resume(state: TrainState, cfg: TrainConfig, classes: list[str], folder: Path) -> int | None:
+    """Restore ``RUN/last.pt`` into ``state``; the epoch resumed from (None for a fresh run)."""
+    last = folder / LAST
+    if last.is_file():
+        ckpt = load_checkpoint(last)
+        check_arch(ckpt, cfg.arch, last)
+        check_classes(ckpt, classes, last, cfg.data)
+        restore_state(state, ckpt, last)
+    return state.epoch if state.epoch or state.batch_in_epoch else None
+
+
+def _run_folder(cfg: TrainConfig, folder: Path) -> None:
+    """Create the run folder and write ``config.toml`` (rank 0)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
+        raise UsageError(f"{folder}: cannot create the run folder: {exc.strerror or exc}") from None
+    atomic_write_text(folder / "config.toml", to_toml(cfg))
+
+
+def setup_run(cfg: TrainConfig, data: TrainData, *, resume: bool = False, batch_sampler=None,
+              lr_at: Callable[[float], float] | None = None, model: nn.Module | None = None) -> Run:
+    """Everything before the first epoch: device, model, optimizer, schedule, loaders, resume, run folder."""
+    cfg.validate()
+    device = _runtime(cfg)
+    inp = config_input(cfg)
+    model = _model(cfg, inp, len(data.classes), model)
+    amp, channels_last = resolve_speed(model, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    check_amp(amp, device)
+    model = prepare_model(model, device, channels_last=channels_last, compile=cfg.compile)
+    optimizer = build_optimizer(cfg, unwrap_model(model))
+    state = TrainState(model, optimizer, torch.amp.GradScaler(device.type, enabled=amp == "fp16"))
+    batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
+    folder = Path(cfg.out)
+    resumed_from = _resume(state, cfg, data.classes, folder) if resume else None
+    if D.is_main_process():
+        _run_folder(cfg, folder)
+    log = MetricsLog(folder, resume_epoch=resumed_from) if D.is_main_process() else None
+
+    # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
+    loader = make_loader(data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed,
+                         device=device, train=True)
+    val_loader = None if data.val_set is None else make_loader(
+        data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
+    # Precise BN: full-shape training clips, a fixed draw per epoch (so a resumed run draws the same).
+    bn_batches = cfg.resolved_precise_bn()
+    bn_sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1) if bn_batches else None
+    bn_loader = None if bn_sampler is None else make_loader(
+        data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
+    return Run(cfg, data, inp, device, amp, channels_last, state, lr_at, num_epochs, batches, loader, val_loader,
+               bn_batches, bn_sampler, bn_loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), folder,
+               log, resumed_from)
+
+
+# --------------------------------------------------------------------------- one epoch
+def _diverged(run: Run, loss: torch.Tensor, epoch: int, lr: float) -> TrainingDiverged:
+    last = run.folder / LAST
+    kept = f"; the last good checkpoint is {last}" if last.is_file() else ""
+    return TrainingDiverged(
+        f"training diverged: loss became {loss.item()} at epoch {epoch + 1}, iteration {run.state.batch_in_epoch + 1} "
+        f"(step {run.state.iteration + 1}, lr {lr:.3g}); try a lower lr, --set clip_grad=1.0 or a warm-up{kept}")
+
+
+def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int,
                     on_step: Callable[[dict], None] | None = None) -> dict:
-    """One pass over ``loader``; returns mean loss, clips and clips/s."""
+    """One pass over the run's loader; returns mean loss, clips and clips/s."""
+    state, cfg, device = run.state, run.cfg, run.device
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
     model.train()
     total_loss, total_clips, start = 0.0, 0, time.perf_counter()
-    for batch in loader:
-        epoch_f = epoch + state.batch_in_epoch / iters_per_epoch
-        lr = lr_at(epoch_f)
+    for batch in run.loader:
+        lr = run.lr_at(epoch + state.batch_in_epoch / iters_per_epoch)
         set_lr(optimizer, lr)
-        x = to_device(batch["video"], device, cfg.channels_last)
+        x = to_device(batch["video"], device, run.channels_last)
         y = torch.as_tensor(batch["label"]).to(device)
-        with autocast(device, cfg.amp):
+        with autocast(device, run.amp):
             logits = model(x)
-            loss = criterion(logits.float(), y)
+            loss = run.criterion(logits.float(), y)
         if not torch.isfinite(loss):
-            raise UsageError(f"loss became {loss.item()} at epoch {epoch + 1}, iteration {state.batch_in_epoch + 1}; "
-                             f"lower lr (now {lr:.3g}) or enable clip_grad")
+            raise _diverged(run, loss, epoch, lr)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.clip_grad > 0:
@@ -239,7 +242,6 @@ def train_one_epoch(state: TrainState, loader, *, epoch: int, iters_per_epoch: i
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(optimizer)
         scaler.update()
-        clips = len(y) * D.get_world_size()
         loss_value = float(D.all_reduce_mean(loss.detach()).item())
         total_loss += loss_value * len(y)
         total_clips += len(y)
@@ -248,39 +250,92 @@ def train_one_epoch(state: TrainState, loader, *, epoch: int, iters_per_epoch: i
         if on_step is not None:
             elapsed = time.perf_counter() - start
             on_step({"epoch": epoch, "step": state.iteration, "epoch_f": epoch + state.batch_in_epoch / iters_per_epoch,
-                     "batch": state.batch_in_epoch, "loss": loss_value, "lr": lr, "clips": clips,
+                     "batch": state.batch_in_epoch, "loss": loss_value, "lr": lr,
+                     "clips": len(y) * D.get_world_size(),
                      "clips_per_s": total_clips * D.get_world_size() / max(elapsed, 1e-9)})
     seconds = time.perf_counter() - start
     return {"loss": total_loss / max(total_clips, 1), "clips": total_clips, "seconds": seconds,
             "clips_per_s": total_clips * D.get_world_size() / max(seconds, 1e-9)}
 
 
-def precise_bn(model: nn.Module, loader, num_batches: int, device: torch.device, cfg: TrainConfig) -> float:
+# --------------------------------------------------------------------------- epoch-end steps
+def precise_bn(model: nn.Module, loader, num_batches: int, device: torch.device, *, amp: str = "none",
+               channels_last: bool = False) -> float:
     """Recompute BatchNorm running statistics over ``num_batches`` full-shape training batches; seconds taken."""
     start = time.perf_counter()
-    with autocast(device, cfg.amp):
-        update_bn_stats(unwrap_model(model), loader, num_batches, device, channels_last=cfg.channels_last)
+    with autocast(device, amp):
+        update_bn_stats(unwrap_model(model), loader, num_batches, device, channels_last=channels_last)
     average_bn_stats_across_ranks(unwrap_model(model))
     return time.perf_counter() - start
 
 
-def validate(model: nn.Module, loader, device: torch.device, cfg: TrainConfig) -> dict:
+def validate(model: nn.Module, loader, device: torch.device, *, amp: str = "none", channels_last: bool = False) -> dict:
     """Top-1/top-5 and loss over the validation loader's views (one centre clip per video in training)."""
-    scores = collect_view_scores(model, loader, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    scores = collect_view_scores(model, loader, device, amp=amp, channels_last=channels_last)
     logits = torch.from_numpy(scores.logits)
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(scores.labels)).item()
     return {"top1": topk_accuracy(scores.logits, scores.labels, 1),
             "top5": topk_accuracy(scores.logits, scores.labels, 5), "loss": loss, "clips": len(scores.labels)}
 
 
+def is_validation_epoch(run: Run, epoch: int) -> bool:
+    return run.data.val_set is not None and ((epoch + 1) % run.cfg.val_every == 0 or epoch + 1 == run.num_epochs)
+
+
+def precise_bn_step(run: Run, epoch: int, record: dict) -> None:
+    """Before a validation (and at the end): BatchNorm statistics at the full shape, when enabled."""
+    if run.bn_loader is None or not (is_validation_epoch(run, epoch) or epoch + 1 == run.num_epochs):
+        return
+    run.bn_sampler.set_epoch(epoch)
+    record["precise_bn_seconds"] = precise_bn(run.state.model, run.bn_loader, run.bn_batches, run.device,
+                                              amp=run.amp, channels_last=run.channels_last)
+
+
+def validate_step(run: Run, epoch: int, record: dict) -> bool:
+    """Validate when due; True when this epoch is the best so far."""
+    if not is_validation_epoch(run, epoch):
+        return False
+    val = validate(run.state.model, run.val_loader, run.device, amp=run.amp, channels_last=run.channels_last)
+    record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
+    if run.log is not None:
+        run.log.log({"kind": "val", "epoch": epoch, "step": run.state.iteration, **val})
+    if val["top1"] > run.state.best_top1:
+        run.state.best_top1 = val["top1"]
+        return True
+    return False
+
+
+def checkpoint_step(run: Run, record: dict, is_best: bool) -> None:
+    """Log the epoch; rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
+    if run.log is not None:
+        run.log.log({"kind": "epoch", "step": run.state.iteration, **record})
+    if run.main:
+        fields = checkpoint_fields(run, record)
+        save_checkpoint(run.folder / LAST, **fields)
+        if is_best:
+            save_checkpoint(run.folder / BEST, **fields)
+
+
+def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
+    """The epoch-end steps in order; the epoch's record."""
+    run.state.epoch, run.state.batch_in_epoch = epoch + 1, 0
+    record = {"epoch": epoch, "train_loss": stats["loss"], "clips_per_s": stats["clips_per_s"],
+              "seconds": stats["seconds"]}
+    precise_bn_step(run, epoch, record)
+    is_best = validate_step(run, epoch, record)
+    run.history.append(record)
+    checkpoint_step(run, record, is_best)
+    return record
+
+
 # --------------------------------------------------------------------------- checkpoints
-def checkpoint_fields(state: TrainState, cfg: TrainConfig, classes: list[str], inp: ResolvedInput,
-                      lr_at: Callable[[float], float], metrics: dict) -> dict:
+def checkpoint_fields(run: Run, metrics: dict) -> dict:
+    state, cfg = run.state, run.cfg
     return {
-        "arch": cfg.arch, "classes": list(classes), "config": cfg.to_dict(), "input": inp.to_dict(),
+        "arch": cfg.arch, "classes": list(run.data.classes), "config": cfg.to_dict(), "input": run.inp.to_dict(),
         "model": unwrap_model(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(),
-        "schedule": {"epoch": float(state.epoch), "lr": float(lr_at(float(state.epoch)))},
+        "schedule": {"epoch": float(state.epoch), "lr": float(run.lr_at(float(state.epoch)))},
         "rng": capture_rng_state(), "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
         "iteration": state.iteration, "best_top1": float(state.best_top1), "metrics": metrics,
     }
@@ -309,13 +364,6 @@ def resume_config(run_dir: str | Path) -> TrainConfig | None:
 
 
 # --------------------------------------------------------------------------- data
-@dataclass
-class TrainData:
-    classes: list[str]
-    train_set: Dataset
-    val_set: Dataset | None
-
-
 def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
     """Train and validation datasets from the data set folder ``cfg.data``."""
     from vidact.data.annotations import load_dataset_dir
@@ -340,6 +388,28 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
 
 
 # --------------------------------------------------------------------------- the run
+def finish_run(run: Run) -> dict:
+    """Close the log, plot the curves and summarise the run."""
+    if run.log is not None:
+        run.log.close()
+    if run.main:
+        plot_curves(run.folder)
+    final = run.history[-1] if run.history else {}
+    state, data = run.state, run.data
+    return {
+        "run": str(run.folder), "arch": run.cfg.arch, "epochs": run.num_epochs, "device": str(run.device),
+        "amp": run.amp, "channels_last": run.channels_last, "resumed_from_epoch": run.resumed_from,
+        "train_clips": len(data.train_set), "seconds": time.perf_counter() - run.started,
+        "iterations": state.iteration, "final_train_loss": final.get("train_loss"),
+        "final_val_top1": final.get("val_top1"),
+        "best_val_top1": state.best_top1 if state.best_top1 >= 0 else None,
+        "clips_per_s": final.get("clips_per_s"), "last": str(run.folder / LAST),
+        "best": str(run.folder / BEST) if (run.folder / BEST).is_file() else None, "history": run.history,
+        # reads of unreadable videos that were replaced by other samples (each logged once)
+        "unreadable_samples": sum(getattr(ds, "skipped", 0) for ds in (data.train_set, data.val_set) if ds is not None),
+    }
+
+
 def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bool | None = None,
         batch_sampler=None, lr_at: Callable[[float], float] | None = None,
         model: nn.Module | None = None) -> dict:
@@ -349,148 +419,39 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     :class:`LRSchedule`) are the seams for other schedules; ``model`` trains a network built
     elsewhere (e.g. an X3D search candidate) in place of ``cfg.arch``'s registry model.
     """
-    cfg.validate()
-    run = Path(cfg.out)
-    main = D.is_main_process()
-    seed_everything(cfg.seed, cfg.deterministic)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
-    if D.is_dist() and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", D.get_local_rank())  # one GPU per process under torchrun
-    check_amp(cfg.amp, device)
-    inp = resolve_input(cfg)
-    num_classes = len(data.classes)
-    if cfg.num_classes and cfg.num_classes != num_classes:
-        raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
-    if model is None:
-        model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
-                            width_mult=cfg.width_mult)
-    if cfg.multigrid != "none":
-        from vidact.train.subbatch_bn import convert_sub_batch_norm
-
-        convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
-    model = prepare_model(model, device, channels_last=cfg.channels_last, compile=cfg.compile)
-    optimizer = build_optimizer(cfg, unwrap_model(model))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    state = TrainState(model, optimizer, scaler)
-    lr_at = lr_at or LRSchedule.from_config(cfg)
-    num_epochs = cfg.epochs
-    if cfg.multigrid != "none" and batch_sampler is None:
-        from vidact.train.samplers import multigrid_training
-
-        multigrid = multigrid_training(cfg, len(data.train_set))  # shapes, batches and LR; epochs x 1.5
-        batch_sampler, lr_at, num_epochs = multigrid.sampler, multigrid.lr_at, multigrid.epochs
-
-    last = run / LAST
-    if resume and last.is_file():
-        ckpt = load_checkpoint(last)
-        check_arch(ckpt, cfg.arch, last)
-        check_classes(ckpt, data.classes, last, cfg.data)
-        restore_state(state, ckpt, last)
-    resumed_from = state.epoch if state.epoch or state.batch_in_epoch else None
-    if main:
-        try:
-            run.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
-            raise UsageError(f"{run}: cannot create the run folder: {exc.strerror or exc}") from None
-        atomic_write_text(run / "config.toml", to_toml(cfg))
-    log = MetricsLog(run, resume_epoch=resumed_from) if main else None
-
-    batches = batch_sampler or EpochBatchSampler(len(data.train_set), cfg.batch_size, cfg.seed)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model)
+    state, batches = run.state, run.batches
     batches.set_epoch(0, 0)
     iters_per_epoch = len(batches)
-    summary = {"run": str(run), "arch": cfg.arch, "epochs": num_epochs, "device": str(device),
-               "resumed_from_epoch": resumed_from, "train_clips": len(data.train_set)}
-    history: list[dict] = []
-    started = time.perf_counter()
-    with make_progress(disable=None if (main and progress is not False) else True) as bar:
+    with make_progress(disable=None if (run.main and progress is not False) else True) as bar:
         planned = getattr(batches, "total_batches", lambda n: n * iters_per_epoch)  # multigrid: varies per epoch
-        task = bar.add_task(f"epoch {state.epoch + 1}/{num_epochs}", total=planned(num_epochs),
+        task = bar.add_task(f"epoch {state.epoch + 1}/{run.num_epochs}", total=planned(run.num_epochs),
                             completed=planned(state.epoch) + state.batch_in_epoch, status="")
 
         def on_step(rec: dict) -> None:
-            bar.update(task, advance=1, description=f"epoch {rec['epoch'] + 1}/{num_epochs}",
+            bar.update(task, advance=1, description=f"epoch {rec['epoch'] + 1}/{run.num_epochs}",
                        status=f"it {rec['batch']}/{iters_per_epoch} loss {rec['loss']:.3f} "
                               f"{rec['clips_per_s']:.1f} clips/s")
-            if log is not None and (rec["batch"] % cfg.log_every == 0 or rec["batch"] == iters_per_epoch):
-                log.log({"kind": "train", **rec})
+            if run.log is not None and (rec["batch"] % cfg.log_every == 0 or rec["batch"] == iters_per_epoch):
+                run.log.log({"kind": "train", **rec})
 
-        # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
-        loader = make_loader(data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed,
-                             device=device, train=True)
-        val_loader = None if data.val_set is None else make_loader(
-            data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
-        # Precise BN: full-shape training clips, a fixed draw per epoch (so a resumed run draws the same).
-        bn_batches = cfg.resolved_precise_bn()
-        bn_sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1) if bn_batches else None
-        bn_loader = None if bn_sampler is None else make_loader(
-            data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
-        for epoch in range(state.epoch, num_epochs):
+        for epoch in range(state.epoch, run.num_epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
             iters_per_epoch = len(batches) + state.batch_in_epoch
             if hasattr(data.train_set, "set_epoch"):
                 data.train_set.set_epoch(epoch)
-            stats = train_one_epoch(state, loader, epoch=epoch, iters_per_epoch=iters_per_epoch, lr_at=lr_at,
-                                    device=device, cfg=cfg, criterion=criterion, on_step=on_step)
-            state.epoch, state.batch_in_epoch = epoch + 1, 0
-            record = {"epoch": epoch, "train_loss": stats["loss"], "clips_per_s": stats["clips_per_s"],
-                      "seconds": stats["seconds"]}
-            is_best = False
-            validating = data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == num_epochs)
-            if bn_loader is not None and (validating or epoch + 1 == num_epochs):
-                bn_sampler.set_epoch(epoch)
-                record["precise_bn_seconds"] = precise_bn(state.model, bn_loader, bn_batches, device, cfg)
-            if validating:
-                val = validate(state.model, val_loader, device, cfg)
-                record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
-                if log is not None:
-                    log.log({"kind": "val", "epoch": epoch, "step": state.iteration, **val})
-                if val["top1"] > state.best_top1:
-                    state.best_top1, is_best = val["top1"], True
-            history.append(record)
-            if log is not None:
-                log.log({"kind": "epoch", "step": state.iteration, **record})
-            if main:
-                fields = checkpoint_fields(state, cfg, data.classes, inp, lr_at, record)
-                save_checkpoint(last, **fields)
-                if is_best:
-                    save_checkpoint(run / BEST, **fields)
-    if log is not None:
-        log.close()
-    if main:
-        plot_curves(run)
-    final = history[-1] if history else {}
-    summary.update({
-        "seconds": time.perf_counter() - started, "iterations": state.iteration,
-        "final_train_loss": final.get("train_loss"), "final_val_top1": final.get("val_top1"),
-        "best_val_top1": state.best_top1 if state.best_top1 >= 0 else None,
-        "clips_per_s": final.get("clips_per_s"), "last": str(last),
-        "best": str(run / BEST) if (run / BEST).is_file() else None, "history": history,
-        # reads of unreadable videos that were replaced by other samples (each logged once)
-        "unreadable_samples": sum(getattr(ds, "skipped", 0) for ds in (data.train_set, data.val_set) if ds is not None),
-    })
-    return summary
+            stats = train_one_epoch(run, epoch, iters_per_epoch, on_step)
+            end_epoch(run, epoch, stats)
+    return finish_run(run)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     cfg.validate()
-    inp = resolve_input(cfg)
+    inp = config_input(cfg)
     joined = D.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
     try:
         return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress)
     finally:
         if joined:
             D.cleanup()
-
-
-def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) -> tuple[nn.Module, ResolvedInput]:
-    """The trained model of a checkpoint, in eval mode on ``device``, with the input it expects."""
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    inp = ResolvedInput(**ckpt["input"]) if "input" in ckpt else resolve_input(cfg)
-    model = build_model(ckpt["arch"], len(ckpt["classes"]), in_channels=inp.channels, dropout=cfg.dropout,
-                        width_mult=cfg.width_mult)
-    load_model_state(model, ckpt["model"], path)
-    return model.to(device).eval(), inp

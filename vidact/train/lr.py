@@ -2,7 +2,7 @@
 
 The engine calls the schedule before every iteration with ``epoch + i / iters_per_epoch``,
 so the schedule has no state to save: resuming at (epoch, iteration) gives the same LR.
-Multigrid wraps a schedule and multiplies it per phase.
+Multigrid (:mod:`vidact.train.multigrid`) stretches the same schedule over its phases.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+
+from vidact.errors import UsageError
+
+SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,12 @@ class LRSchedule:
     gamma: float = 0.1
     min_lr: float = 0.0
 
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise UsageError(f"schedule={self.kind!r} is not one of {', '.join(SCHEDULES)}")
+        if not self.epochs > 0:
+            raise UsageError(f"an LR schedule needs epochs > 0, got {self.epochs}")
+
     @classmethod
     def from_config(cls, cfg) -> "LRSchedule":
         return cls(base_lr=cfg.lr, epochs=cfg.epochs, kind=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
@@ -38,10 +48,8 @@ class LRSchedule:
             return self.base_lr
         if self.kind == "step":
             return self.base_lr * self.gamma ** sum(1 for s in self.steps if epoch >= s)
-        if self.kind == "cosine":
-            progress = min(max(epoch / self.epochs, 0.0), 1.0) if self.epochs > 0 else 1.0
-            return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        raise ValueError(f"unknown schedule {self.kind!r}")
+        progress = min(max(epoch / self.epochs, 0.0), 1.0)
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def __call__(self, epoch: float) -> float:
         """LR at fractional ``epoch`` (0 = first iteration)."""

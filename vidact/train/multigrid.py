@@ -15,19 +15,28 @@ b_K = M) is mapped like this, as in PySlowFast:
   half at the last stage's LR (PySlowFast's ``STEPS[-1] = (STEPS[-2] + STEPS[-1]) // 2``);
 * everything is rescaled so the run lasts ``round(M * 1.5)`` epochs.
 
-Stage boundaries: a ``step`` base uses its steps; ``cosine`` and ``constant`` have no stages,
-so they are cut into ``cosine_stages`` (default 4) stages of equal length. The LR of a
-``step`` base is ``base_lr * gamma**stage * multiplier`` per phase; for ``cosine`` every phase
+Stage boundaries: a ``step`` base uses its steps; ``cosine`` and ``constant`` (and ``step``
+without a step inside the run) have no stages, so they are cut into ``cosine_stages`` (default
+4) stages of equal length. The LR of a ``step`` base is ``base_lr * gamma**k * multiplier`` in
+its k-th real stage; for ``cosine`` every phase
 follows the base curve over the span it stands for (each shape of a stage gets an equal
 quarter of the stage, matching its equal share of iterations), times its multiplier. Phase
 boundaries stay fractional: the batch sampler switches shape mid-epoch, so short runs keep
 every phase (PySlowFast rounds them to whole epochs).
 
-Short cycle. Iterations cycle through crops round(0.5·S), round(√0.5·S) and S, where S is the
-*current long-cycle* size (PySlowFast takes the train crop: its issue #429), with batches
-round((S/s)²) x 4x, 2x, 1x and no LR scaling. With the short cycle alone, the base schedule
-is stretched by 1.5. Since the short cycle scales every long-cycle shape alike, long+short
-has the same phase boundaries as long.
+Short cycle. Iterations cycle through three crops: round(0.5·S₀) and round(√0.5·S₀) of the
+*default* crop S₀, then the current long-cycle crop S, with batches round((S/(f·S₀))²) times the
+long-cycle batch (4x, 2x, 1x at the full shape; 2x, 1x, 1x at S = S₀/√2) and no LR scaling.
+This is PySlowFast's rule (``ShortCycleBatchSampler``: crop factors of ``MULTIGRID.DEFAULT_S``,
+batch factors from ``TRAIN_CROP_SIZE``), so the largest combined batch is 16x the base. The
+option ``short_cycle="relative"`` takes the factors of the current long-cycle crop instead
+(0.5·S and √0.5·S with 4x and 2x batches at every long-cycle shape; up to 32x). With the short
+cycle alone, the base schedule is stretched by 1.5.
+
+Where vidact departs from PySlowFast on purpose: cosine and constant bases are cut into equal
+stages (PySlowFast needs steps); phase ends stay fractional; a ``step`` base without steps
+inside the run keeps its constant LR (the stages are only for the shape cycle); the long-cycle
+LR rule may be the square root of the batch multiplier for Adam-type optimizers.
 """
 
 from __future__ import annotations
@@ -36,51 +45,23 @@ import math
 from dataclasses import asdict, dataclass
 
 from vidact.errors import UsageError
+from vidact.train.lr import LRSchedule
 
 MODES = ("none", "long", "short", "long+short")
 LONG_CYCLE_FACTORS = ((0.25, 2 ** -0.5), (0.5, 2 ** -0.5), (0.5, 1.0), (1.0, 1.0))
 SHORT_CYCLE_FACTORS = (0.5, 0.5 ** 0.5)
+SHORT_CYCLE_RULES = ("pyslowfast", "relative")  # crops from the default size, or from the current long-cycle size
 LR_SCALINGS = ("linear", "sqrt", "none")
 EPOCH_FACTOR = 1.5
 COSINE_STAGES = 4
-BASE_KINDS = ("cosine", "step", "constant")
 
 
-@dataclass(frozen=True)
-class BaseSchedule:
-    """The plain LR schedule multigrid stretches (same fields as ``vidact.train.lr.LRSchedule``)."""
-
-    base_lr: float
-    epochs: float
-    kind: str = "cosine"
-    steps: tuple[float, ...] = ()
-    gamma: float = 0.1
-    min_lr: float = 0.0
-    warmup_epochs: float = 0.0
-    warmup_start_factor: float = 0.1
-
-    @classmethod
-    def of(cls, schedule) -> "BaseSchedule":
-        """Copy the fields of any schedule object that has them (e.g. ``LRSchedule``)."""
-        return cls(base_lr=schedule.base_lr, epochs=schedule.epochs, kind=schedule.kind,
-                   steps=tuple(schedule.steps), gamma=schedule.gamma, min_lr=schedule.min_lr,
-                   warmup_epochs=schedule.warmup_epochs, warmup_start_factor=schedule.warmup_start_factor)
-
-    def value(self, epoch: float) -> float:
-        """LR of the base schedule at ``epoch``, without warm-up."""
-        if self.kind == "constant":
-            return self.base_lr
-        if self.kind == "step":
-            return self.base_lr * self.gamma ** sum(1 for s in self.steps if epoch >= s)
-        progress = min(max(epoch / self.epochs, 0.0), 1.0)
-        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def stage_bounds(self, cosine_stages: int = COSINE_STAGES) -> list[float]:
-        """[0, b_1, ..., M]: the step boundaries, or equal stages when there are none."""
-        inner = sorted(s for s in self.steps if 0 < s < self.epochs) if self.kind == "step" else []
-        if not inner:
-            inner = [self.epochs * i / cosine_stages for i in range(1, cosine_stages)]
-        return [0.0, *map(float, inner), float(self.epochs)]
+def stage_bounds(base: LRSchedule, cosine_stages: int = COSINE_STAGES) -> tuple[list[float], bool]:
+    """([0, b_1, ..., M], real): the step boundaries inside the run (real=True), or equal stages."""
+    inner = sorted(s for s in base.steps if 0 < s < base.epochs) if base.kind == "step" else []
+    if inner:
+        return [0.0, *map(float, inner), float(base.epochs)], True
+    return [base.epochs * i / cosine_stages for i in range(cosine_stages + 1)], False
 
 
 @dataclass(frozen=True)
@@ -123,12 +104,19 @@ def long_cycle_shapes(frames: int, size: int) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def short_cycle_shapes(size: int) -> list[ShortCycleShape]:
-    """Short-cycle crops from the current long-cycle size ``size``: 0.5·S, √0.5·S, S."""
+def short_cycle_shapes(size: int, default_size: int | None = None, rule: str = "pyslowfast") -> list[ShortCycleShape]:
+    """The short cycle at long-cycle crop ``size``: two smaller crops, then ``size`` itself.
+
+    ``pyslowfast``: crops f·S₀ of the default size ``default_size`` (S₀), batch factor
+    round((S/(f·S₀))²); ``relative``: crops f·S of the current size, batch factor round((S/(f·S))²).
+    """
+    if rule not in SHORT_CYCLE_RULES:
+        raise UsageError(f"short-cycle rule {rule!r} is not one of {', '.join(SHORT_CYCLE_RULES)}")
+    reference = size if rule == "relative" or default_size is None else default_size
     shapes = []
     for factor in SHORT_CYCLE_FACTORS:
-        s = max(1, int(round(size * factor)))
-        shapes.append(ShortCycleShape(s, max(1, int(round((size / s) ** 2)))))
+        s = max(1, int(round(reference * factor)))
+        shapes.append(ShortCycleShape(s, max(1, int(round((size / (factor * reference)) ** 2)))))
     shapes.append(ShortCycleShape(size, 1))
     return shapes
 
@@ -138,13 +126,14 @@ class MultigridSchedule:
     """The whole multigrid run: phases, total epochs and the LR at any fractional epoch."""
 
     mode: str
-    base: BaseSchedule
+    base: LRSchedule
     frames: int
     size: int
     stride: int
     batch_size: int  # base (1x) batch per process
     total_epochs: int
     phases: tuple[Phase, ...]
+    short_cycle_rule: str = "pyslowfast"
 
     @property
     def long_cycle(self) -> bool:
@@ -164,7 +153,7 @@ class MultigridSchedule:
     def short_shapes(self, phase: Phase) -> list[ShortCycleShape]:
         """Iteration shapes of ``phase``: the short cycle, or the long-cycle shape alone."""
         if self.short_cycle:
-            return short_cycle_shapes(phase.size)
+            return short_cycle_shapes(phase.size, self.size, self.short_cycle_rule)
         return [ShortCycleShape(phase.size, 1)]
 
     def stride_range(self, phase: Phase) -> tuple[int, int]:
@@ -176,7 +165,7 @@ class MultigridSchedule:
         phase = self.phase_at(epoch)
         if phase.lr_stage is not None:
             return self.base.base_lr * self.base.gamma ** phase.lr_stage * phase.lr_mult
-        return self.base.value(phase.base_epoch(epoch)) * phase.lr_mult
+        return self.base.main_lr(phase.base_epoch(epoch)) * phase.lr_mult
 
     def lr(self, epoch: float) -> float:
         """LR at fractional ``epoch``: linear warm-up from ``base_lr * warmup_start_factor``, then :meth:`main_lr`."""
@@ -211,7 +200,7 @@ class MultigridSchedule:
     def to_dict(self) -> dict:
         return {"mode": self.mode, "base": asdict(self.base), "frames": self.frames, "size": self.size,
                 "stride": self.stride, "batch_size": self.batch_size, "total_epochs": self.total_epochs,
-                "phases": self.rows()}
+                "short_cycle_rule": self.short_cycle_rule, "phases": self.rows()}
 
 
 def lr_multiplier(batch_mult: int, scaling: str = "linear") -> float:
@@ -230,20 +219,20 @@ def lr_multiplier(batch_mult: int, scaling: str = "linear") -> float:
     raise UsageError(f"multigrid LR scaling {scaling!r} is not one of {', '.join(LR_SCALINGS)}")
 
 
-def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, batch_size: int,
-                   stride: int = 1, epoch_factor: float = EPOCH_FACTOR,
-                   cosine_stages: int = COSINE_STAGES, lr_scaling: str = "linear") -> MultigridSchedule:
+def build_schedule(mode: str, base: LRSchedule, *, frames: int, size: int, batch_size: int,
+                   stride: int = 1, epoch_factor: float = EPOCH_FACTOR, cosine_stages: int = COSINE_STAGES,
+                   lr_scaling: str = "linear", short_cycle: str = "pyslowfast") -> MultigridSchedule:
     """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size)."""
     if mode not in MODES:
         raise UsageError(f"multigrid={mode!r} is not one of {', '.join(MODES)}")
     lr_multiplier(1, lr_scaling)  # validates the name
-    if base.kind not in BASE_KINDS:
-        raise UsageError(f"multigrid needs a cosine, step or constant schedule, got {base.kind!r}")
-    if base.epochs <= 0 or min(frames, size, batch_size, stride) < 1:
-        raise UsageError("multigrid needs epochs > 0 and frames, size, batch size and stride >= 1")
+    short_cycle_shapes(size, size, short_cycle)  # validates the rule
+    if min(frames, size, batch_size, stride) < 1:
+        raise UsageError("multigrid needs frames, size, batch size and stride >= 1")
     if cosine_stages < 2:
         raise UsageError("multigrid needs at least 2 base stages (one cycled, one fine-tune)")
-    common = dict(mode=mode, base=base, frames=frames, size=size, stride=stride, batch_size=batch_size)
+    common = dict(mode=mode, base=base, frames=frames, size=size, stride=stride, batch_size=batch_size,
+                  short_cycle_rule=short_cycle)
     if mode == "none":
         phase = Phase(0.0, float(base.epochs), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=int(math.ceil(base.epochs)), phases=(phase,), **common)
@@ -251,33 +240,35 @@ def build_schedule(mode: str, base: BaseSchedule, *, frames: int, size: int, bat
     if mode == "short":
         phase = Phase(0.0, float(total), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=total, phases=(phase,), **common)
-    phases = _long_cycle_phases(base, frames, size, total, mode == "long+short", cosine_stages, lr_scaling)
+    phases = _long_cycle_phases(base, frames, size, total, short_cycle if mode == "long+short" else None,
+                                cosine_stages, lr_scaling)
     return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
 
 
 def schedule_for_config(cfg) -> MultigridSchedule:
     """The schedule of a training config (``vidact.train.config.TrainConfig``) and its architecture's input."""
-    from vidact.train.engine import resolve_input
-    from vidact.train.lr import LRSchedule
+    from vidact.runtime.build import resolve_input
 
-    inp = resolve_input(cfg)
-    return build_schedule(cfg.multigrid, BaseSchedule.of(LRSchedule.from_config(cfg)), frames=inp.frames,
-                          size=inp.size, stride=inp.stride, batch_size=cfg.batch_size,
-                          lr_scaling=cfg.resolved_lr_scaling())
+    inp = resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
+    return build_schedule(cfg.multigrid, LRSchedule.from_config(cfg), frames=inp.frames, size=inp.size,
+                          stride=inp.stride, batch_size=cfg.batch_size, lr_scaling=cfg.resolved_lr_scaling(),
+                          short_cycle=cfg.multigrid_short_cycle)
 
 
-def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, short: bool,
+def _long_cycle_phases(base: LRSchedule, frames: int, size: int, total: int, short_cycle: str | None,
                        cosine_stages: int, lr_scaling: str = "linear") -> list[Phase]:
-    """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends."""
+    """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends (``short_cycle``: its rule, or None)."""
     shapes = long_cycle_shapes(frames, size)
     # Average batch multiplier of each long-cycle shape over its short cycle (if any).
     avg = []
     for _, s, mult in shapes:
-        inner = [sc.batch_mult for sc in short_cycle_shapes(s)] if short else [1]
+        inner = [sc.batch_mult for sc in short_cycle_shapes(s, size, short_cycle)] if short_cycle else [1]
         avg.append(mult * sum(inner) / len(inner))
-    bounds = base.stage_bounds(cosine_stages)
+    bounds, real_steps = stage_bounds(base, cosine_stages)
     num_stages = len(bounds) - 1
     step_lr = base.kind == "step"
+    # A step base's LR decays only at its real steps: without any, every stage runs at gamma ** 0.
+    stage_lr = (lambda k: k) if real_steps else (lambda k: 0)
 
     # (stage, shape, epochs, base span) before rescaling; every shape gets equal iterations.
     raw: list[tuple[int, int, float, float, float]] = []
@@ -299,13 +290,14 @@ def _long_cycle_phases(base: BaseSchedule, frames: int, size: int, total: int, s
         start, end = end, end + epochs * scale
         t, s, mult = shapes[j]
         phases.append(Phase(start, end, t, s, mult, lr_multiplier(mult, lr_scaling), lo, hi,
-                            k if step_lr else None))
+                            stage_lr(k) if step_lr else None))
     # Fine-tune at the full shape: first half at the previous stage's LR, second at the last.
     t, s, _ = shapes[-1]
     mid, base_mid = (end + total) / 2, (bounds[-2] + bounds[-1]) / 2
     last = num_stages - 1
-    phases.append(Phase(end, mid, t, s, 1, 1.0, bounds[-2], base_mid, last - 1 if step_lr else None, True))
-    phases.append(Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], last if step_lr else None, True))
+    phases.append(Phase(end, mid, t, s, 1, 1.0, bounds[-2], base_mid, stage_lr(last - 1) if step_lr else None, True))
+    phases.append(Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], stage_lr(last) if step_lr else None,
+                        True))
     return phases
 
 

@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from vidact.evaluate.multiview import to_device
+from vidact.runtime.device import to_device
 
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -61,7 +61,7 @@ def update_bn_stats(model: nn.Module, batches: Iterable[dict], num_batches: int,
 @torch.no_grad()
 def average_bn_stats_across_ranks(model: nn.Module) -> None:
     """Under DDP, make every rank's running statistics the mean over the ranks (each saw other clips)."""
-    from vidact.train import distributed
+    from vidact.runtime import distributed
 
     if not distributed.is_dist():
         return

@@ -1,16 +1,22 @@
-"""Multigrid batch sampler: one clip shape per batch, each rank its own slice of every batch.
+"""Batch samplers: every one yields this rank's list of data set keys per iteration.
 
-Every epoch walks a permutation of the data set (deterministic in seed and epoch, the same
-on every rank). The current fractional epoch picks the long-cycle phase, the iteration
-counter picks the short-cycle shape, so the shape may change mid-epoch with no rebuild of
-model or loader. A *global* batch of ``batch x world_size`` items is cut into one
-contiguous slice per rank, so all ranks run the same number of iterations at the same
-shape, and their slices are disjoint and cover the data (the order is padded by repeating
-its first items to a multiple of ``world_size``, as ``DistributedSampler`` does).
+One rank-splitting rule serves all of them. An epoch walks a permutation of the data set
+(deterministic in seed and epoch, the same on every rank), padded by repeating its first items
+to a multiple of the world size, as ``DistributedSampler`` does. It is cut into *global*
+batches of ``batch x world_size`` items, and every rank takes its own contiguous slice of each
+global batch. So all ranks run the same number of iterations (a short last batch is split
+evenly, or dropped), their slices are disjoint and, together, they cover the data.
 
-Items are ``(index, ClipSpec(frames, crop, stride))`` keys for
-``VideoClipDataset.__getitem__``; the stride is drawn per clip in [rate, rate·T/t] (frame-rate
-jitter, so short clips still span the full time).
+- :class:`EpochBatchSampler`: fixed-size shuffled batches (plain training, validation order).
+- :class:`IterationBudgetSampler`: exactly N batches as one epoch (X3D search budgets).
+- :class:`MultigridBatchSampler`: one clip shape per batch. The current fractional epoch picks
+  the long-cycle phase, the iteration counter the short-cycle shape, so the shape may change
+  mid-epoch with no rebuild of model or loader. Its items are ``(index, ClipSpec(frames, crop,
+  stride))`` keys for ``VideoClipDataset.__getitem__``; the stride is drawn per clip in
+  [rate, rate·T/t] (frame-rate jitter, so short clips still span the full time).
+
+``set_epoch(epoch, start_batch)`` selects the epoch and skips the batches a resumed run has
+already done, so the data order continues exactly.
 """
 
 from __future__ import annotations
@@ -20,11 +26,118 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 from vidact.data.dataset import ClipSpec
-from vidact.train import distributed
+from vidact.runtime import distributed
 from vidact.train.multigrid import MultigridSchedule, Phase, schedule_for_config
+
+
+def pad_to_world(order: np.ndarray, world_size: int) -> np.ndarray:
+    """``order`` padded by repeating its first items to a multiple of ``world_size``."""
+    pad = (-len(order)) % world_size
+    return np.concatenate([order, np.resize(order, pad)]) if pad else order
+
+
+def rank_slice(order: np.ndarray, start: int, size: int, rank: int, world_size: int) -> list[int]:
+    """This rank's contiguous share of the global batch ``order[start:start + size]`` (size % world == 0)."""
+    per_rank = size // world_size
+    first = start + rank * per_rank
+    return [int(i) for i in order[first:first + per_rank]]
+
+
+def global_batch_sizes(total: int, global_batch: int, world_size: int, drop_last: bool) -> list[int]:
+    """Sizes of the global batches over ``total`` items (``total`` and ``global_batch`` multiples of ``world_size``).
+
+    A data set smaller than one global batch still gives one (smaller) batch.
+    """
+    full, rest = divmod(total, global_batch)
+    sizes = [global_batch] * full
+    if rest and (not drop_last or not sizes):
+        sizes.append(rest)
+    return sizes
+
+
+class _RankSampler(Sampler):
+    """What every sampler shares: rank and world size, seed, epoch and resume position."""
+
+    def __init__(self, seed: int, rank: int | None, world_size: int | None):
+        self.world_size = distributed.get_world_size() if world_size is None else world_size
+        self.rank = distributed.get_rank() if rank is None else rank
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} outside world size {self.world_size}")
+        self.seed = seed
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch; a resumed run skips the ``start_batch`` batches it has already done."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+
+class EpochBatchSampler(_RankSampler):
+    """Shuffled batches of ``batch_size`` per rank whose order depends only on (seed, epoch)."""
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, *, shuffle: bool = True,
+                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None):
+        super().__init__(seed, rank, world_size)
+        if num_samples < 1:
+            raise ValueError("the data set is empty")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        """The epoch's global order of indices, padded to a multiple of the world size."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(self.num_samples, generator=g).numpy()
+        else:
+            order = np.arange(self.num_samples)
+        return pad_to_world(order, self.world_size)
+
+    def batches(self) -> list[list[int]]:
+        """Every batch of this rank for the current epoch (before skipping)."""
+        order = self.order()
+        out, start = [], 0
+        for size in global_batch_sizes(len(order), self.batch_size * self.world_size, self.world_size,
+                                       self.drop_last):
+            out.append(rank_slice(order, start, size, self.rank, self.world_size))
+            start += size
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.start_batch:])
+
+    def __len__(self) -> int:
+        return max(len(self.batches()) - self.start_batch, 0)
+
+
+class IterationBudgetSampler(_RankSampler):
+    """Exactly ``iterations`` shuffled batches as one epoch, passing over the data as often as needed."""
+
+    def __init__(self, num_samples: int, batch_size: int, iterations: int, seed: int = 0, *,
+                 rank: int | None = None, world_size: int | None = None):
+        super().__init__(seed, rank, world_size)
+        self.passes = EpochBatchSampler(num_samples, batch_size, seed, rank=self.rank, world_size=self.world_size)
+        self.iterations = iterations
+
+    def batches(self) -> list[list[int]]:
+        out: list[list[int]] = []
+        n = 0
+        while len(out) < self.iterations:
+            self.passes.set_epoch(self.epoch * 10_007 + n)
+            out += self.passes.batches()
+            n += 1
+        return out[:self.iterations]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.start_batch:])
+
+    def __len__(self) -> int:
+        return max(self.iterations - self.start_batch, 0)
 
 
 @dataclass(frozen=True)
@@ -42,28 +155,23 @@ class BatchPlan:
     stride_range: tuple[int, int]
 
 
-class MultigridBatchSampler(Sampler):
-    """Yields this rank's list of ``(index, ClipSpec)`` keys for each multigrid iteration."""
+class MultigridBatchSampler(_RankSampler):
+    """Yields this rank's list of ``(index, ClipSpec)`` keys for each multigrid iteration.
+
+    The last global batch of an epoch is dropped when it is shorter than the shape asks for
+    (as PySlowFast and the plain sampler do), unless ``drop_last=False``.
+    """
 
     def __init__(self, num_samples: int, schedule: MultigridSchedule, *, rank: int | None = None,
-                 world_size: int | None = None, seed: int = 0, shuffle: bool = True, drop_last: bool = False):
+                 world_size: int | None = None, seed: int = 0, shuffle: bool = True, drop_last: bool = True):
+        super().__init__(seed, rank, world_size)
         if num_samples < 1:
             raise ValueError("the data set is empty")
         self.num_samples = num_samples
         self.schedule = schedule
-        self.world_size = distributed.get_world_size() if world_size is None else world_size
-        self.rank = distributed.get_rank() if rank is None else rank
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} outside world size {self.world_size}")
-        self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.epoch, self.start_batch = 0, 0
         self._plans: dict[int, list[BatchPlan]] = {}
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Select the epoch; a resumed run skips the ``start_batch`` batches it has already done."""
-        self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     def order(self, epoch: int | None = None) -> np.ndarray:
         """The epoch's global order of indices, padded to a multiple of the world size."""
@@ -72,8 +180,7 @@ class MultigridBatchSampler(Sampler):
             order = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
         else:
             order = np.arange(self.num_samples)
-        pad = (-len(order)) % self.world_size
-        return np.concatenate([order, np.resize(order, pad)]) if pad else order
+        return pad_to_world(order, self.world_size)
 
     def plan(self, epoch: int | None = None) -> list[BatchPlan]:
         """Every iteration of the epoch (the same on all ranks)."""
@@ -91,9 +198,10 @@ class MultigridBatchSampler(Sampler):
             shapes = self.schedule.short_shapes(phase)
             shape = shapes[it % len(shapes)]
             per_rank = self.schedule.batch_size * phase.batch_mult * shape.batch_mult
-            size = min(per_rank * self.world_size, total - start)
-            if size < per_rank * self.world_size and self.drop_last:
-                break
+            wanted = per_rank * self.world_size
+            size = min(wanted, total - start)
+            if size < wanted and self.drop_last and plans:
+                break  # a data set smaller than one batch still trains
             plans.append(BatchPlan(frac, start, size, size // self.world_size, phase, it % len(shapes),
                                    phase.frames, shape.size, self.schedule.stride_range(phase)))
             start += size
@@ -116,9 +224,9 @@ class MultigridBatchSampler(Sampler):
         """This rank's keys for one planned iteration."""
         lo, hi = plan.stride_range
         strides = np.random.default_rng([self.seed, epoch, iteration, 0x57]).integers(lo, hi + 1, size=plan.size)
-        first = plan.start + self.rank * plan.per_rank
-        return [(int(order[first + j]), ClipSpec(plan.frames, plan.crop_size, int(strides[self.rank * plan.per_rank + j])))
-                for j in range(plan.per_rank)]
+        mine = strides[self.rank * plan.per_rank:(self.rank + 1) * plan.per_rank]
+        indices = rank_slice(order, plan.start, plan.size, self.rank, self.world_size)
+        return [(i, ClipSpec(plan.frames, plan.crop_size, int(s))) for i, s in zip(indices, mine)]
 
     def __iter__(self) -> Iterator[list[tuple[int, ClipSpec]]]:
         epoch = self.epoch

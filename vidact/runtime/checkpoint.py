@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic saves, ``weights_only`` loads, RNG state capture.
+"""Checkpoints: atomic saves, ``weights_only`` loads, RNG state capture.
 
 A checkpoint is a dict of tensors and primitives only (the config as a dict, RNG states
 as tensors and lists), so :func:`torch.load` with ``weights_only=True`` reads it and a file
@@ -21,6 +21,7 @@ from torch import nn
 
 from vidact.errors import CheckpointError
 from vidact.io.atomic import atomic_torch_save
+from vidact.runtime.wrap import unwrap_model
 
 FORMAT = "vidact-checkpoint"
 VERSION = 1
@@ -50,17 +51,6 @@ def restore_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and ``torch.compile`` wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def save_checkpoint(path: str | Path, **fields) -> None:

@@ -12,13 +12,13 @@ import numpy as np
 
 from vidact.io.atomic import atomic_path, atomic_write_text
 
+FUSED = "two-stream (fused)"  # the row of the late fusion of single-frame RGB and temporal flow scores
 COLUMNS = ("arch", "modality", "input", "params (M)", "GFLOPs", "train time (s)", "val top-1 (%)", "clips/s")
 
 
 # --------------------------------------------------------------------------- the table
 def result_rows(cfg, results: dict, fused: dict, profiles: dict) -> list[dict]:
     """One row per run, then the fused two-stream row (the demo's results table)."""
-    from vidact.demo import FUSED
 
     rows = []
     for run in cfg.runs:
@@ -151,7 +151,6 @@ HTML_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;colo
 def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profiles: dict,
                  stage_seconds: dict, session_seconds: float) -> dict:
     """Write ``report.md``, ``report.html`` and ``figures/*.png``; returns the summary."""
-    from vidact.demo import FUSED
 
     out = Path(out)
     figures = out / "figures"

@@ -70,15 +70,6 @@ def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool
     return True
 
 
-def device_for_rank(name: str = "auto") -> torch.device:
-    """The device this rank trains on: ``cuda:LOCAL_RANK`` under DDP with GPUs, else ``name``'s device."""
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if is_dist() and name in ("auto", "cuda"):
-        return torch.device("cuda", get_local_rank())
-    return torch.device("cuda" if name == "auto" else name)
-
-
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """``DistributedDataParallel(model)`` when distributed (``model`` unchanged otherwise)."""
     if get_world_size() <= 1:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from vidact.demo.report import FUSED, write_report
 from vidact.errors import UsageError
 from vidact.io.atomic import atomic_write_text
 from vidact.utils.progress import make_progress, stderr_console
@@ -84,7 +85,6 @@ FULL = DemoConfig(runs=_runs(epochs=12, x3d_epochs=12, size=48, c3d_epochs=24))
 QUICK = DemoConfig(classes=3, per_class=4, clip_frames=24, clip_size=32, flow_nscales=1, flow_warps=1,
                    flow_outer=1, flow_inner=2, bench_iters=1, runs=_runs(epochs=1, x3d_epochs=1, size=32, c3d_epochs=1))
 
-FUSED = "two-stream (fused)"  # the row of the late fusion of single-frame RGB and temporal flow scores
 
 
 # --------------------------------------------------------------------------- stage bookkeeping
@@ -236,8 +236,6 @@ def profile_stage(runs: tuple[RunSpec, ...], num_classes: int, cfg: DemoConfig) 
 # --------------------------------------------------------------------------- the pipeline
 def run_demo(out: str | Path, cfg: DemoConfig = FULL, quick: bool = False) -> dict:
     """Run every stage into ``out`` (finished stages are skipped); returns the report summary."""
-    from vidact.report import write_report
-
     if quick:
         cfg = QUICK
     out = Path(out)
