@@ -13,7 +13,8 @@ from vidact.data import transforms as T
 from vidact.data.annotations import Sample, load_dataset_dir
 from vidact.data.dataset import ClipSpec, VideoClipDataset, detect_source, flow_folder_for
 from vidact.data.loader import build_loader
-from vidact.data.synthetic import render_clip, write_video
+from vidact.data.synthetic import render_clip
+from vidact.io.video import write_video
 from vidact.errors import VidactError, VideoDecodeError
 from vidact.io.flowio import write_flow_npz
 from vidact.io.frames import read_frames, write_frames

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ddp_ranks import free_port, join_as_rank
+from helpers.ddp_ranks import free_port, join_as_rank
 from vidact.runtime import distributed as D
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_tinymodel import make_checkpoint
+from helpers.tiny_model import make_checkpoint
 from vidact.errors import CheckpointError, UsageError
 from vidact.evaluate.fuse import fuse_scores, parse_weights
 from vidact.evaluate.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_accuracy

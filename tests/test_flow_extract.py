@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidact.data.synthetic import write_video
+from vidact.io.video import write_video
 from vidact.flow.extract import (
     FlowOptions,
     collect_flow_jobs,

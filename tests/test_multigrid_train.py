@@ -9,76 +9,22 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 
-from ddp_ranks import free_port, join_as_rank
-from test_train_tinymodel import register_tiny
-from vidact.data.dataset import ClipSpec
+from helpers.ddp_ranks import free_port, join_as_rank
+from helpers.shaped_clips import ShapedClips, shaped_config, shaped_data
+from helpers.tiny_model import register_tiny
 from vidact.runtime import distributed as D
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 from vidact.train.subbatch_bn import SubBatchNorm3d
-
-FRAMES, SIZE = 8, 16
-
-
-class ShapedClips(torch.utils.data.Dataset):
-    """In-memory moving squares served at any ``ClipSpec`` (frames, crop by resizing, stride)."""
-
-    def __init__(self, num_videos: int, num_classes: int = 4, seed: int = 0, train: bool = True):
-        g = torch.Generator().manual_seed(seed)
-        self.labels = [i % num_classes for i in range(num_videos)]
-        self.clips = []
-        for label in self.labels:
-            clip = 0.1 * torch.randn(3, 2 * FRAMES, SIZE, SIZE, generator=g)
-            y0, x0 = (int(v) for v in torch.randint(0, SIZE - 6, (2,), generator=g))
-            dy, dx = [(0, 1), (0, -1), (1, 0), (-1, 0)][label]
-            for t in range(2 * FRAMES):
-                y, x = (y0 + dy * t // 2) % (SIZE - 6), (x0 + dx * t // 2) % (SIZE - 6)
-                clip[:, t, y:y + 6, x:x + 6] += 2.0
-            self.clips.append(clip)
-        self.train, self.epoch, self.default = train, 0, ClipSpec(FRAMES, SIZE, 1)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, key):
-        index, spec = key if isinstance(key, tuple) else (key, self.default)
-        clip = self.clips[index]
-        span = (spec.num_frames - 1) * spec.stride + 1
-        rng = np.random.default_rng([self.epoch, index])
-        start = int(rng.integers(0, clip.shape[1] - span + 1)) if self.train else 0
-        clip = clip[:, start:start + span:spec.stride]
-        clip = F.interpolate(clip.transpose(0, 1), size=(spec.crop_size,) * 2, mode="bilinear",
-                             align_corners=False).transpose(0, 1).contiguous()
-        return {"video": clip, "label": self.labels[index], "index": index, "view": 0}
-
-
-def _data():
-    from vidact.train.engine import TrainData
-
-    return TrainData([f"class{i}" for i in range(4)], ShapedClips(64), ShapedClips(8, seed=1, train=False))
-
-
-def _config(out, **changes):
-    from vidact.train.config import load_config
-
-    values = dict(arch=register_tiny(), data="memory", out=str(out), frames=FRAMES, size=SIZE, stride=1, epochs=2,
-                  batch_size=1, optimizer="sgd", lr=0.02, warmup_epochs=0.5, deterministic=True,
-                  overrides=["multigrid=long+short", "log_every=1"])
-    values.update(changes)
-    return load_config(**values)
 
 
 def test_fit_follows_the_multigrid_schedule(tmp_path, one_thread):
     from vidact.train.engine import fit
     from vidact.train.samplers import multigrid_training
 
-    cfg = _config(tmp_path / "run")
-    summary = fit(cfg, _data(), progress=False)
+    cfg = shaped_config(tmp_path / "run")
+    summary = fit(cfg, shaped_data(), progress=False)
     plan = multigrid_training(cfg, 64)
     assert summary["epochs"] == 3 == plan.schedule.total_epochs  # 2 epochs x 1.5
     batches = [p for e in range(3) for p in plan.sampler.plan(e)]
@@ -122,7 +68,7 @@ def test_engine_swaps_in_sub_batch_bn(tmp_path, one_thread, monkeypatch):
     seen = []
     original = engine.prepare_model
     monkeypatch.setattr(engine, "prepare_model", lambda model, *a, **k: (seen.append(model), original(model, *a, **k))[1])
-    engine.fit(_config(tmp_path / "run", epochs=1), _data(), progress=False)
+    engine.fit(shaped_config(tmp_path / "run", epochs=1), shaped_data(), progress=False)
     assert any(isinstance(m, SubBatchNorm3d) for m in seen[0].modules())
 
 
@@ -133,8 +79,8 @@ def test_precise_bn_runs_before_validation(tmp_path, one_thread, monkeypatch, se
     calls = []
     original = engine.update_bn_stats
     monkeypatch.setattr(engine, "update_bn_stats", lambda *a, **k: (calls.append(a[2]), original(*a, **k))[1])
-    cfg = _config(tmp_path / "run", epochs=2, overrides=["multigrid=long", f"precise_bn_batches={setting}"])
-    summary = engine.fit(cfg, _data(), progress=False)
+    cfg = shaped_config(tmp_path / "run", epochs=2, overrides=["multigrid=long", f"precise_bn_batches={setting}"])
+    summary = engine.fit(cfg, shaped_data(), progress=False)
     assert calls == ([expected] * summary["epochs"] if expected else [])
     epochs = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
     assert all(("precise_bn_seconds" in r) == bool(expected) for r in epochs)
@@ -153,14 +99,14 @@ def test_multigrid_resume_ends_with_the_same_weights_and_statistics(tmp_path, on
     """Killed after an epoch and resumed: every tensor, precise-BN running statistics included, is identical."""
     import vidact.train.engine as engine
 
-    engine.fit(_config(tmp_path / "reference"), _data(), progress=False)
+    engine.fit(shaped_config(tmp_path / "reference"), shaped_data(), progress=False)
     original = engine.train_one_epoch
     monkeypatch.setattr(engine, "train_one_epoch", _dying_in_epoch(original, 2))
     with pytest.raises(Crash):
-        engine.fit(_config(tmp_path / "resumed"), _data(), progress=False)
+        engine.fit(shaped_config(tmp_path / "resumed"), shaped_data(), progress=False)
     monkeypatch.setattr(engine, "train_one_epoch", original)
     torch.manual_seed(1234)  # resume restores the saved RNG states
-    engine.fit(_config(tmp_path / "resumed"), _data(), resume=True, progress=False)
+    engine.fit(shaped_config(tmp_path / "resumed"), shaped_data(), resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "reference" / "last.pt"), load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
@@ -189,17 +135,17 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     out = Path(out)
     join_as_rank(rank, world, port)
     try:
-        reference = engine.fit(_config(out / "reference"), _data(), progress=False)
+        reference = engine.fit(shaped_config(out / "reference"), shaped_data(), progress=False)
         original = engine.train_one_epoch
         engine.train_one_epoch = _dying_in_epoch(original, 2)  # every rank stops after the epoch-1 checkpoint
         try:
-            engine.fit(_config(out / "resumed"), _data(), progress=False)
+            engine.fit(shaped_config(out / "resumed"), shaped_data(), progress=False)
         except Crash:
             pass
         engine.train_one_epoch = original
         D.barrier()
         torch.manual_seed(1234)  # resume restores the saved RNG states
-        resumed = engine.fit(_config(out / "resumed"), _data(), resume=True, progress=False)
+        resumed = engine.fit(shaped_config(out / "resumed"), shaped_data(), resume=True, progress=False)
         keys = ("epochs", "iterations", "resumed_from_epoch", "final_train_loss")
         (out / f"rank{rank}.json").write_text(json.dumps({"reference": {k: reference[k] for k in keys},
                                                           "resumed": {k: resumed[k] for k in keys}}))

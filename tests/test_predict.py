@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_tinymodel import make_checkpoint
+from helpers.tiny_model import make_checkpoint
 from vidact.predict import predict_video, window_ranges
 
 pytestmark = pytest.mark.usefixtures("one_thread")

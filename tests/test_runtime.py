@@ -12,8 +12,8 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from ddp_ranks import free_port, join_as_rank
-from test_train_tinymodel import make_checkpoint, register_tiny
+from helpers.ddp_ranks import free_port, join_as_rank
+from helpers.tiny_model import make_checkpoint, register_tiny
 from vidact.errors import TrainingDiverged, UsageError
 from vidact.models.registry import _REGISTRY, InputSpec, register_model
 from vidact.runtime.build import build_model, builder_options
@@ -56,10 +56,10 @@ def test_auto_speed_follows_each_family_preference():
 
 
 def test_fit_records_the_resolved_speed_settings(tmp_path, one_thread):
-    from test_multigrid_train import _config, _data
+    from helpers.shaped_clips import shaped_config, shaped_data
     from vidact.train.engine import fit
 
-    summary = fit(_config(tmp_path / "run", epochs=1, overrides=[]), _data(), progress=False)
+    summary = fit(shaped_config(tmp_path / "run", epochs=1, overrides=[]), shaped_data(), progress=False)
     assert (summary["amp"], summary["channels_last"]) == ("none", False)
 
 
@@ -114,16 +114,16 @@ class _PoisonedClips(torch.utils.data.Dataset):
 
 
 def test_divergence_is_a_runtime_failure_that_keeps_the_last_checkpoint(tmp_path, one_thread):
-    from test_multigrid_train import _config, _data
+    from helpers.shaped_clips import shaped_config, shaped_data
     from vidact.train.engine import TrainData, fit
 
     run = tmp_path / "run"
-    fit(_config(run, epochs=1, overrides=[]), _data(), progress=False)
+    fit(shaped_config(run, epochs=1, overrides=[]), shaped_data(), progress=False)
     before = (run / "last.pt").read_bytes()
-    good = _data()
+    good = shaped_data()
     poisoned = TrainData(good.classes, _PoisonedClips(good.train_set), good.val_set)
     with pytest.raises(TrainingDiverged) as info:
-        fit(_config(run, epochs=2, overrides=[]), poisoned, resume=True, progress=False)
+        fit(shaped_config(run, epochs=2, overrides=[]), poisoned, resume=True, progress=False)
     message = str(info.value)
     assert info.value.exit_code == 1
     assert "\n" not in message and "loss became nan at epoch 2, iteration 1" in message
@@ -163,14 +163,14 @@ def test_every_rank_gets_the_same_batches_count(num_samples, batch, world, drop_
 
 
 def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
-    from test_multigrid_train import ShapedClips, _config
+    from helpers.shaped_clips import ShapedClips, shaped_config
     from vidact.runtime import distributed as D
     from vidact.train.engine import TrainData, fit
 
     join_as_rank(rank, world, port)
     try:
         data = TrainData([f"class{i}" for i in range(4)], ShapedClips(17), ShapedClips(5, seed=1, train=False))
-        summary = fit(_config(f"{out}/run", epochs=1, batch_size=3, overrides=[]), data, progress=False)
+        summary = fit(shaped_config(f"{out}/run", epochs=1, batch_size=3, overrides=[]), data, progress=False)
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump({"iterations": summary["iterations"]}, f)
     finally:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from test_train_tinymodel import TINY, fake_config, fake_data, register_tiny
+from helpers.tiny_model import TINY, fake_config, fake_data, register_tiny
 from vidact.errors import UsageError
 from vidact.train.config import TrainConfig, apply_overrides, load_config, read_config_file, to_toml
 from vidact.train.lr import LRSchedule
@@ -171,10 +171,17 @@ def test_cli_resume_with_another_arch(cli, tmp_path):
     from vidact.models.registry import _REGISTRY, register_model
 
     if "tiny3d-b" not in _REGISTRY:
-        from test_train_tinymodel import TINY_INPUT, Tiny3d
+        from helpers.tiny_model import TINY_INPUT, Tiny3d
 
         register_model("tiny3d-b", input=TINY_INPUT, family="test")(Tiny3d)
     with pytest.raises(Exception) as err:
         fit(fake_config(tmp_path, arch="tiny3d-b", epochs=2), fake_data(), resume=True, progress=False)
     assert str(err.value) == f"{tmp_path / 'last.pt'}: checkpoint is for arch 'tiny3d', not 'tiny3d-b'"
     assert err.value.exit_code == 2
+
+
+def test_tiny_model_shapes():
+    from vidact.models import create_model
+
+    model = create_model(register_tiny(), num_classes=5, in_channels=2)
+    assert model(torch.randn(2, 2, 8, 32, 32)).shape == (2, 5)

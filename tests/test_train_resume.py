@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_tinymodel import fake_config, fake_data
+from helpers.tiny_model import fake_config, fake_data
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 
@@ -22,7 +22,7 @@ EPOCHS = 4
 
 
 def _start(out: Path, resume: bool) -> subprocess.Popen:
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_train_tinymodel import run_fake_training; "
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from helpers.tiny_model import run_fake_training; "
             f"run_fake_training({str(out)!r}, {EPOCHS}, {resume})")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from faultkit import Faults
+from helpers.faultkit import Faults
 
 TRAIN_ARGS = ("--arch", "tiny3d", "--epochs", "1", "--batch-size", "2", "--frames", "4", "--size", "16",
               "--device", "cpu", "--deterministic", "--seed", "0")
@@ -17,7 +17,7 @@ def faults(tmp_path) -> Faults:
 
 @pytest.fixture(scope="session")
 def tiny_arch() -> str:
-    from test_train_tinymodel import register_tiny
+    from helpers.tiny_model import register_tiny
 
     return register_tiny()
 

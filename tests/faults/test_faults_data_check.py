@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from faultkit import BROKEN_VIDEOS, assert_no_partial_output
+from helpers.faultkit import BROKEN_VIDEOS, assert_no_partial_output
 
 from vidact.data.check import check_dataset
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from faultkit import BROKEN_VIDEOS, assert_no_partial_output
+from helpers.faultkit import BROKEN_VIDEOS, assert_no_partial_output
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faultkit import (BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes,
+from helpers.faultkit import (BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes,
                       vidact_cmd)
 
 from vidact.io.flowio import count_flow, read_flow, read_manifest
@@ -26,7 +26,7 @@ NO_FLOW = {
 @pytest.fixture(scope="module")
 def every_fault(tmp_path_factory):
     """One flow extraction over a folder holding every broken and odd video plus a good one."""
-    from faultkit import Faults
+    from helpers.faultkit import Faults
 
     root = tmp_path_factory.mktemp("flow_faults")
     faults = Faults(root)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from faultkit import BROKEN_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes, vidact_cmd
+from helpers.faultkit import BROKEN_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes, vidact_cmd
 
 from vidact.io.frames import read_frames
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from faultkit import BROKEN_VIDEOS, ODD_VIDEOS
+from helpers.faultkit import BROKEN_VIDEOS, ODD_VIDEOS
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_VIDEOS))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TRAIN_ARGS
-from faultkit import BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet
+from helpers.faultkit import BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet
 
 TESTS = str(Path(__file__).resolve().parents[1])
 
@@ -139,7 +139,7 @@ def test_resume_from_pickled_code_is_refused_without_running_it(cli, faults, tra
 
 
 def _train_cmd(*args) -> list[str]:
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from test_train_tinymodel import register_tiny; "
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from helpers.tiny_model import register_tiny; "
             "register_tiny(); from vidact.cli.main import main; main(sys.argv[1:])")
     return [sys.executable, "-c", code, TESTS, "train", *map(str, args)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -68,4 +68,11 @@ def report_video_jobs(result: dict, out: Path, json_out: bool, verb: str) -> Non
     finish(1 if result["failed"] else 0)
 
 
-JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+# Options several commands share, as typer ``Annotated`` aliases: ``json_out: JsonFlag = False``.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+DeviceChoice = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+def wide_console(width: int) -> Console:
+    """stdout, at least ``width`` columns wide when it is not a terminal (pipes and files)."""
+    return out_console if out_console.is_terminal else Console(width=max(out_console.width, width))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, finish, out_console, print_json
+from vidact.cli.common import finish, JsonFlag, out_console, print_json
 from vidact.errors import UsageError
 from vidact.utils.progress import make_progress
 
@@ -22,7 +22,7 @@ def synth(
     size: int = typer.Option(64, help="Frame width and height in pixels."),
     fps: int = typer.Option(25, help="Frame rate of the written videos."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical clips."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Write the built-in synthetic motion data set (H.264 clips, classes.txt, train/val lists).
 
@@ -53,7 +53,7 @@ def check(
     split: str = typer.Option("all", help="Which split to check: all, train, val or test."),
     workers: int = typer.Option(1, help="Videos opened in parallel."),
     output: Path = typer.Option(None, "-o", "--output", help="Also write the report to a .json or .md file."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Scan a data set before training: decodability, frame counts, durations, sizes, labels, duplicates.
 
@@ -91,7 +91,7 @@ def index(
     ann: Path = typer.Option(None, "--ann", help="Annotation file or folder (default: the usual place under ROOT)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction",
                                        help="folder format without train/val subfolders: share of each class for val."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Index a data set in its own layout into a data set folder that --data accepts.
 

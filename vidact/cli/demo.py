@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, print_json
+from vidact.cli.common import JsonFlag, print_json
 
 
 def demo(
     out: Path = typer.Argument(Path("demo_out"), help="Folder for data, frames, flow, runs and the report."),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 1 epoch per run (a smoke test, ~1 min)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Synthesise -> frames -> TV-L1 flow -> train/eval 5 models + two-stream fusion -> profile -> report.
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
+from vidact.cli.common import DeviceChoice, err_console, finish, JsonFlag, out_console, print_json
 
 DEFAULT_COMMAND = "checkpoint"
 
@@ -42,12 +42,12 @@ def evaluate(
     crops: int = typer.Option(1, "--crops", help="Spatial crops per clip (C): 1 centre or 3 along the long side."),
     batch_size: int = typer.Option(8, "--batch-size", help="Views per batch."),
     workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: DeviceChoice = "auto",
     aggregation: str = typer.Option("softmax-mean", "--aggregation",
                                     help="softmax-mean (mean of per-view probabilities) or logit-mean."),
     save_scores: Optional[Path] = typer.Option(None, "--save-scores", help="Write per-view logits to this .npz."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png (default: the checkpoint's)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Multi-view test (K clips x C crops, softmax-then-mean): clip/video top-1/top-5, per-class table.
 
@@ -87,7 +87,7 @@ def fuse(
     scores: list[Path] = typer.Argument(..., help="Two or more .npz files from vidact eval --save-scores."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weights, e.g. 1,1.5."),
     aggregation: str = typer.Option("softmax-mean", "--aggregation", help="softmax-mean or logit-mean."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Late fusion (two-stream): weighted mean of each file's video scores.
 

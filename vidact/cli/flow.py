@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json, report_video_jobs
+from vidact.cli.common import JsonFlag, out_console, print_json, report_video_jobs
 
 app = typer.Typer(help="TV-L1 optical flow: extract (PyTorch CPU/CUDA or OpenCV) and show.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def extract(
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel CPU worker processes (one thread each)."),
     shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n)."),
     no_compile: bool = typer.Option(False, "--no-compile", help="Run the torch solver eagerly (no torch.compile)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Extract TV-L1 flow of every video; re-running skips finished videos.
 
@@ -54,7 +54,7 @@ def show(
     max_pairs: int = typer.Option(8, "--max-pairs", help="Show at most this many flow fields."),
     columns: int = typer.Option(4, "--columns", help="Grid columns for an image."),
     backend: str = typer.Option("torch", "--backend", help="Backend when SRC is a video: torch or opencv."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Render flow with the Middlebury colour wheel (hue = direction, saturation = magnitude).
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, report_video_jobs
+from vidact.cli.common import JsonFlag, report_video_jobs
 
 app = typer.Typer(help="Decode videos into frame folders (img_00001.jpg, ...).", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def extract(
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel worker processes."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (1-100)."),
     shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n), e.g. for SLURM arrays."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Extract JPEG frames of every video; re-running skips finished videos.
 

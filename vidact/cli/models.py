@@ -5,24 +5,19 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JsonFlag, print_json, wide_console
 
 app = typer.Typer()  # help comes from the callback's docstring
 
-
-def _wide(width: int) -> Console:
-    """stdout, at least ``width`` columns wide when it is not a terminal (pipes and files)."""
-    return out_console if out_console.is_terminal else Console(width=max(out_console.width, width))
 
 
 @app.callback(invoke_without_command=True)
 def models(
     ctx: typer.Context,
     family: Optional[str] = typer.Option(None, "--family", help="Only this family (e.g. i3d, c3d, karpathy)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """List every architecture: default input (C, T, H, W, frame stride), parameters and GFLOPs.
 
@@ -45,9 +40,9 @@ def models(
     for r in rows:
         table.add_row(r["name"], r["family"], r["modality"], r["input_text"], str(r["stride"]),
                       f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}", str(r["num_classes"]))
-    _wide(120).print(table)
+    wide_console(120).print(table)
 
 
-from vidact.cli.models_convert import convert  # noqa: E402  (Models II: checkpoint interop)
+from vidact.cli.models_convert import convert  # noqa: E402  (PyTorchVideo / PySlowFast checkpoint conversion)
 
 app.command("convert")(convert)

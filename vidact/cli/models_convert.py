@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json, require_path
+from vidact.cli.common import JsonFlag, out_console, print_json, require_path
 
 
 def convert(
@@ -15,7 +15,7 @@ def convert(
     arch: str = typer.Option(..., "--arch", help="vidact architecture, e.g. x3d-m or slowfast-r50-8x8."),
     source: str = typer.Option("auto", "--from", help="Origin of SRC: auto, pytorchvideo or pyslowfast."),
     classes: Path = typer.Option(None, "--classes", help="classes.txt naming the checkpoint's classes."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Convert a SlowFast/X3D checkpoint from PyTorchVideo or PySlowFast into a vidact checkpoint.
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import DeviceChoice, JsonFlag, out_console, print_json
 
 
 def predict(
@@ -16,8 +16,8 @@ def predict(
     topk: int = typer.Option(5, "--topk", help="How many classes to show."),
     window: Optional[float] = typer.Option(None, "--window", help="Also score consecutive windows of this many seconds."),
     clips: int = typer.Option(3, "--clips", help="Uniform clips averaged for the whole-video score."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    json_out: bool = JSON_OPTION,
+    device: DeviceChoice = "auto",
+    json_out: JsonFlag = False,
 ) -> None:
     """Top classes and probabilities for a video (and per time window with --window).
 

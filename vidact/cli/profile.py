@@ -5,16 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JsonFlag, out_console, print_json, wide_console
 from vidact.errors import UsageError
 
-
-def _wide(width: int) -> Console:
-    """stdout, at least ``width`` columns wide when it is not a terminal (pipes and files)."""
-    return out_console if out_console.is_terminal else Console(width=max(out_console.width, width))
 
 
 def _table_of_layers(report, depth: int) -> Table:
@@ -61,7 +56,7 @@ def _print_report(arch: str, report, bench) -> None:
             table.add_column(col, justify="right")
         table.add_row(f"{bench.forward_ms:.1f}", f"{bench.train_step_ms:.1f}", f"{bench.forward_clips_per_s:.2f}",
                       f"{bench.train_clips_per_s:.2f}", f"{bench.peak_memory_mb:.0f}")
-        _wide(140).print(table)
+        wide_console(140).print(table)
 
 
 def profile(
@@ -78,7 +73,7 @@ def profile(
     amp: bool = typer.Option(False, "--amp", help="Measure under bf16 autocast."),
     iters: int = typer.Option(5, "--iters", min=1, help="Timed iterations for --bench."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for --bench (default: torch's)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Count an architecture's parameters and FLOPs (multiply-adds, on the meta device); --bench times it.
 
@@ -105,4 +100,4 @@ def profile(
         return
     _print_report(arch, report, result)
     if per_layer:
-        _wide(140).print(_table_of_layers(report, depth))
+        wide_console(140).print(_table_of_layers(report, depth))

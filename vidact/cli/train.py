@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, err_console, finish, out_console, print_json
+from vidact.cli.common import err_console, finish, JsonFlag, out_console, print_json
 
 
 def train(
@@ -39,7 +39,7 @@ def train(
     multigrid: Optional[str] = typer.Option(None, "--multigrid",
                                             help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
 

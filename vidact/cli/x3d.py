@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json, require_path
+from vidact.cli.common import DeviceChoice, JsonFlag, out_console, print_json, require_path
 from vidact.utils.progress import make_progress
 
 app = typer.Typer(help="X3D: grow a tiny X2D network one axis at a time.", no_args_is_help=True)
@@ -32,11 +32,11 @@ def expand(
                                     help="X2D frame stride: the clip duration the frame-rate axis keeps."),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per batch."),
     lr: float = typer.Option(0.002, "--lr", help="Learning rate (AdamW unless --set optimizer=sgd)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: DeviceChoice = "auto",
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default; 1 is fastest "
                                                      "on a busy machine)."),
     overrides: list[str] = typer.Option([], "--set", help="Other training config key=value (repeatable)."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Expand X2D step by step (duration, frame rate, size, width, bottleneck, depth), keeping the best.
 

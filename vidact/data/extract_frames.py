@@ -15,16 +15,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from vidact.data.annotations import DatasetSplits, Sample, find_videos, is_video_file, load_data
+from vidact.data.annotations import DatasetSplits, Sample
 from vidact.data.index import Index, write_dataset_dir
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.frames import count_frames, write_frames
 from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
-from vidact.utils.jobs import JobReport, VideoJob, failures_name, output_rel, run_video_jobs
+from vidact.utils.jobs import JobReport, VideoJob, collect_jobs, failures_name, run_video_jobs
 from vidact.utils.shard import take_shard
 
 
@@ -83,39 +83,6 @@ def extract_video(src: Path, dest: Path, options: FrameOptions = FrameOptions())
     if info.num_frames > decoded + TAIL_SLACK:
         raise VideoDecodeError(src, f"truncated: decoded {decoded} of {info.num_frames} frames")
     return written
-
-
-def _jobs_from_paths(paths: Iterable[Path], src: Path) -> list[VideoJob]:
-    jobs = [VideoJob(p, output_rel(p, src)) for p in paths]
-    owner: dict[str, Path] = {}
-    for job in jobs:
-        if owner.setdefault(job.rel, job.src) != job.src:
-            raise UsageError(f"{job.src} and {owner[job.rel]} would both be written to {job.rel}/; rename one")
-    return jobs
-
-
-def collect_jobs(src: str | Path, list_path: str | Path | None = None) -> tuple[list[VideoJob], DatasetSplits | None]:
-    """The videos to extract: ``src`` itself, every video under it, or those listed in ``list_path``.
-
-    Returns the jobs (sorted, so shards are deterministic) and the parsed list, if any.
-    """
-    src = Path(src)
-    if not src.exists():
-        raise UsageError(f"{src}: no such video file or folder")
-    if list_path is not None:
-        if not src.is_dir():
-            raise UsageError(f"{src}: --list needs SRC to be the folder the listed videos are relative to")
-        data = load_data(list_path, root=src)
-        paths = sorted({Path(s.path) for samples in data.splits.values() for s in samples})
-        return _jobs_from_paths(paths, src), data
-    if src.is_file():
-        if not is_video_file(src):
-            raise UsageError(f"{src}: not a video file (expected one of .mp4 .avi .webm .mkv .mov ...)")
-        return [VideoJob(src, output_rel(src, None))], None
-    videos = find_videos(src)
-    if not videos:
-        raise UsageError(f"{src}: no video files found")
-    return _jobs_from_paths(videos, src), None
 
 
 def _frames_dataset(data: DatasetSplits, jobs: list[VideoJob], out: Path, report: JobReport) -> dict:

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from vidact.data.annotations import write_dataset_options
-from vidact.io.atomic import atomic_path, atomic_write_text
+from vidact.io.atomic import atomic_write_text
+from vidact.io.video import write_video
 
 MOTIONS = (
     "move_left",
@@ -143,30 +144,6 @@ def render_clip(motion: str, frames: int, size: int, seed: int) -> np.ndarray:
         frame = background * (1 - a) + rgb * a
         out[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return out
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 25, codec: str = "libx264") -> None:
-    """Encode (T, H, W, 3) uint8 RGB frames to ``path`` atomically (yuv420p, short GOP)."""
-    import av
-
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
-            stream.pix_fmt = "yuv420p"
-            # Same frames, same bytes: one encoder thread (x264's output depends on the thread
-            # count; a "threads" entry in stream.options is not applied) and no B-frames: with
-            # them, x264 (core 165) encoded about one clip in three differently from run to run
-            # even on one thread (measured; without them every repeat was identical).
-            stream.codec_context.thread_count = 1
-            if codec == "libx264":
-                stream.options = {"crf": "16", "g": "12", "preset": "veryfast", "x264-params": "bframes=0"}
-            for arr in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
 
 
 def clip_seed(seed: int, label: int, index: int) -> int:

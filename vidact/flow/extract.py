@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from vidact import __version__
-from vidact.data.extract_frames import collect_jobs
+from vidact.utils.jobs import collect_jobs
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio

@@ -97,7 +97,7 @@ def write_flow_image(path: str | Path, flows: np.ndarray, columns: int = 4) -> P
 
 def write_flow_video(path: str | Path, flows: np.ndarray, fps: int = 10) -> Path:
     """Write an MP4 with one colour-coded frame per flow (one shared scale)."""
-    from vidact.data.synthetic import write_video
+    from vidact.io.video import write_video
 
     max_flow = float(np.sqrt((flows.astype(np.float64) ** 2).sum(1)).max())
     frames = np.stack([flow_to_color(f, max_flow) for f in flows])

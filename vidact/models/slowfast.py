@@ -93,7 +93,7 @@ class SlowFast(DevicePreferences, nn.Module):
     """
 
     # benchmarks/models.py on CPU (AMX): bf16 autocast trains 1.8x faster, channels-last-3d is
-    # slower; on CUDA dense 3D convs gain from channels-last-3d and bf16 (issue 5's H200 figures).
+    # slower; on CUDA dense 3D convs gain from channels-last-3d and bf16 (benchmarks/models.py on an H200).
     memory_formats = {"cpu": torch.contiguous_format, "cuda": torch.channels_last_3d}
     amp_dtypes = {"cpu": torch.bfloat16, "cuda": torch.bfloat16}
 

@@ -108,7 +108,7 @@ class X3D(DevicePreferences, nn.Module):
     """X3D network for one factor setting; any (T, H, W) input works (adaptive pooling)."""
 
     # benchmarks/models.py: on CPU channels-last-3d trains ~1.2x faster and bf16 is slower; on
-    # CUDA the channel-wise 3x3x3 convs lose with channels-last and fp32 is best (issue 5's H200 figures).
+    # CUDA the channel-wise 3x3x3 convs lose with channels-last and fp32 is best (benchmarks/models.py on an H200).
     memory_formats = {"cpu": torch.channels_last_3d, "cuda": torch.contiguous_format}
     amp_dtypes: dict[str, torch.dtype] = {}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import statistics
 import time
@@ -13,7 +12,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from vidact.errors import UsageError
-from vidact.runtime.device import select_device
+from vidact.runtime.device import autocast, select_device
 
 __all__ = ["BenchResult", "benchmark", "benchmark_arch"]
 
@@ -43,12 +42,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def _median_ms(fn, device: torch.device, warmup: int, iters: int) -> float:
     for _ in range(warmup):
         fn()
@@ -76,11 +69,11 @@ def benchmark(model: nn.Module, inputs, device: str | torch.device = "cpu", amp:
         torch.cuda.reset_peak_memory_stats(device)
 
     def forward():
-        with torch.no_grad(), _autocast(device, amp):
+        with torch.no_grad(), autocast(device, "bf16" if amp else "none"):
             model(inputs)
 
     def train_step():
-        with _autocast(device, amp):
+        with autocast(device, "bf16" if amp else "none"):
             loss = model(inputs).float().sum()
         loss.backward()
         model.zero_grad(set_to_none=True)

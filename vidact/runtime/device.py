@@ -67,7 +67,11 @@ def preferred_channels_last(model: nn.Module, device: torch.device) -> bool:
 
 
 def preferred_amp(model: nn.Module, device: torch.device) -> str:
-    """The family's autocast choice on CUDA; on the CPU always ``none`` (bf16 training measured slower)."""
+    """The family's autocast choice on CUDA; on the CPU ``none``.
+
+    bf16 autocast pays on the CPU only with AMX tiles (SlowFast measured 1.8x there); without them,
+    as on the 2-core CI machine, it is slower, and torch has no public AMX check: so off.
+    """
     if device.type != "cuda":
         return "none"
     dtype = getattr(model, "amp_dtypes", {}).get("cuda")
