@@ -58,3 +58,9 @@ class CheckpointError(VidactError):
     """A checkpoint that is missing, truncated, unsafe or for another model."""
 
     exit_code = EXIT_USAGE
+
+
+class DownloadError(VidactError):
+    """A download that failed, was truncated or does not match its expected SHA-256; nothing was cached."""
+
+    exit_code = EXIT_USAGE
