@@ -106,7 +106,7 @@ def test_another_architecture_is_refused(tmp_path):
 
 
 def test_vidact_checkpoint_of_the_same_arch_and_of_another(tmp_path):
-    from vidact.train.checkpoint import save_checkpoint
+    from vidact.runtime.checkpoint import save_checkpoint
 
     src = _randomise(create_model("c3d-bn", num_classes=4, width_mult=0.125))
     path = tmp_path / "best.pt"

@@ -36,6 +36,11 @@ def train(
     deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic",
                                                  help="Deterministic algorithms (bit-exact resume on CPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
+    recipe: Optional[str] = typer.Option(None, "--recipe",
+                                         help="Training recipe by name; default: the arch's own (none: defaults only)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained",
+                                             help="Start from weights: zoo name (vidact models zoo), imagenet, file or URL."),
+    freeze: Optional[str] = typer.Option(None, "--freeze", help="Freeze 'backbone' or modules 'stem,res2' (BN in eval mode)."),
     multigrid: Optional[str] = typer.Option(None, "--multigrid",
                                             help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."),
@@ -43,7 +48,10 @@ def train(
 ) -> None:
     """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
 
-    Config: defaults <- the resumed run's config (--resume) <- --config FILE <- options <- --set.
+    Config: defaults <- the resumed run's config (--resume) <- the arch's recipe (vidact/recipes, scaled to
+    the batch size; --recipe NAME or none) <- --config FILE <- options <- --set.
+
+    Fine-tune: vidact train --arch x3d-xs --data LISTS/ --pretrained pytorchvideo-x3d-xs --freeze backbone
 
     Example: vidact train --arch c3d --data data/synth --epochs 10 --out runs/c3d --set width_mult=0.25
 
@@ -53,21 +61,34 @@ def train(
     from vidact.train.engine import resume_config, train as run_training
 
     base = resume_config(out) if (resume and out is not None) else None
-    cfg = load_config(config, overrides, base=base, arch=arch, data=None if data is None else str(data),
+    cfg = load_config(config, overrides, base=base, recipe=None if resume else (recipe or "auto"), arch=arch, data=None if data is None else str(data),
                       out=None if out is None else str(out), modality=modality, epochs=epochs,
                       batch_size=batch_size, lr=lr, optimizer=optimizer, workers=workers, frames=frames,
                       size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
-                      device=device, seed=seed, deterministic=deterministic, multigrid=multigrid)
+                      device=device, seed=seed, deterministic=deterministic, multigrid=multigrid,
+                      pretrained=pretrained, freeze=freeze)
     if dry_run:
         from vidact.train.multigrid import format_table, schedule_for_config
+        from vidact.train.recipes import get_recipe
 
         schedule = schedule_for_config(cfg)
+        chosen = get_recipe(cfg.recipe) if cfg.recipe else None
         if json_out:
-            print_json(schedule.to_dict())
+            print_json({**schedule.to_dict(), "config": cfg.to_dict(),
+                        "recipe": chosen.to_dict() if chosen is not None else None})
         else:
+            if chosen is not None:
+                out_console.print(chosen.summary(cfg), highlight=False, markup=False, soft_wrap=True)
+            else:
+                out_console.print(f"no recipe for {cfg.arch}: vidact's defaults (lr {cfg.lr:g} at batch "
+                                  f"{cfg.batch_size}, {cfg.epochs} epochs)", highlight=False, markup=False)
             out_console.print(format_table(schedule))
         return
-    summary = run_training(cfg, resume=resume)
+
+    def notify(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    summary = run_training(cfg, resume=resume, notify=notify)
     from vidact.runtime.distributed import launched_rank
 
     if launched_rank() != 0:

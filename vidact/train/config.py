@@ -46,6 +46,11 @@ class TrainConfig:
     num_classes: int = 0  # 0 = from classes.txt
     width_mult: float = 1.0
     dropout: float = 0.5
+    recipe: str = ""  # the recipe this config started from (vidact.train.recipes), "" = none
+    # starting weights and fine-tuning
+    pretrained: str = ""  # zoo name, imagenet, file path or http(s)/file URL; "" = random init
+    freeze: str = ""  # "backbone" (all but the classifier) or module names "stem,res2"; "" = none
+    backbone_lr_mult: float = 1.0  # the classifier trains at lr, the rest at lr x this
     # optimisation
     epochs: int = 10
     batch_size: int = 8
@@ -62,6 +67,7 @@ class TrainConfig:
     min_lr: float = 0.0
     label_smoothing: float = 0.0
     hflip: str = "auto"  # random horizontal flip in training: auto | on | off
+    scale_range: list[int] = field(default_factory=list)  # training short-side jitter [min, max]; [] = crop x 8/7..10/7
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # speed
     device: str = "auto"
@@ -114,6 +120,13 @@ class TrainConfig:
             raise UsageError(f"warmup_start_factor must be in (0, 1], got {self.warmup_start_factor}")
         if self.width_mult == 0:
             raise UsageError("width_mult must be positive")
+        if self.backbone_lr_mult <= 0:
+            raise UsageError(f"backbone_lr_mult must be positive (use freeze=backbone to stop training it), "
+                             f"got {self.backbone_lr_mult}")
+        if self.scale_range and (len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]):
+            raise UsageError(f"scale_range must be [min, max] short sides with 0 < min <= max, got {self.scale_range}")
+        if self.freeze and self.multigrid != "none":
+            raise UsageError("freeze and multigrid together are not supported (multigrid replaces BatchNorm layers)")
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
         return self
@@ -267,14 +280,32 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def load_config(config_file: str | Path | None = None, overrides: list[str] = (),
-                base: TrainConfig | None = None, **options) -> TrainConfig:
-    """``base`` (defaults, or a resumed run's config) <- config file <- options given (not None) <- ``--set``."""
-    cfg = base or TrainConfig()
-    if config_file:
-        cfg = apply_values(cfg, read_config_file(config_file), source=str(config_file))
+                base: TrainConfig | None = None, recipe: str | None = None, **options) -> TrainConfig:
+    """``base`` (defaults, or a resumed run's config) <- recipe <- config file <- options given (not None)
+    <- ``--set``; then the recipe scaled to the batch size and epochs (:mod:`vidact.train.recipes`).
+
+    ``recipe``: None or ``none`` (no recipe), ``auto`` (the architecture's recipe, if it has one) or a name.
+    """
+    from vidact.train.recipes import choose_recipe, world_size_from_env
+
+    file_values = read_config_file(config_file) if config_file else {}
     given = {k: v for k, v in options.items() if v is not None}
-    cfg = apply_values(cfg, given, source="option")
-    cfg = apply_overrides(cfg, list(overrides))
+    set_keys = {item.partition("=")[0].strip() for item in overrides}
+
+    def layered(start: TrainConfig) -> TrainConfig:
+        cfg = apply_values(start, file_values, source=str(config_file)) if config_file else start
+        cfg = apply_values(cfg, given, source="option")
+        return apply_overrides(cfg, list(overrides))
+
+    base = base or TrainConfig()
+    cfg = layered(base)
+    chosen = choose_recipe(recipe, cfg.arch)
+    if chosen is not None:
+        explicit = set(file_values) | set(given) | set_keys
+        if "arch" in explicit and cfg.arch != chosen.arch and recipe not in (None, "auto"):
+            raise UsageError(f"recipe {chosen.name} is for arch {chosen.arch}, not {cfg.arch}")
+        cfg = layered(apply_values(base, chosen.config, source=f"recipe {chosen.name}"))
+        cfg = chosen.scaled(cfg, explicit, world_size_from_env())
     return cfg.validate()
 
 

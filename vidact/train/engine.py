@@ -14,6 +14,7 @@ Seams for other schedules (multigrid) and for DDP:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +44,13 @@ from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_every
 from vidact.runtime.wrap import prepare_model, unwrap_model
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
+from vidact.train.finetune import Finetuning, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
 from vidact.train.samplers import EpochBatchSampler
 from vidact.utils.progress import make_progress
+from vidact.utils.provenance import write_environment
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -57,14 +60,13 @@ def config_input(cfg: TrainConfig) -> ResolvedInput:
     return resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters; with
+    ``backbone_lr_mult`` the parameters outside ``head`` (the classifier's keys) in groups at lr x mult."""
+    from vidact.train.finetune import param_groups
+
+    groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head=list(head),
+                          backbone_lr_mult=cfg.backbone_lr_mult)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -116,6 +118,7 @@ class Run:
     resumed_from: int | None
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
 
     @property
     def main(self) -> bool:
@@ -130,18 +133,30 @@ def _runtime(cfg: TrainConfig) -> torch.device:
     return select_device(cfg.device)
 
 
-def _model(cfg: TrainConfig, inp: ResolvedInput, num_classes: int, model: nn.Module | None) -> nn.Module:
-    """The registry model (or ``model``), with sub-batch BatchNorm for multigrid runs."""
+def _model(cfg: TrainConfig, inp: ResolvedInput, num_classes: int, model: nn.Module | None, *,
+           load_pretrained: bool = True, notify: Callable[[str], None] | None = None
+           ) -> tuple[nn.Module, Finetuning | None]:
+    """The registry model (``cfg.pretrained`` loaded, ``cfg.freeze`` applied) or ``model``, with
+    sub-batch BatchNorm for multigrid runs."""
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
+    finetuning = None
     if model is None:
-        model = build_model(cfg.arch, num_classes, in_channels=inp.channels, dropout=cfg.dropout,
-                            width_mult=cfg.width_mult)
+        def rebuild(n: int) -> nn.Module:
+            return build_model(cfg.arch, n, in_channels=inp.channels, dropout=cfg.dropout, width_mult=cfg.width_mult)
+
+        model = rebuild(num_classes)
+        main = D.is_main_process()
+        finetuning = prepare_finetuning(model, cfg, rebuild, load_weights=load_pretrained,
+                                        progress=None if main else False)
+        if notify is not None and main:
+            for line in finetuning.lines():
+                notify(line)
     if cfg.multigrid != "none":
         from vidact.train.subbatch_bn import convert_sub_batch_norm
 
         convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
-    return model
+    return model, finetuning
 
 
 def _schedule(cfg: TrainConfig, num_samples: int, batch_sampler, lr_at) -> tuple[object, Callable, int]:
@@ -166,32 +181,39 @@ def _resume(state: TrainState, cfg: TrainConfig, classes: list[str], folder: Pat
     return state.epoch if state.epoch or state.batch_in_epoch else None
 
 
-def _run_folder(cfg: TrainConfig, folder: Path) -> None:
-    """Create the run folder and write ``config.toml`` (rank 0)."""
+def _run_folder(cfg: TrainConfig, folder: Path, finetuning: Finetuning | None = None) -> None:
+    """Create the run folder and write ``config.toml``, ``env.json`` and ``pretrained.json`` (rank 0)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
         raise UsageError(f"{folder}: cannot create the run folder: {exc.strerror or exc}") from None
     atomic_write_text(folder / "config.toml", to_toml(cfg))
+    write_environment(folder)
+    if finetuning is not None and finetuning.pretrained is not None:
+        atomic_write_text(folder / "pretrained.json", json.dumps(finetuning.pretrained.to_dict(), indent=2) + "\n")
 
 
 def setup_run(cfg: TrainConfig, data: TrainData, *, resume: bool = False, batch_sampler=None,
-              lr_at: Callable[[float], float] | None = None, model: nn.Module | None = None) -> Run:
-    """Everything before the first epoch: device, model, optimizer, schedule, loaders, resume, run folder."""
+              lr_at: Callable[[float], float] | None = None, model: nn.Module | None = None,
+              notify: Callable[[str], None] | None = None) -> Run:
+    """Everything before the first epoch: device, model (pretrained, frozen), optimizer, schedule, loaders,
+    resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did."""
     cfg.validate()
     device = _runtime(cfg)
     inp = config_input(cfg)
-    model = _model(cfg, inp, len(data.classes), model)
+    folder = Path(cfg.out)
+    # a resumed run restores its weights from last.pt: no pretrained download or conversion then
+    resuming = resume and (folder / LAST).is_file()
+    model, finetuning = _model(cfg, inp, len(data.classes), model, load_pretrained=not resuming, notify=notify)
     amp, channels_last = resolve_speed(model, device, amp=cfg.amp, channels_last=cfg.channels_last)
     check_amp(amp, device)
     model = prepare_model(model, device, channels_last=channels_last, compile=cfg.compile)
-    optimizer = build_optimizer(cfg, unwrap_model(model))
+    optimizer = build_optimizer(cfg, unwrap_model(model), finetuning.head if finetuning is not None else ())
     state = TrainState(model, optimizer, torch.amp.GradScaler(device.type, enabled=amp == "fp16"))
     batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
-    folder = Path(cfg.out)
     resumed_from = _resume(state, cfg, data.classes, folder) if resume else None
     if D.is_main_process():
-        _run_folder(cfg, folder)
+        _run_folder(cfg, folder, finetuning)
     log = MetricsLog(folder, resume_epoch=resumed_from) if D.is_main_process() else None
 
     # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
@@ -206,7 +228,7 @@ def setup_run(cfg: TrainConfig, data: TrainData, *, resume: bool = False, batch_
         data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
     return Run(cfg, data, inp, device, amp, channels_last, state, lr_at, num_epochs, batches, loader, val_loader,
                bn_batches, bn_sampler, bn_loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), folder,
-               log, resumed_from)
+               log, resumed_from, finetuning=finetuning)
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -378,7 +400,8 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
     val_samples = splits.splits.get(cfg.val_split) or []
     common = dict(modality=inp.modality, num_frames=inp.frames, stride=inp.stride, crop_size=inp.size,
                   flow_root=cfg.flow_root or None, data_root=cfg.data if cfg.flow_root else None, seed=cfg.seed,
-                  hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip))
+                  hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip),
+                  scale_range=tuple(cfg.scale_range) if cfg.scale_range else None)
     try:
         train_set = VideoClipDataset(train_samples, train=True, **common)
         val_set = VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None
@@ -395,7 +418,7 @@ def finish_run(run: Run) -> dict:
     if run.main:
         plot_curves(run.folder)
     final = run.history[-1] if run.history else {}
-    state, data = run.state, run.data
+    state, data, ft = run.state, run.data, run.finetuning
     return {
         "run": str(run.folder), "arch": run.cfg.arch, "epochs": run.num_epochs, "device": str(run.device),
         "amp": run.amp, "channels_last": run.channels_last, "resumed_from_epoch": run.resumed_from,
@@ -407,19 +430,22 @@ def finish_run(run: Run) -> dict:
         "best": str(run.folder / BEST) if (run.folder / BEST).is_file() else None, "history": run.history,
         # reads of unreadable videos that were replaced by other samples (each logged once)
         "unreadable_samples": sum(getattr(ds, "skipped", 0) for ds in (data.train_set, data.val_set) if ds is not None),
+        "recipe": run.cfg.recipe or None,
+        "pretrained": ft.pretrained.to_dict() if ft is not None and ft.pretrained is not None else None,
+        "freeze": ft.freeze.to_dict() if ft is not None and ft.freeze.frozen_params else None,
     }
 
 
 def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bool | None = None,
         batch_sampler=None, lr_at: Callable[[float], float] | None = None,
-        model: nn.Module | None = None) -> dict:
+        model: nn.Module | None = None, notify: Callable[[str], None] | None = None) -> dict:
     """Train ``cfg.arch`` on ``data``; checkpoints, metrics and curves go to ``cfg.out``.
 
     ``batch_sampler`` (default :class:`EpochBatchSampler`) and ``lr_at`` (default
     :class:`LRSchedule`) are the seams for other schedules; ``model`` trains a network built
     elsewhere (e.g. an X3D search candidate) in place of ``cfg.arch``'s registry model.
     """
-    run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model)
+    run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
     state, batches = run.state, run.batches
     batches.set_epoch(0, 0)
     iters_per_epoch = len(batches)
@@ -445,13 +471,14 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     return finish_run(run)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None,
+          notify: Callable[[str], None] | None = None) -> dict:
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     cfg.validate()
     inp = config_input(cfg)
     joined = D.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
     try:
-        return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress)
+        return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress, notify=notify)
     finally:
         if joined:
             D.cleanup()

@@ -12,11 +12,15 @@ backbone's parameters in their own optimizer groups at ``lr * mult`` (``lr_scale
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from vidact.errors import UsageError
+
+if TYPE_CHECKING:
+    from vidact.train.pretrained import PretrainedReport
 
 BACKBONE = "backbone"
 
@@ -88,6 +92,7 @@ def freeze(model: nn.Module, spec: str, head: list[str]) -> FreezeReport:
             own = [f"{name}.{k}" for k, _ in m.named_parameters(recurse=False)]
             if (own and all(frozen(k) for k in own)) or (not own and frozen(f"{name}.running_mean")):
                 m.register_forward_pre_hook(_keep_eval)
+                m.vidact_frozen = True  # precise BN leaves it alone too
                 m.eval()
                 report.eval_norms += 1
     report.frozen_modules = ["all but the classifier"] if backbone else prefixes
@@ -120,3 +125,33 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head: list
                 group.update(lr_scale=scale, name=f"{part}{'' if decay else '_no_decay'}")
             groups.append(group)
     return groups
+
+
+@dataclass
+class Finetuning:
+    """What :func:`prepare_finetuning` did to a fresh model: its classifier keys, weights loaded, parts frozen."""
+
+    head: list[str]
+    freeze: FreezeReport
+    pretrained: "PretrainedReport | None" = None
+
+    def lines(self) -> list[str]:
+        out = [self.pretrained.summary()] if self.pretrained is not None else []
+        if self.freeze.frozen_params:
+            out.append(f"frozen: {', '.join(self.freeze.frozen_modules)} ({self.freeze.frozen_numel / 1e6:.2f} M "
+                       f"parameters, {self.freeze.eval_norms} BatchNorm layers in eval mode); "
+                       f"training {self.freeze.trainable_numel / 1e6:.3f} M")
+        return out
+
+
+def prepare_finetuning(model: nn.Module, cfg, rebuild, *, load_weights: bool = True,
+                       progress: bool | None = None) -> Finetuning:
+    """``cfg.pretrained`` loaded into ``model`` (when ``load_weights``), then ``cfg.freeze`` applied."""
+    from vidact.train.pretrained import classifier_keys, load_pretrained
+
+    needed = bool(cfg.pretrained or cfg.freeze) or cfg.backbone_lr_mult != 1.0
+    head = classifier_keys(model, rebuild) if needed else []
+    report = None
+    if cfg.pretrained and load_weights:
+        report = load_pretrained(model, cfg.pretrained, cfg.arch, rebuild, progress=progress)
+    return Finetuning(head, freeze(model, cfg.freeze, head), report)

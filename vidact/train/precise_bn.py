@@ -33,7 +33,8 @@ def update_bn_stats(model: nn.Module, batches: Iterable[dict], num_batches: int,
     the model has no BatchNorm or ``num_batches`` is 0). Every module's train/eval mode is restored;
     in a model in training mode, a BatchNorm set to eval (frozen) keeps its statistics.
     """
-    norms = [bn for bn in batch_norms(model) if bn.training or not model.training]  # frozen ones stay
+    norms = [bn for bn in batch_norms(model)  # frozen ones stay (eval in a training model, or fine-tuning's)
+             if (bn.training or not model.training) and not getattr(bn, "vidact_frozen", False)]
     if not norms or num_batches <= 0:
         return 0
     modes = [(m, m.training) for m in model.modules()]
