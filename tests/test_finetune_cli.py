@@ -141,3 +141,14 @@ def test_arch_without_options_uses_its_recipe_scaled():
     assert load_config(recipe="none", arch="x3d-xs").lr == 0.01
     with pytest.raises(Exception, match="recipe x3d-m-kinetics400 is for arch x3d-m, not x3d-xs"):
         load_config(recipe="x3d-m-kinetics400", arch="x3d-xs")
+
+
+def test_models_zoo_lists_every_entry(cli):
+    from vidact.models.zoo import ZOO
+
+    res = cli("models", "zoo", "--json")
+    rows = json.loads(res.stdout)
+    assert res.exit_code == 0 and [r["name"] for r in rows] == [e.name for e in ZOO]
+    res = cli("models", "zoo", "--arch", "x3d-xs")
+    assert res.exit_code == 0 and "pytorchvideo-x3d-xs" in res.stdout and "69.12" in res.stdout
+    assert "slowfast" not in res.stdout

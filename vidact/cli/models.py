@@ -46,3 +46,7 @@ def models(
 from vidact.cli.models_convert import convert  # noqa: E402  (PyTorchVideo / PySlowFast checkpoint conversion)
 
 app.command("convert")(convert)
+
+from vidact.cli.models_zoo import zoo  # noqa: E402
+
+app.command("zoo")(zoo)

@@ -1,0 +1,39 @@
+"""``vidact models zoo``: the named pretrained checkpoints ``--pretrained`` accepts."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vidact.cli.common import JSON_OPTION, out_console, print_json
+
+
+def zoo(
+    arch: Optional[str] = typer.Option(None, "--arch", help="Only checkpoints for this vidact architecture."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Published checkpoints: vidact arch, source, data set, published top-1 and test views, URL, sha256.
+
+    Use a name with vidact train --pretrained NAME (downloaded once into $VIDACT_CACHE, else
+    $TORCH_HOME/hub/checkpoints). arch '-' marks a published model vidact does not implement.
+
+    Example: vidact models zoo --arch x3d-xs
+    """
+    from vidact.models import get_entry
+    from vidact.models.zoo import zoo_rows
+
+    rows = zoo_rows(get_entry(arch).name if arch else None)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(show_edge=False)
+    for col in ("name", "arch", "source", "dataset", "top-1", "views", "frames", "sha256"):
+        table.add_column(col, justify="right" if col == "top-1" else "left", no_wrap=True)
+    for r in rows:
+        table.add_row(r["name"], r["arch"] or "-", r["source"], r["dataset"], str(r["top1"]), r["views"],
+                      r["frames"] or "-", r["sha256"] or "-")
+    console = out_console if out_console.is_terminal else Console(width=max(out_console.width, 140))
+    console.print(table)
