@@ -151,4 +151,4 @@ def test_models_zoo_lists_every_entry(cli):
     assert res.exit_code == 0 and [r["name"] for r in rows] == [e.name for e in ZOO]
     res = cli("models", "zoo", "--arch", "x3d-xs")
     assert res.exit_code == 0 and "pytorchvideo-x3d-xs" in res.stdout and "69.12" in res.stdout
-    assert "slowfast" not in res.stdout
+    assert "slowfast-r50" not in res.stdout
