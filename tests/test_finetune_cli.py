@@ -152,3 +152,49 @@ def test_models_zoo_lists_every_entry(cli):
     res = cli("models", "zoo", "--arch", "x3d-xs")
     assert res.exit_code == 0 and "pytorchvideo-x3d-xs" in res.stdout and "69.12" in res.stdout
     assert "slowfast-r50" not in res.stdout
+
+
+def _ptv_slowfast_r50(tmp_path):
+    from test_pretrained import _randomise
+
+    from pytorchvideo.models.slowfast import create_slowfast
+
+    torch.manual_seed(0)
+    ref = _randomise(create_slowfast(head_pool=torch.nn.AdaptiveAvgPool3d))  # R50 8x8, 400 classes
+    path = tmp_path / "SLOWFAST_8x8_R50.pyth"
+    torch.save({"model_state": ref.state_dict()}, path)
+    return path, ref.state_dict()
+
+
+def test_pytorchvideo_slowfast_r50_file_url_loads_bit_identically(tmp_path, monkeypatch):
+    from vidact.models import create_model
+    from vidact.train.pretrained import load_pretrained
+
+    monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
+    path, ref_state = _ptv_slowfast_r50(tmp_path)
+    model = create_model("slowfast-r50-8x8", num_classes=3)
+    report = load_pretrained(model, path.as_uri(), "slowfast-r50-8x8",
+                             lambda n: create_model("slowfast-r50-8x8", num_classes=n), progress=False)
+    assert report.format == "pytorchvideo" and report.replaced == ["head.projection.weight", "head.projection.bias"]
+    for key, value in model.state_dict().items():
+        if key not in report.replaced:
+            assert torch.equal(value, ref_state[source_key(key, "slowfast", "pytorchvideo")]), key
+
+
+def test_slowfast_r50_over_http_frozen_backbone_epoch(cli, synth_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
+    path, ref_state = _ptv_slowfast_r50(tmp_path)
+    server = LocalServer(path.parent)
+    try:
+        run = tmp_path / "run"
+        res = cli("train", "--arch", "slowfast-r50-8x8", "--data", synth_dir, "--out", run, "--epochs", "1",
+                  "--batch-size", "4", "--frames", "8", "--stride", "2", "--size", "32", "--recipe", "none",
+                  "--set", "threads=1", "--pretrained", server.url(path.name), "--freeze", "backbone")
+    finally:
+        server.stop()
+    assert res.exit_code == 0, res.stderr
+    state = load_checkpoint(run / "last.pt")["model"]
+    head = {"head.projection.weight", "head.projection.bias"}
+    bad = [k for k, v in state.items()
+           if k not in head and not torch.equal(v, ref_state[source_key(k, "slowfast", "pytorchvideo")])]
+    assert bad == []
