@@ -137,6 +137,7 @@ def test_arch_without_options_uses_its_recipe_scaled():
     assert cfg.lr == pytest.approx(0.1 * 32 / 128) and cfg.scale_range == [182, 228] and cfg.nesterov
     short = load_config(recipe="auto", arch="x3d-xs", epochs=30, lr=0.3)
     assert (short.warmup_epochs, short.lr) == (pytest.approx(3.5), 0.3)
+    assert load_config(recipe="auto", arch="x3d-xs", size=80).scale_range == [91, 114]  # 182..228 x 80/160
     assert load_config(recipe="auto", arch="c3d").recipe == ""  # no recipe: the defaults
     assert load_config(recipe="none", arch="x3d-xs").lr == 0.01
     with pytest.raises(Exception, match="recipe x3d-m-kinetics400 is for arch x3d-m, not x3d-xs"):

@@ -119,7 +119,7 @@ def test_dry_run_prints_the_schedule(cli):
     assert result.exit_code == 0, result.stderr
     assert "multigrid long+short: 30 epochs" in result.stdout
     assert "0.00–6.32" in result.stdout and "128/64/64" in result.stdout and "fine-tune" in result.stdout
-    result = cli("train", "--arch", "x3d-xs", "--multigrid", "long", "--dry-run", "--json")
+    result = cli("train", "--arch", "x3d-xs", "--epochs", "10", "--multigrid", "long", "--dry-run", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["total_epochs"] == 15 and doc["phases"][0]["frames"] == 1 and doc["phases"][0]["batch_sizes"] == [64]

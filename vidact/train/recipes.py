@@ -6,7 +6,8 @@ learning rate is given for, test views) and a ``[config]`` table of :class:`Trai
 that recipe sits between the defaults and everything the user gives, and is scaled to the run:
 
 - the learning rate linearly to the global batch (``batch_size`` x processes) unless ``lr`` is given;
-- with other ``epochs`` than the recipe's, ``warmup_epochs`` and ``lr_steps`` in proportion (unless given).
+- with other ``epochs`` than the recipe's, ``warmup_epochs`` and ``lr_steps`` in proportion (unless given);
+- with another crop ``size``, the short-side jitter ``scale_range`` in proportion (unless given).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Recipe:
         changes: dict = {"recipe": self.name}
         if "lr" not in given and "lr" in self.config:
             changes["lr"] = self.config["lr"] * cfg.batch_size * world_size / self.reference_batch_size
+        jitter, crop = self.config.get("scale_range"), self.config.get("size")
+        if jitter and crop and cfg.size and cfg.size != crop and "scale_range" not in given:
+            changes["scale_range"] = [max(cfg.size, round(s * cfg.size / crop)) for s in jitter]
         epochs = self.config.get("epochs")
         if epochs and cfg.epochs != epochs:
             ratio = cfg.epochs / epochs
