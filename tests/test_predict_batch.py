@@ -25,7 +25,7 @@ def ckpt(tmp_path):
 def x3d_ckpt(tmp_path):
     """An untrained x3d-xs checkpoint (it has pre-logit features) at a tiny clip."""
     from vidact.models import create_model
-    from vidact.train.checkpoint import save_checkpoint
+    from vidact.runtime.checkpoint import save_checkpoint
     from vidact.train.config import load_config
 
     torch.manual_seed(0)
