@@ -44,7 +44,7 @@ from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_every
 from vidact.runtime.wrap import prepare_model, unwrap_model
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
-from vidact.train.finetune import Finetuning, prepare_finetuning
+from vidact.train.finetune import Finetuning, param_groups, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
@@ -63,8 +63,6 @@ def config_input(cfg: TrainConfig) -> ResolvedInput:
 def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters; with
     ``backbone_lr_mult`` the parameters outside ``head`` (the classifier's keys) in groups at lr x mult."""
-    from vidact.train.finetune import param_groups
-
     groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head=list(head),
                           backbone_lr_mult=cfg.backbone_lr_mult)
     if cfg.optimizer == "sgd":
