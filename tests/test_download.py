@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local_server import Handler, LocalServer
+from helpers.local_server import Handler, LocalServer
 from vidact.errors import DownloadError
 from vidact.io.download import cache_dir, cached_name, fetch
 

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from local_server import Handler, LocalServer
-from test_pretrained import ptv_x3d_xs
+from helpers.local_server import Handler, LocalServer
+from helpers.pytorchvideo_weights import ptv_slowfast_r50, ptv_x3d_xs
 from vidact.models.convert import source_key
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.config import load_config, read_config_file
@@ -156,12 +156,8 @@ def test_models_zoo_lists_every_entry(cli):
 
 
 def _ptv_slowfast_r50(tmp_path):
-    from test_pretrained import _randomise
-
-    from pytorchvideo.models.slowfast import create_slowfast
-
-    torch.manual_seed(0)
-    ref = _randomise(create_slowfast(head_pool=torch.nn.AdaptiveAvgPool3d))  # R50 8x8, 400 classes
+    pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
+    ref = ptv_slowfast_r50()
     path = tmp_path / "SLOWFAST_8x8_R50.pyth"
     torch.save({"model_state": ref.state_dict()}, path)
     return path, ref.state_dict()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_tinymodel import make_checkpoint
+from helpers.tiny_model import make_checkpoint
 from vidact.predict_batch import collect_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")

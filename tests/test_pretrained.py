@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.pytorchvideo_weights import ptv_x3d_xs, randomise
 from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
 from vidact.models.convert import source_key
@@ -17,26 +18,10 @@ from vidact.models.zoo import ZOO, get_zoo_entry
 from vidact.train import finetune
 from vidact.train.pretrained import classifier_keys, load_pretrained
 
-ptv_x3d = pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not installed")
-ptv_slowfast = pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
+pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not installed")
+pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _randomise(model: nn.Module) -> nn.Module:
-    """Every tensor random (BN statistics too), so a wrong or skipped copy shows."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + (0.5 if name.endswith("running_var") else -0.5))
-    return model
-
-
-def ptv_x3d_xs(classes: int = 400) -> nn.Module:
-    # X3D-XS as PyTorchVideo's hub builds it (4 frames), at a small crop so the head pool is tiny.
-    return _randomise(ptv_x3d.create_x3d(input_clip_length=4, input_crop_size=32, model_num_class=classes,
-                                         head_activation=None))
 
 
 def _rebuild(arch: str, **kw):
@@ -108,7 +93,7 @@ def test_another_architecture_is_refused(tmp_path):
 def test_vidact_checkpoint_of_the_same_arch_and_of_another(tmp_path):
     from vidact.runtime.checkpoint import save_checkpoint
 
-    src = _randomise(create_model("c3d-bn", num_classes=4, width_mult=0.125))
+    src = randomise(create_model("c3d-bn", num_classes=4, width_mult=0.125))
     path = tmp_path / "best.pt"
     save_checkpoint(path, arch="c3d-bn", classes=list("abcd"), config={}, model=src.state_dict())
     model = create_model("c3d-bn", num_classes=3, width_mult=0.125)
@@ -200,7 +185,7 @@ def test_caffe2_names():
 
 
 def test_pyslowfast_caffe2_pickle_round_trip(tmp_path):
-    src = _randomise(create_model("slowfast-r50-4x16", num_classes=400))
+    src = randomise(create_model("slowfast-r50-4x16", num_classes=400))
     path = tmp_path / "SLOWFAST_4x16_R50.pkl"
     with open(path, "wb") as f:
         pickle.dump(_as_caffe2(src), f)

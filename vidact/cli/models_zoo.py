@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vidact.cli.common import JSON_OPTION, out_console, print_json
+from vidact.cli.common import JsonFlag, print_json, wide_console
 
 
 def zoo(
     arch: Optional[str] = typer.Option(None, "--arch", help="Only checkpoints for this vidact architecture."),
-    json_out: bool = JSON_OPTION,
+    json_out: JsonFlag = False,
 ) -> None:
     """Published checkpoints: vidact arch, source, data set, published top-1 and test views, URL, sha256.
 
@@ -35,5 +34,4 @@ def zoo(
     for r in rows:
         table.add_row(r["name"], r["arch"] or "-", r["source"], r["dataset"], str(r["top1"]), r["views"],
                       r["frames"] or "-", r["sha256"] or "-")
-    console = out_console if out_console.is_terminal else Console(width=max(out_console.width, 140))
-    console.print(table)
+    wide_console(140).print(table)
