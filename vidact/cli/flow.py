@@ -23,15 +23,17 @@ def extract(
     bound: float = typer.Option(20.0, "--bound", help="JPEG quantisation bound B in pixels: [-B, B] -> [0, 255]."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (flow_x/flow_y pairs, 8-bit) or npz (float16)."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (1-100)."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Parallel CPU worker processes (one thread each)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Parallel CPU worker processes, one torch thread "
+                                "each [default: the usable cores on CPU, 1 per GPU on CUDA]."),
     shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n)."),
-    no_compile: bool = typer.Option(False, "--no-compile", help="Run the torch solver eagerly (no torch.compile)."),
+    no_compile: bool = typer.Option(False, "--no-compile", help="Run the torch solver eagerly (no torch.compile) "
+                                    "[default: compile when the job is big enough to win back the compile time]."),
     json_out: JsonFlag = False,
 ) -> None:
     """Extract TV-L1 flow of every video; re-running skips finished videos.
 
-    Each output folder gets flow.json (algorithm, backend, parameters, bound, index base 1, prefix,
-    frame count, version). Failed inputs are listed in OUT/failures.txt and make the exit code 1.
+    Each output folder gets flow.json (algorithm, backend, kernel path and whether it ran compiled,
+    parameters, bound, index base 1, prefix, frame count, version). Failed inputs are listed in OUT/failures.txt and make the exit code 1.
 
     Example: vidact flow extract data/synth/videos flow/ --short-side 128 --workers 2
     """

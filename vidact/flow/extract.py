@@ -2,9 +2,13 @@
 
 Each input is one job of :func:`vidact.utils.jobs.run_video_jobs` (atomic folder, resume,
 ``failures.txt``). With one worker, a background thread decodes the next inputs while the
-current one is solved. Scale-out: ``--shard i/n``; ``--workers`` CPU processes; on CUDA one
-process per visible GPU, or one per rank under ``torchrun`` (LOCAL_RANK / RANK / WORLD_SIZE),
-each taking its own slice of the work list.
+current one is solved. Scale-out: ``--shard i/n``; ``--workers`` CPU processes (default: one per
+usable core, one torch thread each); on CUDA one process per visible GPU, or one per rank under
+``torchrun`` (LOCAL_RANK / RANK / WORLD_SIZE), each taking its own slice of the work list.
+
+On CPU, ``compile="auto"`` compiles the solver's step only when the job is big enough to win
+back the compile time (:mod:`vidact.flow.compile_choice`); every ``flow.json`` records which
+kernel path ran (``compiled``, ``kernel``, ``kernel_note``).
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from typing import Callable
 import numpy as np
 
 from vidact import __version__
-from vidact.utils.jobs import collect_jobs
 from vidact.errors import UsageError, VideoDecodeError
+from vidact.flow import compile_choice
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio
 from vidact.io.frames import count_frames, read_frames
 from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
-from vidact.utils.jobs import JobReport, VideoJob, failures_name, output_rel, run_video_jobs, write_failures
+from vidact.utils.jobs import (JobReport, VideoJob, collect_jobs, failures_name, output_rel, run_video_jobs,
+                               write_failures)
 from vidact.utils.shard import take_shard
 
 BACKENDS = ("torch", "opencv")
@@ -47,6 +52,7 @@ class FlowOptions:
     quality: int = flowio.DEFAULT_QUALITY
     compile: bool | str = "auto"
     params: TVL1Params = field(default_factory=TVL1Params)
+    eager_reason: str = "--no-compile"  # recorded in flow.json when compile is False
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -90,6 +96,17 @@ def collect_flow_jobs(src: str | Path, list_path: str | Path | None = None) -> l
     return collect_jobs(src, list_path)[0]
 
 
+def input_size(src: Path) -> tuple[int, int, int]:
+    """(frames, width, height) of a video (container header) or frame folder, without decoding it all."""
+    src = Path(src)
+    if src.is_dir():
+        n = count_frames(src)
+        first = read_frames(src, [0])[0]
+        return n, first.shape[1], first.shape[0]
+    info = probe(src, count_frames=False)
+    return info.num_frames, info.width, info.height
+
+
 def load_frames(src: str | Path, short_side: int | None = None) -> np.ndarray:
     """All frames of a video file or frame folder as (T, H, W, 3) uint8 RGB, T >= 2."""
     import cv2
@@ -117,8 +134,31 @@ def load_frames(src: str | Path, short_side: int | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- solving
-Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # with a ``kernel_info`` dict attribute
 _ESTIMATORS: dict[FlowOptions, Estimator] = {}  # one per process, so a compiled solver is reused
+OPENCV_KERNEL = {"compiled": False, "kernel": "opencv", "kernel_note": "OpenCV DualTVL1 (reference backend)"}
+
+
+class TorchEstimator:
+    """``estimate(frames0, frames1)`` with vidact's solver; ``kernel_info`` says which path ran."""
+
+    def __init__(self, options: FlowOptions):
+        from vidact.flow.tvl1 import TVL1
+
+        self.solver = TVL1(options.params, device=options.device, compile=options.compile,
+                           eager_reason=options.eager_reason)
+        self._marked = False
+
+    def __call__(self, f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+        flows = self.solver(f0, f1).cpu().numpy()
+        if not self._marked and self.solver.compiled and self.solver.device.type == "cpu":
+            compile_choice.mark_cache_warm()  # the next job (any process) will find the code cached
+            self._marked = True
+        return flows
+
+    @property
+    def kernel_info(self) -> dict:
+        return self.solver.kernel_info
 
 
 def make_estimator(options: FlowOptions) -> Estimator:
@@ -128,21 +168,34 @@ def make_estimator(options: FlowOptions) -> Estimator:
     if options.backend == "opencv":
         from vidact.flow.opencv import OpenCVTVL1
 
-        estimator: Estimator = OpenCVTVL1(options.params)
+        estimator = OpenCVTVL1(options.params)
+        estimator.kernel_info = OPENCV_KERNEL
     else:
         import torch
 
-        from vidact.flow.tvl1 import TVL1
-
         if options.device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA GPU is visible to torch")
-        solver = TVL1(options.params, device=options.device, compile=options.compile)
-
-        def estimator(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
-            return solver(f0, f1).cpu().numpy()
-
+        estimator = TorchEstimator(options)
     _ESTIMATORS[options] = estimator
     return estimator
+
+
+def choose_compile(options: FlowOptions, jobs: list[VideoJob], workers: int) -> FlowOptions:
+    """Resolve ``compile="auto"`` for the CPU torch backend by the job's size (see compile_choice)."""
+    if options.backend != "torch" or not options.device.startswith("cpu") or options.compile != "auto":
+        return options
+    from vidact.flow.tvl1 import compiler_available
+
+    if not compiler_available():
+        return options  # TVL1 warns once and records why
+    sizes = compile_choice.job_sizes((j.src for j in jobs), options.short_side, input_size)
+    use, reason = compile_choice.should_compile(sizes, workers, compile_choice.cache_is_warm())
+    if use:
+        return replace(options, compile=True)
+    from vidact.flow.tvl1 import warn_once
+
+    warn_once(f"{reason}; TV-L1 runs eagerly")
+    return replace(options, compile=False, eager_reason=reason)
 
 
 def compute_flows(frames: np.ndarray, estimate: Estimator, batch: int) -> np.ndarray:
@@ -153,12 +206,17 @@ def compute_flows(frames: np.ndarray, estimate: Estimator, batch: int) -> np.nda
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.ndarray) -> dict:
+def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.ndarray,
+                  kernel_info: dict | None = None) -> dict:
     """Everything a reader needs to know about one output folder (``flow.json``)."""
+    kernel = kernel_info or {"compiled": None, "kernel": None, "kernel_note": ""}
     return {
         "algorithm": "tv-l1",
         "backend": options.backend,
         "device": options.device if options.backend == "torch" else "cpu",
+        "compiled": kernel["compiled"],
+        "kernel": kernel["kernel"],
+        "kernel_note": kernel["kernel_note"],
         "params": options.params.to_dict(),
         "format": options.fmt,
         "bound": float(options.bound),
@@ -179,21 +237,39 @@ def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.nd
     }
 
 
-def write_flow_folder(dest: Path, flows: np.ndarray, options: FlowOptions, src: Path, num_frames: int) -> None:
+def write_flow_folder(dest: Path, flows: np.ndarray, options: FlowOptions, src: Path, num_frames: int,
+                      kernel_info: dict | None = None) -> None:
     """Write flows (JPEG pairs or flow.npz) and the manifest into ``dest``."""
     if options.fmt == "npz":
         flowio.write_flow_npz(dest, flows)
     else:
         flowio.write_flow_jpgs(dest, flows, bound=options.bound, quality=options.quality)
-    flowio.write_manifest(dest, flow_manifest(options, src, num_frames, flows))
+    flowio.write_manifest(dest, flow_manifest(options, src, num_frames, flows, kernel_info))
 
 
 def process_input(src: Path, staging: Path, options: FlowOptions, frames: np.ndarray | None = None) -> None:
     """One job: decode (unless ``frames`` are given), solve all pairs, write the folder."""
     if frames is None:
         frames = load_frames(src, options.short_side)
-    flows = compute_flows(frames, make_estimator(options), options.pairs_per_call)
-    write_flow_folder(staging, flows, options, src, len(frames))
+    estimate = make_estimator(options)
+    flows = compute_flows(frames, estimate, options.pairs_per_call)
+    write_flow_folder(staging, flows, options, src, len(frames), estimate.kernel_info)
+
+
+def _process_in_worker(src: Path, staging: Path, options: FlowOptions) -> None:
+    """:func:`process_input` in a pool worker: its warnings are left to the parent (one line, not one per worker)."""
+    import sys
+
+    from vidact.flow import tvl1
+
+    if options.backend == "torch" or "torch" in sys.modules:
+        import torch
+
+        # One thread per worker, set before any tensor op: a child forked from a parent whose
+        # OpenMP pool had started hangs in its first multi-threaded region (seen under pytest).
+        torch.set_num_threads(1)
+    tvl1.warnings_enabled = False
+    process_input(src, staging, options)
 
 
 class Prefetcher:
@@ -262,8 +338,9 @@ def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: i
     """Run ``jobs`` (already sharded) into ``out``; skipped = finished before."""
     skipped = [j.rel for j in jobs if not overwrite and (out / j.rel).is_dir()]
     todo = [j for j in jobs if overwrite or not (out / j.rel).is_dir()]
+    options = choose_compile(options, todo, workers)
     if workers > 1 or options.backend == "opencv":
-        process = functools.partial(process_input, options=options)
+        process = functools.partial(_process_in_worker if workers > 1 else process_input, options=options)
         report = run_video_jobs(todo, out, process, workers=workers, description="flow",
                                 failures_file=failures_file, overwrite=True)
     else:
@@ -275,7 +352,24 @@ def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: i
         finally:
             prefetcher.close()
     report.skipped = skipped
+    if workers > 1:
+        _warn_fallbacks(out, report.done, options)
     return report
+
+
+def _warn_fallbacks(out: Path, done: list[str], options: FlowOptions) -> None:
+    """Once per distinct cause: a compiled solver that fell back to eager in a worker process."""
+    if options.backend != "torch" or options.compile is False:
+        return
+    from vidact.flow.tvl1 import warn_once
+
+    for rel in done:
+        try:
+            manifest = flowio.read_manifest(out / rel)
+        except Exception:  # written by this run a moment ago; unreadable only if removed meanwhile
+            continue
+        if manifest.get("compiled") is False and manifest.get("kernel_note"):
+            warn_once(f"{manifest['kernel_note']}; TV-L1 runs eagerly (about 4x slower on CPU)")
 
 
 def _gpu_worker(args: tuple) -> dict:
@@ -308,11 +402,16 @@ def extract_flow(
     out: str | Path,
     list_path: str | Path | None = None,
     options: FlowOptions = FlowOptions(),
-    workers: int = 1,
+    workers: int | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> dict:
-    """Extract TV-L1 flow of every selected input into ``out``; returns the job summary."""
+    """Extract TV-L1 flow of every selected input into ``out``; returns the job summary.
+
+    ``workers``: CPU processes; None = one per usable core on CPU, one per GPU on CUDA.
+    """
     out = Path(out)
+    if workers is None:
+        workers = 1 if options.device.startswith("cuda") else compile_choice.usable_cores()
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     jobs = take_shard(collect_flow_jobs(src, list_path), shard)
@@ -340,4 +439,17 @@ def extract_flow(
         report = _run_slice(jobs, out, options, workers, failures_name(shard))
     name = failures_name(shard)
     return {**report.to_dict(), "out": str(out), "failures_file": str(out / name) if report.failed else None,
-            "backend": options.backend, "device": options.device, "format": options.fmt}
+            "backend": options.backend, "device": options.device, "format": options.fmt, "workers": workers,
+            "kernels": _kernels_used(out, report.done)}
+
+
+def _kernels_used(out: Path, done: list[str]) -> dict[str, int]:
+    """How many of this run's outputs each kernel path produced (from their flow.json)."""
+    counts: dict[str, int] = {}
+    for rel in done:
+        try:
+            kernel = str(flowio.read_manifest(out / rel).get("kernel"))
+        except Exception:  # removed meanwhile
+            continue
+        counts[kernel] = counts.get(kernel, 0) + 1
+    return counts

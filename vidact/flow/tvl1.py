@@ -12,7 +12,8 @@ N frame pairs of one size are solved together: every step is a whole-batch tenso
 convergence is tracked per pair on the device (a converged pair is frozen, exactly as if it had
 stopped alone), and the host looks at it only every ``check_every`` iterations, so CUDA runs
 without a sync inside the inner loop. The inner iteration can be fused with ``torch.compile``;
-if compiling fails, the eager version is used instead.
+if compiling fails, the eager version is used instead, with one warning line that names the
+cause, and :attr:`TVL1.kernel_info` (recorded in every ``flow.json``) says which path ran.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ def _linear_weights(n_in: int, n_out: int, scale: float) -> np.ndarray:
     return m.astype(np.float32)
 
 
+@lru_cache(maxsize=128)
+def _resize_matrix(n_in: int, n_out: int, scale: float, device: torch.device) -> torch.Tensor:
+    """:func:`_linear_weights` as a tensor kept on ``device`` (copied there once, not per call)."""
+    return torch.from_numpy(_linear_weights(n_in, n_out, scale)).to(device)
+
+
 def resize_bilinear(x: torch.Tensor, size: tuple[int, int], scale: tuple[float, float] | None = None) -> torch.Tensor:
     """Resize (..., H, W) to ``size`` = (h, w) like ``cv2.resize(INTER_LINEAR)``.
 
@@ -117,8 +124,8 @@ def resize_bilinear(x: torch.Tensor, size: tuple[int, int], scale: tuple[float, 
     """
     h_in, w_in = x.shape[-2:]
     sy, sx = scale if scale is not None else (h_in / size[0], w_in / size[1])
-    ry = torch.from_numpy(_linear_weights(h_in, size[0], float(sy))).to(x.device)
-    rx = torch.from_numpy(_linear_weights(w_in, size[1], float(sx))).to(x.device)
+    ry = _resize_matrix(h_in, size[0], float(sy), x.device)
+    rx = _resize_matrix(w_in, size[1], float(sx), x.device)
     return ry @ x @ rx.T
 
 
@@ -271,24 +278,52 @@ def primal_dual_step(
 
 
 # --------------------------------------------------------------------------- compile with fallback
+KERNELS = ("triton-fused", "compiled", "eager")  # what ran the inner iteration (flow.json "kernel")
+_warned: set[str] = set()
+warnings_enabled = True  # extraction workers turn this off; their parent warns once for all of them
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time this process sees it."""
+    if message not in _warned:
+        _warned.add(message)
+        if warnings_enabled:
+            log.warning(message)
+
+
 def compiler_available() -> bool:
     """torch.compile's CPU backend needs a C++ compiler."""
     return shutil.which("g++") is not None or shutil.which("c++") is not None or shutil.which("clang++") is not None
 
 
-class Fused:
-    """``fn`` through ``torch.compile`` when asked; falls back to eager, once and for good, on failure."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
-    def __init__(self, fn: Callable, enable: bool):
+
+class Fused:
+    """``fn`` through ``torch.compile`` when asked; falls back to eager, once and for good, on failure.
+
+    A fallback is never silent: one warning line with the cause, and ``reason`` keeps it for
+    the outputs (``flow.json``, benchmark tables). ``backend`` is torch.compile's (tests pass a
+    counting backend to check that nothing recompiles).
+    """
+
+    def __init__(self, fn: Callable, enable: bool, backend: str | Callable = "inductor", reason: str = ""):
         self.eager = fn
         self.fn = fn
         self.compiled = False
+        self.reason = reason  # why it runs eagerly ("" when compiled)
         if enable:
             try:
-                self.fn = torch.compile(fn, dynamic=True)
+                self.fn = torch.compile(fn, dynamic=True, backend=backend)
                 self.compiled = True
             except Exception as exc:  # no inductor on this platform, unsupported Python, ...
-                log.warning("torch.compile unavailable (%s); running TV-L1 eagerly", exc)
+                self._fall_back(f"torch.compile unavailable ({_first_line(exc)})")
+
+    def _fall_back(self, reason: str) -> None:
+        self.fn, self.compiled, self.reason = self.eager, False, reason
+        warn_once(f"{reason}; TV-L1 runs eagerly (about 4x slower on CPU)")
 
     def __call__(self, *args):
         if not self.compiled:
@@ -296,9 +331,7 @@ class Fused:
         try:
             return self.fn(*args)
         except Exception as exc:  # compiler missing or crashing: the eager path gives the same result
-            log.warning("torch.compile failed (%s: %s); running TV-L1 eagerly", type(exc).__name__,
-                        str(exc).splitlines()[0] if str(exc) else "")
-            self.fn, self.compiled = self.eager, False
+            self._fall_back(f"torch.compile failed ({_first_line(exc)})")
             return self.eager(*args)
 
 
@@ -306,7 +339,8 @@ class Fused:
 class TVL1:
     """Batched TV-L1 solver: ``TVL1(device="cuda")(frames0, frames1)`` -> (N, 2, H, W) float32.
 
-    ``compile``: True, False or "auto" (compile on CUDA, and on CPU when a C++ compiler exists).
+    ``compile``: True, False or "auto" (compile on CUDA, and on CPU when a C++ compiler exists);
+    ``eager_reason`` is recorded in :attr:`kernel_info` when ``compile`` is False (who chose it).
     ``check_every``: inner iterations between host-side checks whether any pair still runs.
     ``threads``: CPU threads while solving (default 1). On a shared or busy CPU, two OpenMP
     threads wait at every fused kernel's barrier for a descheduled peer (measured 10-30x slower
@@ -327,13 +361,19 @@ class TVL1:
         threads: int | None = 1,
         chunk: int | None = None,
         compact_below: float = 0.5,
+        eager_reason: str = "compile=False",
+        compile_backend: str | Callable = "inductor",
     ):
         self.params = params or TVL1Params()
         self.device = torch.device(device)
+        reason = eager_reason
         if compile == "auto":
             compile = self.device.type == "cuda" or compiler_available()
-        self.step = Fused(primal_dual_step, bool(compile))
-        self.median = Fused(_median_torch, bool(compile) and self.device.type != "cpu")
+            if not compile:
+                reason = "no C++ compiler (g++, c++ or clang++) on PATH for torch.compile"
+                warn_once(f"{reason}; TV-L1 runs eagerly (about 4x slower on CPU)")
+        self.step = Fused(primal_dual_step, bool(compile), backend=compile_backend, reason=reason)
+        self.median = Fused(_median_torch, bool(compile) and self.device.type != "cpu", backend=compile_backend)
         self.opencv_median = self.device.type == "cpu"  # the GPU path (sorting network) when False
         self.check_every = max(1, int(check_every))
         self.threads = threads
@@ -344,6 +384,16 @@ class TVL1:
     @property
     def compiled(self) -> bool:
         return self.step.compiled
+
+    @property
+    def kernel(self) -> str:
+        """The inner iteration's path: "compiled" (torch.compile) or "eager"."""
+        return "compiled" if self.step.compiled else "eager"
+
+    @property
+    def kernel_info(self) -> dict:
+        """``{"compiled", "kernel", "kernel_note"}`` for flow.json and benchmark tables."""
+        return {"compiled": self.compiled, "kernel": self.kernel, "kernel_note": "" if self.compiled else self.step.reason}
 
     def __call__(self, frames0, frames1) -> torch.Tensor:
         """Flow from each frame of ``frames0`` to the same-index frame of ``frames1``."""
