@@ -143,10 +143,7 @@ class TorchEstimator:
     """``estimate(frames0, frames1)`` with vidact's solver; ``kernel_info`` says which path ran."""
 
     def __init__(self, options: FlowOptions):
-        from vidact.flow.tvl1 import TVL1
-
-        self.solver = TVL1(options.params, device=options.device, compile=options.compile,
-                           eager_reason=options.eager_reason)
+        self.solver = make_solver(options)
         self._marked = False
 
     def __call__(self, f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
@@ -159,6 +156,20 @@ class TorchEstimator:
     @property
     def kernel_info(self) -> dict:
         return self.solver.kernel_info
+
+
+def make_solver(options: FlowOptions):
+    """The torch solver: the fused Triton kernel on CUDA (warned once if unavailable), else :class:`TVL1`."""
+    from vidact.flow.tvl1 import TVL1, warn_once
+
+    if options.device.startswith("cuda") and options.compile is not False:
+        from vidact.flow import tvl1_triton
+
+        ok, why = tvl1_triton.available(options.device)
+        if ok:
+            return tvl1_triton.FusedTVL1(options.params, device=options.device)
+        warn_once(f"fused Triton TV-L1 kernel unavailable ({why}); running the torch.compile step")
+    return TVL1(options.params, device=options.device, compile=options.compile, eager_reason=options.eager_reason)
 
 
 def make_estimator(options: FlowOptions) -> Estimator:

@@ -363,6 +363,7 @@ class TVL1:
         compact_below: float = 0.5,
         eager_reason: str = "compile=False",
         compile_backend: str | Callable = "inductor",
+        record_iterations: bool = False,
     ):
         self.params = params or TVL1Params()
         self.device = torch.device(device)
@@ -380,6 +381,8 @@ class TVL1:
         self.chunk = chunk if chunk is not None else (1 if self.device.type == "cpu" else 0)
         self.compact_below = compact_below
         self.iterations: list[int] = []  # inner iterations run per scale (finest first), last call
+        self.record_iterations = record_iterations
+        self.pair_iterations: list[torch.Tensor] = []  # per (level, warp), coarsest first: iterations of each pair
 
     @property
     def compiled(self) -> bool:
@@ -428,6 +431,7 @@ class TVL1:
         n = i0.shape[0]
         u = torch.zeros((n, 2, *pyr0[-1].shape[-2:]), device=i0.device, dtype=torch.float32)
         self.iterations = [0] * len(pyr0)
+        self.pair_iterations = []
         for s in range(len(pyr0) - 1, -1, -1):
             if u.shape[-2:] != pyr0[s].shape[-2:]:
                 u = resize_bilinear(u, tuple(pyr0[s].shape[-2:])) / prm.scale_step
@@ -458,9 +462,12 @@ class TVL1:
             # into a smaller batch (``rows``: their places in the full batch; None = all).
             rows, run = None, [u, p, i1w_grad, grad_sq, rho_c]
             active = torch.ones(n, dtype=torch.bool, device=u.device)
+            ran = torch.zeros(n, dtype=torch.int32, device=u.device) if self.record_iterations else None
             for it in range(total):
                 if it % prm.inner_iterations == 0 and prm.median_filtering > 1:
                     run[0] = torch.where(active.view(-1, 1, 1, 1), self._median(run[0]), run[0])
+                if ran is not None:
+                    ran.index_add_(0, rows if rows is not None else torch.arange(n, device=u.device), active.int())
                 run[0], run[1], active = self.step(*run, active, l_t, prm.theta, taut, stop_error)
                 self.iterations[level] += 1
                 if (it + 1) % self.check_every == 0:
@@ -474,6 +481,8 @@ class TVL1:
                         run = [t[keep] for t in run]
                         active = active[keep]
             u, p = _put_rows(u, rows, run[0]), _put_rows(p, rows, run[1])
+            if ran is not None:
+                self.pair_iterations.append(ran)
         return u
 
 
