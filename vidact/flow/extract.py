@@ -75,7 +75,7 @@ class FlowOptions:
     def pairs_per_call(self) -> int:
         if self.batch is not None:
             return self.batch
-        return 32 if self.device.startswith("cuda") else 1
+        return 256 if self.device.startswith("cuda") else 1
 
 
 # --------------------------------------------------------------------------- inputs
@@ -344,13 +344,41 @@ def torchrun_rank() -> tuple[int, int, int] | None:
     return int(os.environ.get("RANK", local) or local), world, local
 
 
+def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_file: str) -> JobReport:
+    """Pairs of many videos per solver call, quantised on the device, written by a thread pool (CUDA default)."""
+    from vidact.flow.pipeline import BatchedExtraction
+
+    estimator = make_estimator(options)
+    solver = estimator.solver
+
+    def write(staging: Path, flows: np.ndarray, src: Path, num_frames: int) -> None:
+        write_flow_folder(staging, flows, options, src, num_frames, estimator.kernel_info)
+
+    runner = BatchedExtraction(solver, options.pairs_per_call, write, options.fmt, options.bound)
+    prefetcher = Prefetcher(jobs, options.short_side, depth=4)
+    try:
+        report = runner.run(jobs, lambda job: prefetcher.get(job.src), out, failures_file)
+    finally:
+        prefetcher.close()
+    return report
+
+
 def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: int, failures_file: str,
-               overwrite: bool = False) -> JobReport:
-    """Run ``jobs`` (already sharded) into ``out``; skipped = finished before."""
+               overwrite: bool = False, batched: bool | None = None) -> JobReport:
+    """Run ``jobs`` (already sharded) into ``out``; skipped = finished before.
+
+    ``batched``: pairs of many videos per solver call (:func:`run_batched`); default on CUDA.
+    """
     skipped = [j.rel for j in jobs if not overwrite and (out / j.rel).is_dir()]
     todo = [j for j in jobs if overwrite or not (out / j.rel).is_dir()]
     options = choose_compile(options, todo, workers)
-    if workers > 1 or options.backend == "opencv":
+    if batched is None:
+        batched = options.backend == "torch" and options.device.startswith("cuda")
+    if batched:
+        if options.backend != "torch":
+            raise UsageError("batched extraction needs the torch backend")
+        report = run_batched(todo, out, options, failures_file)
+    elif workers > 1 or options.backend == "opencv":
         process = functools.partial(_process_in_worker if workers > 1 else process_input, options=options)
         report = run_video_jobs(todo, out, process, workers=workers, description="flow",
                                 failures_file=failures_file, overwrite=True)
@@ -415,10 +443,13 @@ def extract_flow(
     options: FlowOptions = FlowOptions(),
     workers: int | None = None,
     shard: tuple[int, int] = (0, 1),
+    batched: bool | None = None,
 ) -> dict:
     """Extract TV-L1 flow of every selected input into ``out``; returns the job summary.
 
     ``workers``: CPU processes; None = one per usable core on CPU, one per GPU on CUDA.
+    ``batched``: solve pairs of many videos together and write in a thread pool (default: on
+    CUDA; on CPU it runs in this one process, for tests and comparisons).
     """
     out = Path(out)
     if workers is None:
@@ -443,11 +474,11 @@ def extract_flow(
         jobs = take_shard(jobs, (rank, world))
         if options.device == "cuda":
             options = replace(options, device=f"cuda:{local}")
-        report = _run_slice(jobs, out, options, workers, failures_name(shard))
+        report = _run_slice(jobs, out, options, workers, failures_name(shard), batched=batched)
     elif gpus > 1:
         report = _run_on_gpus(jobs, out, options, shard, gpus)
     else:
-        report = _run_slice(jobs, out, options, workers, failures_name(shard))
+        report = _run_slice(jobs, out, options, workers, failures_name(shard), batched=batched)
     name = failures_name(shard)
     return {**report.to_dict(), "out": str(out), "failures_file": str(out / name) if report.failed else None,
             "backend": options.backend, "device": options.device, "format": options.fmt, "workers": workers,

@@ -88,7 +88,8 @@ def write_flow_jpgs(
 ) -> int:
     """Write ``flows`` (N, 2, H, W) as ``{prefix}x_00001.jpg`` / ``{prefix}y_00001.jpg`` pairs.
 
-    Flow k is numbered ``start + k``; returns the number of pairs written.
+    Flow k is numbered ``start + k``; returns the number of pairs written. uint8 ``flows`` are
+    taken as already quantised with :func:`quantize` (the GPU extractor quantises on the device).
     """
     import cv2
 
@@ -100,7 +101,8 @@ def write_flow_jpgs(
         for axis, component in zip("xy", flow):
             path = folder / _jpg_name(prefix, axis, start + k)
             # encode in memory and write from Python: cv2.imwrite crashes on non-UTF-8 paths
-            ok, buf = cv2.imencode(f".{path.suffix.lstrip('.') or 'jpg'}", quantize(component, bound), params)
+            q = component if component.dtype == np.uint8 else quantize(component, bound)
+            ok, buf = cv2.imencode(f".{path.suffix.lstrip('.') or 'jpg'}", q, params)
             if not ok:
                 raise VidactError(f"{path}: could not write JPEG")
             path.write_bytes(buf.tobytes())

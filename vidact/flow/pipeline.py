@@ -1,0 +1,177 @@
+"""Flow extraction that keeps the solver busy: pairs of many videos per batch, output work off the critical path.
+
+Stages, each overlapping the next:
+
+1. a decoder thread (:class:`vidact.flow.extract.Prefetcher`) reads the next videos;
+2. the main thread packs consecutive frame pairs of as many videos as it takes into batches of
+   ``batch`` pairs of one frame size (a video may span batches), solves a batch, quantises it on
+   the device (uint8 JPEG levels, or float16 for ``.npz``) and starts the copy back into pinned
+   host memory without waiting for it (CUDA);
+3. a thread pool waits for each copy, and once a video has all its pairs, encodes its JPEGs and
+   writes its folder atomically, while the main thread already solves the next batch.
+
+On CPU the same code runs with plain tensors (no pinned memory or events); what is written is
+identical to the one-video-at-a-time path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vidact.errors import VidactError
+from vidact.io.atomic import atomic_dir
+from vidact.utils.jobs import JobReport, VideoJob, write_failures
+from vidact.utils.progress import make_progress
+
+
+def quantize_on_device(flows: torch.Tensor, bound: float) -> torch.Tensor:
+    """:func:`vidact.io.flowio.quantize` on the device (float64, so the levels are identical)."""
+    f = flows.double().clamp(-bound, bound)
+    return torch.floor(f * (127.5 / bound) + 128.0).clamp(0, 255).to(torch.uint8)
+
+
+class HostCopy:
+    """A device tensor on its way to host memory: pinned and asynchronous on CUDA, immediate elsewhere."""
+
+    def __init__(self, tensor: torch.Tensor):
+        if tensor.device.type == "cuda":
+            self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = tensor, None
+
+    def numpy(self) -> np.ndarray:
+        """Wait for the copy (this thread only) and return the host array."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.numpy()
+
+
+@dataclass
+class VideoInProgress:
+    """One video's frames and the solved parts of its flow, until all pairs are in."""
+
+    job: VideoJob
+    frames: np.ndarray | None
+    parts: dict[int, tuple[HostCopy, int, int]] = field(default_factory=dict)  # start -> (copy, row0, row1)
+    solved: int = 0
+
+    @property
+    def pairs(self) -> int:
+        return len(self.frames) - 1
+
+
+Writer = Callable[[Path, np.ndarray, np.ndarray], None]  # (staging, flows as written, frames shape) -> None
+
+
+class BatchedExtraction:
+    """Run ``jobs`` through ``solve`` in batches of ``batch`` pairs; ``write(staging, flows, src, n_frames)``.
+
+    ``solve(f0, f1) -> (N, 2, H, W)`` device tensor; ``device_format`` is "jpg" (quantise to uint8
+    with ``bound`` on the device) or "npz" (float16 on the device).
+    """
+
+    def __init__(self, solve: Callable[[np.ndarray, np.ndarray], torch.Tensor], batch: int, write: Callable,
+                 device_format: str, bound: float, writers: int = 4):
+        self.solve = solve
+        self.batch = max(1, int(batch))
+        self.write = write
+        self.device_format = device_format
+        self.bound = bound
+        self.writers = writers
+        self.batches = 0  # solver calls made
+        self.batch_sizes: list[int] = []
+
+    def _to_host(self, flows: torch.Tensor) -> HostCopy:
+        if self.device_format == "jpg":
+            return HostCopy(quantize_on_device(flows, self.bound))
+        return HostCopy(flows.to(torch.float16))
+
+    def run(self, jobs: list[VideoJob], frames_of: Callable[[VideoJob], np.ndarray], out: Path,
+            failures_file: str) -> JobReport:
+        report = JobReport()
+        lock = threading.Lock()
+        pending: dict[tuple[int, int], list[tuple[VideoInProgress, int, int]]] = {}  # size -> segments
+
+        with make_progress() as progress, cf.ThreadPoolExecutor(self.writers) as pool:
+            task = progress.add_task("flow", total=len(jobs), status="")
+
+            def record(rel: str, err: str | None) -> None:
+                with lock:
+                    if err is None:
+                        report.done.append(rel)
+                    else:
+                        report.failed.append((rel, err))
+                    progress.update(task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else "")
+
+            def finish(video: VideoInProgress) -> None:  # in a writer thread
+                try:
+                    rows = [video.parts[s] for s in sorted(video.parts)]
+                    flows = np.concatenate([copy.numpy()[r0:r1] for copy, r0, r1 in rows])
+                    with atomic_dir(out / video.job.rel) as staging:
+                        self.write(staging, flows, video.job.src, video.pairs + 1)
+                    record(video.job.rel, None)
+                except VidactError as exc:
+                    record(video.job.rel, str(exc))
+                except Exception as exc:  # one bad video never stops the others
+                    record(video.job.rel, f"{video.job.src}: {type(exc).__name__}: {exc}")
+
+            def flush(size: tuple[int, int]) -> None:
+                segments = [seg for seg in pending.pop(size, []) if seg[0].frames is not None]  # not failed meanwhile
+                if not segments:
+                    return
+                f0 = np.concatenate([v.frames[a:b] for v, a, b in segments])
+                f1 = np.concatenate([v.frames[a + 1:b + 1] for v, a, b in segments])
+                try:
+                    copy = self._to_host(self.solve(f0, f1))
+                except Exception as exc:  # the solver failed on this batch: its videos fail, the run goes on
+                    for v, _, _ in segments:
+                        if v.frames is not None:
+                            v.frames = None
+                            record(v.job.rel, f"{v.job.src}: {type(exc).__name__}: {exc}")
+                    return
+                self.batches += 1
+                self.batch_sizes.append(len(f0))
+                row = 0
+                for v, a, b in segments:
+                    v.parts[a] = (copy, row, row + b - a)
+                    row += b - a
+                    v.solved += b - a
+                    if v.solved == v.pairs and v.frames is not None:
+                        pool.submit(finish, v)
+
+            for job in jobs:
+                try:
+                    frames = frames_of(job)
+                except VidactError as exc:
+                    record(job.rel, str(exc))
+                    continue
+                except Exception as exc:
+                    record(job.rel, f"{job.src}: {type(exc).__name__}: {exc}")
+                    continue
+                if min(frames.shape[1:3]) < 3:  # what the solver would refuse, for this video alone
+                    record(job.rel, f"{job.src}: frames must be at least 3x3 pixels, got {tuple(frames.shape[1:3])}")
+                    continue
+                video = VideoInProgress(job, frames)
+                size = frames.shape[1:3]
+                start = 0
+                while start < video.pairs:
+                    queued = sum(b - a for _, a, b in pending.get(size, []))
+                    take = min(self.batch - queued, video.pairs - start)
+                    pending.setdefault(size, []).append((video, start, start + take))
+                    start += take
+                    if queued + take == self.batch:
+                        flush(size)
+            for size in list(pending):
+                flush(size)
+        write_failures(out, report.failed, failures_file)
+        return report
