@@ -229,6 +229,7 @@ class FusedTVL1(TVL1):
         self._states: dict[tuple[int, int, int], IterationState] = {}
         self._seen: set = set()
         self.chunks_launched = 0
+        self.graph_failure = ""
 
     @property
     def kernel(self) -> str:
@@ -236,8 +237,8 @@ class FusedTVL1(TVL1):
 
     @property
     def kernel_info(self) -> dict:
-        return {"compiled": True, "kernel": "triton-fused",
-                "kernel_note": "CUDA graphs per level" if self.graphs else "no CUDA graphs"}
+        note = "CUDA graphs per level" if self.graphs else (self.graph_failure or "no CUDA graphs")
+        return {"compiled": True, "kernel": "triton-fused", "kernel_note": note}
 
     # ------------------------------------------------------------------ one level
     def _one_scale(self, i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, level: int) -> torch.Tensor:
@@ -306,8 +307,17 @@ class FusedTVL1(TVL1):
                 self._iterations(st, k0, k1, grid, consts)
                 return
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            try:
+                with torch.cuda.graph(graph):
+                    self._iterations(st, k0, k1, grid, consts)
+            except Exception as exc:  # capture refused: launch one by one from now on, and say so
+                from vidact.flow.tvl1 import _first_line, warn_once
+
+                self.graphs = False
+                self.graph_failure = f"CUDA graph capture failed ({_first_line(exc)})"
+                warn_once(f"{self.graph_failure}; TV-L1 launches its fused kernels one by one")
                 self._iterations(st, k0, k1, grid, consts)
+                return
             st.graphs[sig] = graph
         graph.replay()
 
