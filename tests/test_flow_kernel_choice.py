@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidact.data.synthetic import write_video
+from vidact.io.video import write_video
 from vidact.flow import compile_choice
 from vidact.flow import tvl1 as tvl1_mod
 from vidact.flow.extract import FlowOptions, choose_compile, extract_flow

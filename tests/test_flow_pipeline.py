@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidact.data.synthetic import write_video
+from vidact.io.video import write_video
 from vidact.flow.extract import FlowOptions, extract_flow
 from vidact.flow.pipeline import BatchedExtraction, HostCopy, quantize_on_device
 from vidact.flow.tvl1 import TVL1Params
