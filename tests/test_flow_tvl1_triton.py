@@ -32,8 +32,8 @@ def _check(result: dict, iterations: int) -> None:
     assert result["kernel_info"]["kernel"] == "triton-fused" and result["graphs"] is False
     # same stopping decisions: the iterations every pair ran in every (level, warp)
     assert result["fused_iterations"] == result["ref_iterations"]
-    last = result["ref_iterations"][-1]
-    assert len(set(last)) == len(last) and max(last) <= iterations  # the pairs stopped at different iterations
+    counts = {c for warp in result["ref_iterations"] for c in warp}
+    assert len(counts) >= 3 and max(counts) <= iterations  # pairs stopped at different iterations, some early
     assert result["max_diff"] <= 1e-3 and result["max_flow"] > 0.5  # flow within 1e-3 px, and there is motion
     # the motionless pair, converged early, is left untouched while the others run on
     assert result["alone_diff"] <= 1e-6
@@ -46,7 +46,7 @@ def test_fused_kernel_matches_the_torch_solver_small():
 
 @pytest.mark.slow
 def test_fused_kernel_matches_the_torch_solver_two_levels():
-    """Two pyramid levels, 3 x 2 tiles, up to 30 iterations per warp (about 2 minutes interpreted)."""
+    """Two pyramid levels, 3 x 2 tiles, up to 30 iterations per warp (about 35 s of CPU interpreted)."""
     _check(_interpret("full"), iterations=30)
 
 
