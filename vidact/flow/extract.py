@@ -354,7 +354,8 @@ def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_
     def write(staging: Path, flows: np.ndarray, src: Path, num_frames: int) -> None:
         write_flow_folder(staging, flows, options, src, num_frames, estimator.kernel_info)
 
-    runner = BatchedExtraction(solver, options.pairs_per_call, write, options.fmt, options.bound)
+    runner = BatchedExtraction(solver, options.pairs_per_call, write, options.fmt, options.bound,
+                               writers=min(8, compile_choice.usable_cores()))
     prefetcher = Prefetcher(jobs, options.short_side, depth=4)
     try:
         report = runner.run(jobs, lambda job: prefetcher.get(job.src), out, failures_file)
