@@ -105,3 +105,38 @@ def test_kernel_compiles_for_an_h100_class_gpu_without_one():
     assert len(kernel.asm["cubin"]) > 0
     assert "sqrt.rn.f32" in ptx and "div.rn.f32" in ptx  # IEEE-rounded, as torch computes them
     assert "atom." not in ptx  # no atomics: the error partials are summed in a fixed order
+
+
+def test_a_failing_fused_kernel_warns_once_and_solves_with_the_torch_step(monkeypatch, caplog):
+    """Simulated on CPU: the kernel raises (as a Triton compile error would); the flow still comes, recorded."""
+    import logging
+
+    import numpy as np
+
+    from vidact.flow import tvl1 as tvl1_mod
+    from vidact.flow import tvl1_triton as mod
+    from vidact.flow.tvl1 import TVL1, TVL1Params
+
+    monkeypatch.setattr(mod, "available", lambda device: (True, ""))
+    monkeypatch.setattr(tvl1_mod, "_warned", set())
+
+    class Broken:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("PTX assembly failed\ndetails")
+            return launch
+
+    monkeypatch.setattr(mod, "tvl1_iteration_kernel", Broken())
+    params = TVL1Params(nscales=1, warps=1, outer_iterations=1, inner_iterations=3)
+    frames = np.random.default_rng(0).integers(0, 255, size=(2, 12, 16), dtype=np.uint8)
+    solver = mod.FusedTVL1(params, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="vidact"):
+        out = solver(frames[:1], frames[1:])
+        solver(frames[:1], frames[1:])
+    expected = TVL1(params, compile=False)(frames[:1], frames[1:])
+    assert float((out - expected).abs().max()) == 0.0
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("vidact")] == [
+        "fused Triton kernel failed (RuntimeError: PTX assembly failed); TV-L1 runs the torch.compile step instead"]
+    info = solver.kernel_info
+    assert info["kernel"] == "eager" and info["compiled"] is False  # CPU: the fallback was built with compile=False
+    assert info["kernel_note"].startswith("fused Triton kernel failed (RuntimeError: PTX assembly failed)")

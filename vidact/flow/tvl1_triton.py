@@ -230,15 +230,35 @@ class FusedTVL1(TVL1):
         self._seen: set = set()
         self.chunks_launched = 0
         self.graph_failure = ""
+        self.fallback: TVL1 | None = None  # the torch step, once the fused kernel has failed
+        self.failure = ""
 
     @property
     def kernel(self) -> str:
-        return "triton-fused"
+        return self.fallback.kernel if self.fallback is not None else "triton-fused"
 
     @property
     def kernel_info(self) -> dict:
+        if self.fallback is not None:
+            info = self.fallback.kernel_info
+            return {**info, "kernel_note": "; ".join(x for x in (self.failure, info["kernel_note"]) if x)}
         note = "CUDA graphs per level" if self.graphs else (self.graph_failure or "no CUDA graphs")
         return {"compiled": True, "kernel": "triton-fused", "kernel_note": note}
+
+    def __call__(self, frames0, frames1) -> torch.Tensor:
+        """As :meth:`TVL1.__call__`; if the fused kernel fails, warns once and solves with the torch step."""
+        if self.fallback is None:
+            try:
+                return super().__call__(frames0, frames1)
+            except (ValueError, torch.cuda.OutOfMemoryError):  # bad input or too big a batch: not the kernel's fault
+                raise
+            except Exception as exc:
+                from vidact.flow.tvl1 import _first_line, warn_once
+
+                self.failure = f"fused Triton kernel failed ({_first_line(exc)})"
+                warn_once(f"{self.failure}; TV-L1 runs the torch.compile step instead")
+                self.fallback = TVL1(self.params, device=self.device, compile=self.device.type == "cuda")
+        return self.fallback(frames0, frames1)
 
     # ------------------------------------------------------------------ one level
     def _one_scale(self, i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, level: int) -> torch.Tensor:
