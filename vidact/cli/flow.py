@@ -26,8 +26,9 @@ def extract(
     workers: int = typer.Option(None, "--workers", "-j", help="Parallel CPU worker processes, one torch thread "
                                 "each [default: the usable cores on CPU, 1 per GPU on CUDA]."),
     shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n)."),
-    no_compile: bool = typer.Option(False, "--no-compile", help="Run the torch solver eagerly (no torch.compile) "
-                                    "[default: compile when the job is big enough to win back the compile time]."),
+    compile_step: bool = typer.Option(None, "--compile/--no-compile", help="Compile the torch solver's step "
+                                      "(torch.compile) or run it eagerly [default: compile when the job is big "
+                                      "enough to win back the compile time; always on CUDA]."),
     json_out: JsonFlag = False,
 ) -> None:
     """Extract TV-L1 flow of every video; re-running skips finished videos.
@@ -44,7 +45,7 @@ def extract(
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be in 1..100, got {quality}")
     options = FlowOptions(backend=backend, device=device, batch=batch, short_side=short_side, bound=bound,
-                          fmt=fmt, quality=quality, compile=False if no_compile else "auto")
+                          fmt=fmt, quality=quality, compile="auto" if compile_step is None else compile_step)
     result = extract_flow(src, out, list_path, options, workers=workers, shard=parse_shard(shard))
     report_video_jobs(result, out, json_out, verb="done")
 
