@@ -393,9 +393,10 @@ def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: i
     """
     skipped = [j.rel for j in jobs if not overwrite and (out / j.rel).is_dir()]
     todo = [j for j in jobs if overwrite or not (out / j.rel).is_dir()]
-    options = choose_compile(options, todo, workers)
     if batched is None:
         batched = options.backend == "torch" and options.device.startswith("cuda")
+    # the processes that will each compile: one per worker that gets a video (one when batched)
+    options = choose_compile(options, todo, 1 if batched else max(1, min(workers, len(todo))))
     if batched:
         if options.backend != "torch":
             raise UsageError("batched extraction needs the torch backend")
