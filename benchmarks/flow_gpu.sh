@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
     --json "$OUT/flow_bench.json" 2>&1 | tee "$OUT/flow_bench.txt"
 # End to end: synthetic videos -> flow JPEGs on the GPU (decode prefetch overlaps the solver).
 "$PY" -m vidact data synth "$OUT/synth" --classes 4 --per-class 4 --frames 32 --size 128 >/dev/null
-/usr/bin/time -v "$PY" -m vidact flow extract "$OUT/synth/videos" "$OUT/flow" --device cuda --batch 31 --json \
+/usr/bin/time -v "$PY" -m vidact flow extract "$OUT/synth/videos" "$OUT/flow" --device cuda --json \
     > "$OUT/extract.json" 2> "$OUT/extract_time.txt" || true
 grep -E "Elapsed|Maximum resident" "$OUT/extract_time.txt" || true
 cat "$OUT/extract.json"
