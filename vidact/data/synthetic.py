@@ -5,6 +5,15 @@ the class decides only the motion of the foreground layer (translation direction
 rotation sense, zoom in/out, still, flicker). One frame therefore carries no class
 information, while two frames do. Clips are deterministic in ``seed`` and written as
 real H.264 files with PyAV.
+
+Two styles. ``dots`` (the default): a dense random-dot kinematogram of small shapes over a
+smooth background; every clip carries the motion everywhere, so the classes are easy and small
+3D nets learn them in minutes. ``natural``: closer to real video in the ways large-batch and
+coarse-to-fine training depend on: shapes of sizes from a few pixels to a third of the frame,
+each with its own texture; a background with texture at several scales that drifts as a camera
+pan would (the same for every class, so it is a nuisance); and the moving layer covers only
+part of the frame. A coarse (fewer frames, smaller crop) clip still shows the large structures
+move, and clips differ more within a class, so gradients differ more from clip to clip.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from vidact.data.annotations import write_dataset_options
 from vidact.io.atomic import atomic_write_text
 from vidact.io.video import write_video
 
+STYLES = ("dots", "natural")
 MOTIONS = (
     "move_left",
     "move_right",
@@ -45,8 +55,11 @@ class SynthConfig:
     val_fraction: float = 0.25
     seed: int = 0
     codec: str = "libx264"
+    style: str = "dots"  # dots | natural (see the module docstring)
 
     def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}")
         if not 2 <= self.classes <= len(MOTIONS):
             raise ValueError(f"classes must be in 2..{len(MOTIONS)}")
         if self.per_class < 2:
@@ -95,6 +108,40 @@ def _foreground(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     return rgb, alpha
 
 
+def _multiscale_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Colour texture with structure at several scales (fine grain to blobs), (h, w, 3) in [0, 255]."""
+    tex = sum(rng.uniform(0.3, 1.0) * _texture(rng, size, size, blur=b) for b in (0.7, 2.0, 6.0))
+    tex -= tex.min()
+    return (tex * (255.0 / max(float(tex.max()), 1e-6))).astype(np.float32)
+
+
+def _foreground_natural(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Textured shapes of many sizes (radius size/24 .. size/4, log-uniform) in a random part of the frame."""
+    rgb = np.zeros((size, size, 3), np.float32)
+    alpha = np.zeros((size, size), np.float32)
+    # the moving layer covers a random window of half to all of the frame
+    span = int(rng.integers(size // 2, size + 1))
+    x0, y0 = (int(v) for v in rng.integers(0, size - span + 1, size=2))
+    lo, hi = np.log(max(2.0, size / 24)), np.log(size / 4)
+    for _ in range(int(rng.integers(6, 16))):
+        mask = np.zeros((size, size), np.uint8)
+        cx, cy = int(x0 + rng.integers(0, span)), int(y0 + rng.integers(0, span))
+        r = int(round(np.exp(rng.uniform(lo, hi))))
+        kind = rng.integers(3)
+        if kind == 0:
+            cv2.circle(mask, (cx, cy), r, 1, -1)
+        elif kind == 1:
+            cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1, -1)
+        else:
+            pts = (rng.uniform(-r, r, size=(3, 2)) + (cx, cy)).astype(np.int32)
+            cv2.fillConvexPoly(mask, pts, 1)
+        m = mask.astype(bool)
+        own = _texture(rng, size, size, blur=float(rng.uniform(0.5, 3.0)))
+        rgb[m] = 0.55 * rng.uniform(0, 255, size=3) + 0.45 * own[m]
+        alpha[m] = 1.0
+    return rgb, alpha
+
+
 def _affine(motion: str, t: int, size: int, speed: float, scale0: float, angle0: float) -> np.ndarray:
     """2x3 affine matrix for the foreground at frame ``t``."""
     c = (size / 2, size / 2)
@@ -121,10 +168,14 @@ def _affine(motion: str, t: int, size: int, speed: float, scale0: float, angle0:
     return m
 
 
-def render_clip(motion: str, frames: int, size: int, seed: int) -> np.ndarray:
-    """Render one clip as (T, H, W, 3) uint8 RGB; deterministic in ``seed``."""
+def render_clip(motion: str, frames: int, size: int, seed: int, style: str = "dots") -> np.ndarray:
+    """Render one clip as (T, H, W, 3) uint8 RGB; deterministic in ``seed`` (and ``style``)."""
     if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}")
+    if style == "natural":
+        return _render_natural(motion, frames, size, seed)
+    if style != "dots":
+        raise ValueError(f"unknown style {style!r}")
     rng = np.random.default_rng(seed)
     background = _texture(rng, size, size, blur=rng.uniform(1.0, 4.0))
     fg_rgb, fg_alpha = _foreground(rng, size)
@@ -146,6 +197,34 @@ def render_clip(motion: str, frames: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
+def _render_natural(motion: str, frames: int, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pad = size // 2  # the background is larger than the frame so the pan never shows its edge
+    background = _multiscale_texture(rng, size + 2 * pad)
+    fg_rgb, fg_alpha = _foreground_natural(rng, size)
+    speed = float(rng.uniform(0.6, 1.8))
+    scale0 = float(rng.uniform(0.85, 1.15))
+    angle0 = float(rng.uniform(0, 360))
+    phase = float(rng.uniform(0, 2 * np.pi))
+    pan_speed = float(rng.uniform(0.0, 0.5))  # camera drift: slower than the class motion, any direction
+    pan_angle = float(rng.uniform(0, 2 * np.pi))
+    pan = np.array([np.cos(pan_angle), np.sin(pan_angle)]) * pan_speed
+    border = cv2.BORDER_WRAP if motion.startswith("move_") else cv2.BORDER_CONSTANT
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        shift = np.float32([[1, 0, -pad + pan[0] * t], [0, 1, -pad + pan[1] * t]])
+        bg = cv2.warpAffine(background, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        m = _affine(motion, t, size, speed, scale0, angle0)
+        m[:, 2] += pan * t  # the camera moves the foreground too
+        rgb = cv2.warpAffine(fg_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+        a = cv2.warpAffine(fg_alpha, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)[..., None]
+        if motion == "flicker":
+            rgb = rgb * (0.55 + 0.45 * np.cos(phase + 1.3 * t))
+        frame = bg * (1 - a) + rgb * a
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return out
+
+
 def clip_seed(seed: int, label: int, index: int) -> int:
     digest = hashlib.sha256(f"{seed}:{label}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
@@ -161,6 +240,8 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "synth.json"
     manifest = {"generator": "vidact.data.synthetic", **asdict(cfg)}
+    if cfg.style == "dots":
+        del manifest["style"]  # folders written before styles existed stay resumable
     if manifest_path.exists() and json.loads(manifest_path.read_text()) != manifest:
         raise ValueError(f"{out} holds a synthetic set made with other settings; choose another folder")
     names = list(MOTIONS[: cfg.classes])
@@ -171,7 +252,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -
             rel = f"videos/{name}/{name}_{i:04d}.mp4"
             path = out / rel
             if not path.exists():
-                clip = render_clip(name, cfg.frames, cfg.size, clip_seed(cfg.seed, label, i))
+                clip = render_clip(name, cfg.frames, cfg.size, clip_seed(cfg.seed, label, i), style=cfg.style)
                 write_video(path, clip, fps=cfg.fps, codec=cfg.codec)
             split = "val" if i >= cfg.per_class - n_val else "train"
             rows[split].append((rel, label))
