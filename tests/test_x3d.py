@@ -160,3 +160,22 @@ def test_pointwise_conv_equals_conv3d(stride, channels_last):
         x = x.contiguous(memory_format=torch.channels_last_3d)
     expected = torch.nn.functional.conv3d(x, conv.weight, conv.bias, stride=conv.stride)
     torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_x3d_zero_initialises_the_last_bn_scale_of_every_block():
+    """PySlowFast's init (without it X3D-XS stays at chance on the synthetic set): each residual
+    block's last BatchNorm starts at scale 0, so a fresh block is relu(shortcut); every other BN at 1."""
+    torch.manual_seed(0)
+    model = create_model("x3d-xs", num_classes=5, width_mult=0.5)
+    blocks = [block for i in range(2, 6) for block in getattr(model, f"res{i}")]
+    assert len(blocks) == sum(X3D_VARIANTS["x3d-xs"].stage_depths()) == 26  # 3, 5, 11, 7
+    finals = {id(block.branch2.c_bn) for block in blocks}
+    for block in blocks:
+        assert torch.equal(block.branch2.c_bn.weight, torch.zeros_like(block.branch2.c_bn.weight))
+        assert torch.equal(block.branch2.c_bn.bias, torch.zeros_like(block.branch2.c_bn.bias))
+    others = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d) and id(m) not in finals]
+    assert others and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in others)
+    block = model.res3[1].eval()  # an identity-shortcut block: the residual branch adds exactly nothing
+    x = torch.randn(2, block.branch2.a.in_channels, 2, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x))
