@@ -50,33 +50,53 @@ def load_dataset_clips(folder) -> tuple[list[str], dict]:
     return ds.classes, out
 
 
-def clip_at(video: torch.Tensor, frames: int, stride: int, crop: int, full_crop: int,
-            rng: np.random.Generator | None) -> torch.Tensor:
-    """One normalised (3, T, S, S) clip of a uint8 (T0, 3, H, W) video.
+class ClipSource:
+    """Clips of uint8 videos (N, T0, 3, H, W) at any (frames, stride, crop), for training or evaluation.
 
-    Training (``rng`` given): random start and crop from the frame scaled by ``crop / full_crop``
-    (a smaller crop keeps the full crop's field of view, as multigrid's shapes do). Evaluation:
-    the centre clip and crop.
+    A crop smaller than ``full_crop`` is taken from the frames scaled by ``crop / full_crop`` (it
+    keeps the full crop's field of view, as multigrid's shapes do). The scaled copies of the whole
+    set are made once per scale (:meth:`prepare`, or on first use), so an 8x batch of small clips
+    costs what its training costs, not 8x the resizing.
     """
-    n = len(video)
-    stride = min(stride, max(1, (n - 1) // max(frames - 1, 1)))
-    span = (frames - 1) * stride + 1
-    start = int(rng.integers(0, n - span + 1)) if rng is not None else (n - span) // 2
-    clip = video[start:start + span:stride].float()
-    side = max(crop, int(round(video.shape[-1] * crop / full_crop)))
-    if side != video.shape[-1]:
-        clip = F.interpolate(clip, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-    room = side - crop
-    top, left = (int(rng.integers(0, room + 1)) for _ in range(2)) if rng is not None else (room // 2,) * 2
-    clip = clip[..., top:top + crop, left:left + crop]
-    return ((clip / 255.0 - MEAN) / STD).permute(1, 0, 2, 3).contiguous()
 
+    def __init__(self, videos: torch.Tensor, full_crop: int):
+        self.videos, self.full_crop = videos, full_crop
+        self.scaled: dict[int, torch.Tensor] = {videos.shape[-1]: videos}
 
-def batch_at(videos: torch.Tensor, index, frames: int, stride, crop: int, full_crop: int,
-             rng: np.random.Generator | None) -> torch.Tensor:
-    """(B, 3, T, S, S) clips; ``stride`` is one int or one per clip."""
-    strides = stride if isinstance(stride, (list, tuple, np.ndarray)) else [stride] * len(index)
-    return torch.stack([clip_at(videos[int(i)], frames, int(s), crop, full_crop, rng) for i, s in zip(index, strides)])
+    def side(self, crop: int) -> int:
+        return max(crop, int(round(self.videos.shape[-1] * crop / self.full_crop)))
+
+    def prepare(self, crops) -> None:
+        for crop in crops:
+            side = self.side(crop)
+            if side not in self.scaled:
+                n, t, c, h, w = self.videos.shape
+                out = torch.empty(n, t, c, side, side, dtype=torch.uint8)
+                for lo in range(0, n, 64):
+                    chunk = self.videos[lo:lo + 64].reshape(-1, c, h, w).float()
+                    chunk = F.interpolate(chunk, size=(side, side), mode="bilinear", align_corners=False,
+                                          antialias=True)
+                    out[lo:lo + 64] = chunk.round_().clamp_(0, 255).to(torch.uint8).reshape(-1, t, c, side, side)
+                self.scaled[side] = out
+
+    def clip(self, index: int, frames: int, stride: int, crop: int, rng: np.random.Generator | None) -> torch.Tensor:
+        """One normalised (3, T, S, S) clip: random start and crop with ``rng`` (training), else the centre."""
+        side = self.side(crop)
+        self.prepare([crop])
+        video = self.scaled[side][index]
+        n = len(video)
+        stride = min(stride, max(1, (n - 1) // max(frames - 1, 1)))
+        span = (frames - 1) * stride + 1
+        start = int(rng.integers(0, n - span + 1)) if rng is not None else (n - span) // 2
+        room = side - crop
+        top, left = (int(rng.integers(0, room + 1)) for _ in range(2)) if rng is not None else (room // 2,) * 2
+        clip = video[start:start + span:stride, :, top:top + crop, left:left + crop].float()
+        return ((clip / 255.0 - MEAN) / STD).permute(1, 0, 2, 3).contiguous()
+
+    def batch(self, index, frames: int, stride, crop: int, rng: np.random.Generator | None) -> torch.Tensor:
+        """(B, 3, T, S, S) clips; ``stride`` is one int or one per clip."""
+        strides = stride if isinstance(stride, (list, tuple, np.ndarray)) else [stride] * len(index)
+        return torch.stack([self.clip(int(i), frames, int(s), crop, rng) for i, s in zip(index, strides)])
 
 
 class MemoryClips(Dataset):
@@ -85,18 +105,18 @@ class MemoryClips(Dataset):
     No flips: mirroring swaps the synthetic set's left/right and rotation classes.
     """
 
-    def __init__(self, videos: torch.Tensor, labels: torch.Tensor, default, *, train: bool, seed: int = 0):
-        self.videos, self.labels, self.default, self.train, self.seed = videos, labels, default, train, seed
+    def __init__(self, source: ClipSource, labels: torch.Tensor, default, *, train: bool, seed: int = 0):
+        self.source, self.labels, self.default, self.train, self.seed = source, labels, default, train, seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.labels)
 
     def __getitem__(self, key):
         index, spec = key if isinstance(key, tuple) else (key, self.default)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-        clip = clip_at(self.videos[index], spec.num_frames, spec.stride, spec.crop_size, self.default.crop_size, rng)
+        clip = self.source.clip(index, spec.num_frames, spec.stride, spec.crop_size, rng)
         return {"video": clip, "label": int(self.labels[index]), "index": index, "view": 0}

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_clips import MemoryClips, batch_at, load_dataset_clips, render_split  # noqa: E402
+from memory_clips import ClipSource, MemoryClips, load_dataset_clips, render_split  # noqa: E402
 
 MODES = ("none", "long", "short", "long+short")
 CONTROL = "plain (equal time)"
@@ -54,14 +54,28 @@ BATCHES = (8, 16, 32, 64, 128)
 
 
 # --------------------------------------------------------------------------- data and models
-def load_data(args) -> tuple[list[str], dict]:
-    if args.data is not None:
-        return load_dataset_clips(args.data)
-    from vidact.data.synthetic import MOTIONS
+def multigrid_crops(size: int) -> list[int]:
+    """Every crop a multigrid run at full crop ``size`` uses (long-cycle sizes x short-cycle factors)."""
+    crops = set()
+    for long_crop in (size, int(round(size * 2 ** -0.5))):
+        crops |= {long_crop, int(round(long_crop * 0.5)), int(round(long_crop * 0.5 ** 0.5))}
+        crops |= {int(round(size * 0.5)), int(round(size * 0.5 ** 0.5))}
+    return sorted(crops)
 
-    splits = render_split(args.classes, args.per_class, args.clip_frames, args.clip_size, seed=args.seed,
-                          style=args.style)
-    return list(MOTIONS[:args.classes]), splits
+
+def load_data(args) -> tuple[list[str], dict]:
+    """Class names and ``{"train": (ClipSource, labels), "val": ...}``, every multigrid scale prepared."""
+    if args.data is not None:
+        classes, splits = load_dataset_clips(args.data)
+    else:
+        from vidact.data.synthetic import MOTIONS
+
+        classes = list(MOTIONS[:args.classes])
+        splits = render_split(args.classes, args.per_class, args.clip_frames, args.clip_size, seed=args.seed,
+                              style=args.style)
+    data = {k: (ClipSource(videos, args.size), labels) for k, (videos, labels) in splits.items()}
+    data["train"][0].prepare(multigrid_crops(args.size))
+    return classes, data
 
 
 def new_model(args, num_classes: int, sub_batch_bn: bool) -> torch.nn.Module:
@@ -77,12 +91,12 @@ def new_model(args, num_classes: int, sub_batch_bn: bool) -> torch.nn.Module:
 
 @torch.no_grad()
 def evaluate(model, data, args) -> float:
-    videos, labels = data
+    source, labels = data
     model.eval()
     hits = 0
     for lo in range(0, len(labels), 32):
         idx = range(lo, min(lo + 32, len(labels)))
-        x = batch_at(videos, idx, args.frames, args.stride, args.size, args.size, None)
+        x = source.batch(idx, args.frames, args.stride, args.size, None)
         hits += int((model(x).argmax(1) == labels[lo:lo + len(idx)]).sum())
     return hits / len(labels)
 
@@ -90,10 +104,10 @@ def evaluate(model, data, args) -> float:
 def precise_bn(model, data, args, batches: int = 20) -> None:
     from vidact.train.precise_bn import update_bn_stats
 
-    videos, _ = data
+    source, labels = data
     rng = np.random.default_rng([args.seed, 0xB1])
-    order = np.resize(rng.permutation(len(videos)), batches * 8)  # small sets: wrap around
-    clips = ({"video": batch_at(videos, order[i * 8:(i + 1) * 8], args.frames, args.stride, args.size, args.size, rng)}
+    order = np.resize(rng.permutation(len(labels)), batches * 8)  # small sets: wrap around
+    clips = ({"video": source.batch(order[i * 8:(i + 1) * 8], args.frames, args.stride, args.size, rng)}
              for i in range(batches))
     update_bn_stats(model, clips, batches, torch.device("cpu"))
 
@@ -110,7 +124,7 @@ def optimizer_for(name: str, model, lr: float, weight_decay: float = 1e-4):
 def train_loop(model, data, args, *, optimizer: str, lr: float, batch: int, iters: int, frames: int, crop: int,
                strides: tuple[int, int], seed: int) -> float:
     """``iters`` SGD/AdamW steps of ``batch`` clips at one shape, cosine LR with 5% warm-up; returns seconds."""
-    videos, labels = data
+    source, labels = data
     opt = optimizer_for(optimizer, model, lr)
     rng = np.random.default_rng([seed, batch, frames, crop])
     order, pos = rng.permutation(len(labels)), 0
@@ -122,7 +136,7 @@ def train_loop(model, data, args, *, optimizer: str, lr: float, batch: int, iter
             order, pos = rng.permutation(len(labels)), 0
         idx = order[pos:pos + batch]
         pos += batch
-        x = batch_at(videos, idx, frames, rng.integers(strides[0], strides[1] + 1, size=len(idx)), crop, args.size, rng)
+        x = source.batch(idx, frames, rng.integers(strides[0], strides[1] + 1, size=len(idx)), crop, rng)
         scale = 0.5 * (1 + math.cos(math.pi * it / iters)) * min(1.0, 0.1 + 0.9 * it / warm)
         for g in opt.param_groups:
             g["lr"] = lr * scale
