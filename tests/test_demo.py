@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from vidact.demo.pipeline import QUICK, StageLog, run_demo
-from vidact.demo.report import FUSED, markdown_table, time_to_accuracy
+from vidact.demo.report import FUSED, compare_time_to_accuracy, markdown_table, time_to_accuracy
 
-STAGES = ["synth", "frames", "flow", *(f"train-{r.name}" for r in QUICK.runs), "fuse", "profile"]
+STAGES = ["synth", "frames", "flow", "synth-large", "frames-large", *(f"train-{r.name}" for r in QUICK.runs),
+          "fuse", "profile"]
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,15 @@ def test_quick_demo_writes_every_stage_and_the_report(quick_demo):
         assert 0.0 <= row["val_top1"] <= 1.0 and row["params"] > 0 and row["gflops"] > 0 and row["clips_per_s"] > 0
     md = (out / "report.md").read_text()
     assert md.count("\n| ") == len(names) + 1  # header + one line per row
-    assert "| x3d-xs (long+short multigrid) | rgb | 1x3x4x32x32 |" in md
+    assert "| x3d-xs | rgb | 1x3x8x32x32 |" in md
+    assert "| c3d-bn (large set, plain) | rgb | 1x3x8x32x32 |" in md
+    assert "| c3d-bn (large set, long+short multigrid) | rgb | 1x3x8x32x32 |" in md
+    assert "- Multigrid (c3d-bn, 8x32, stride 2, large set): long+short trained" in md
+    assert f"large set: {QUICK.classes} classes x {QUICK.large_per_class} clips" in md
+    assert summary["multigrid"]["plain_seconds"] > 0
     assert f"chance = {100 / QUICK.classes:.1f}%" in md
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 4  # curves, time-to-accuracy, confusion, flow strip
+    assert page.count('src="data:image/png;base64,') == 4  # curves, time-to-accuracy, confusion, RGB + flow strip
     assert page.count("<tr>") == len(names) + 1
     flows = list((out / "flow").rglob("flow.json"))
     assert len(flows) == QUICK.classes * QUICK.per_class
@@ -79,6 +85,21 @@ def test_time_to_accuracy_accumulates_epoch_seconds():
     history = [{"seconds": 2.0, "val_top1": 0.25}, {"seconds": 3.0, "val_top1": None},
                {"seconds": 1.5, "val_top1": 0.5}]
     assert time_to_accuracy(history) == ([2.0, 6.5], [25.0, 50.0])
+    # a multigrid point also pays its own precise-BN pass (not the earlier epochs' ones)
+    history = [{"seconds": 2.0, "precise_bn_seconds": 0.5, "val_top1": 0.25},
+               {"seconds": 3.0, "precise_bn_seconds": 0.25, "val_top1": 0.5}]
+    assert time_to_accuracy(history) == ([2.5, 5.25], [25.0, 50.0])
+
+
+def test_time_to_the_plain_accuracy():
+    plain = {"history": [{"seconds": 10.0, "val_top1": 0.5}, {"seconds": 10.0, "val_top1": 0.9}]}
+    multigrid = {"history": [{"seconds": 3.0, "val_top1": 0.6}, {"seconds": 3.0, "val_top1": 0.895},
+                             {"seconds": 3.0, "val_top1": 0.92}]}
+    cmp = compare_time_to_accuracy(plain, multigrid)  # within 1 point of plain's final 90%
+    assert (cmp["plain_seconds"], cmp["plain_top1"], cmp["target_top1"]) == (20.0, 90.0, 89.0)
+    assert (cmp["multigrid_reach_seconds"], cmp["reach_fraction"]) == (6.0, 0.3)
+    slow = {"history": [{"seconds": 30.0, "val_top1": 0.8}]}
+    assert compare_time_to_accuracy(plain, slow)["multigrid_reach_seconds"] is None
 
 
 def test_markdown_table_known_row():

@@ -13,6 +13,8 @@ import numpy as np
 from vidact.io.atomic import atomic_path, atomic_write_text
 
 FUSED = "two-stream (fused)"  # the row of the late fusion of single-frame RGB and temporal flow scores
+REACH_TOLERANCE = 1.0  # points: "reached the plain run's top-1" means within this of its final val top-1
+FLOW_SATURATION_PERCENTILE = 90  # the flow strip's colour scale: this percentile of motion is fully saturated
 COLUMNS = ("arch", "modality", "input", "params (M)", "GFLOPs", "train time (s)", "val top-1 (%)", "clips/s")
 
 
@@ -23,7 +25,9 @@ def result_rows(cfg, results: dict, fused: dict, profiles: dict) -> list[dict]:
     rows = []
     for run in cfg.runs:
         res, prof = results[run.name], profiles[run.name]
-        arch = run.arch + (f" ({run.multigrid} multigrid)" if run.multigrid != "none" else "")
+        tags = (["large set"] if run.dataset != "main" else []) + \
+            ([f"{run.multigrid} multigrid"] if run.multigrid != "none" else (["plain"] if run.dataset != "main" else []))
+        arch = run.arch + (f" ({', '.join(tags)})" if tags else "")
         rows.append({"name": run.name, "arch": arch, "modality": run.modality, "input": prof["input"],
                      "params": prof["params"], "gflops": prof["gflops"], "train_seconds": res["train_seconds"],
                      "val_top1": res["video_top1"], "clips_per_s": prof["infer_clips_per_s"]})
@@ -100,26 +104,61 @@ def plot_training_curves(results: dict, path: Path) -> Path:
 
 
 def time_to_accuracy(history: list[dict]) -> tuple[list[float], list[float]]:
-    """(cumulative training seconds, val top-1 %) after each validated epoch."""
+    """(training seconds, val top-1 %) after each validated epoch.
+
+    Seconds are the training time so far plus that epoch's precise-BN pass (multigrid recomputes
+    BatchNorm statistics at the full shape before it validates); validation time is left out.
+    """
     seconds, top1, elapsed = [], [], 0.0
     for h in history:
         elapsed += h["seconds"]
         if h.get("val_top1") is not None:
-            seconds.append(elapsed)
+            seconds.append(elapsed + (h.get("precise_bn_seconds") or 0.0))
             top1.append(100 * h["val_top1"])
     return seconds, top1
 
 
-def plot_time_to_accuracy(plain: dict, multigrid: dict, path: Path) -> Path:
-    """Validation top-1 against training wall-clock: plain schedule vs multigrid."""
+def multigrid_pair(cfg, results: dict) -> tuple[str, str] | None:
+    """Names of the plain and the multigrid run of the comparison (same arch and data set), if any."""
+    for mg in cfg.runs:
+        if mg.multigrid != "none":
+            plain = next((r for r in cfg.runs if r.multigrid == "none" and (r.arch, r.dataset, r.frames, r.size)
+                          == (mg.arch, mg.dataset, mg.frames, mg.size)), None)
+            if plain is not None and plain.name in results and mg.name in results:
+                return plain.name, mg.name
+    return None
+
+
+def compare_time_to_accuracy(plain: dict, multigrid: dict, tolerance: float = REACH_TOLERANCE) -> dict:
+    """Plain vs multigrid: training seconds, final top-1 and when multigrid first came within
+    ``tolerance`` points of the plain run's final val top-1 (``None``: it did not)."""
+    px, py = time_to_accuracy(plain["history"])
+    mx, my = time_to_accuracy(multigrid["history"])
+    target = py[-1] - tolerance if py else 0.0
+    reach = next((x for x, y in zip(mx, my) if y >= target - 1e-9), None)
+    return {"plain_seconds": px[-1] if px else 0.0, "plain_top1": py[-1] if py else 0.0,
+            "multigrid_seconds": mx[-1] if mx else 0.0, "multigrid_top1": my[-1] if my else 0.0,
+            "target_top1": target, "multigrid_reach_seconds": reach,
+            "reach_fraction": reach / px[-1] if reach is not None and px and px[-1] else None}
+
+
+def plot_time_to_accuracy(plain: dict, multigrid: dict, path: Path, title: str) -> Path:
+    """Validation top-1 against training seconds, plain schedule and multigrid on the same axes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for label, res in (("plain", plain), ("multigrid long+short", multigrid)):
+    cmp = compare_time_to_accuracy(plain, multigrid)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, res in (("plain", plain), ("long+short multigrid", multigrid)):
         x, y = time_to_accuracy(res["history"])
-        ax.plot(x, y, marker="o", label=f"{label} ({res['train_seconds']:.0f} s)")
-    ax.set(title="x3d-xs: time to accuracy", xlabel="training time (s)", ylabel="val top-1 (%)", ylim=(0, 100))
+        ax.plot(x, y, marker="o", label=f"{label} ({x[-1] if x else 0:.0f} s, {y[-1] if y else 0:.1f}%)")
+    ax.axhline(cmp["target_top1"], color="grey", ls=":", lw=1,
+               label=f"plain's final top-1 - {REACH_TOLERANCE:g} pt")
+    if cmp["multigrid_reach_seconds"] is not None:
+        ax.axvline(cmp["multigrid_reach_seconds"], color="tab:orange", ls="--", lw=1,
+                   label=f"multigrid reaches it: {cmp['multigrid_reach_seconds']:.0f} s "
+                         f"({cmp['reach_fraction']:.2f} of plain's time)")
+    ax.set(title=title, xlabel="training time (s)", ylabel="val top-1 (%)", ylim=(0, 100), xlim=(0, None))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -130,12 +169,41 @@ def plot_confusion_png(conf: list[list[int]], classes: list[str], title: str, pa
     return plot_confusion(np.asarray(conf), classes, path, title=title)
 
 
-def flow_strip(flow_dir: Path, path: Path, pairs: int = 8) -> Path:
-    """Colour-wheel strip (hue = direction, saturation = magnitude) of one clip's first flows."""
-    from vidact.flow.visualize import load_flows_for_show, write_flow_image
+def flow_strip(frames_dir: Path, flow_dir: Path, path: Path, pairs: int = 6) -> Path:
+    """RGB frames (top) above their TV-L1 flow (bottom), large enough to read, plus the colour key.
+
+    Colour wheel: hue = direction, saturation = magnitude; the scale puts the
+    :data:`FLOW_SATURATION_PERCENTILE`-th percentile of the clip's motion at full saturation, so
+    typical motion is vivid rather than pale next to a few large outliers.
+    """
+    import cv2
+
+    from vidact.flow.visualize import flow_to_color, load_flows_for_show
 
     flows = load_flows_for_show(flow_dir, pairs)
-    return write_flow_image(path, flows, columns=len(flows))
+    n = len(flows)
+    magnitude = np.sqrt((flows.astype(np.float64) ** 2).sum(1))
+    moving = magnitude[magnitude > 0.1]
+    scale = float(np.percentile(moving if moving.size else magnitude, FLOW_SATURATION_PERCENTILE)) or 1.0
+    images = sorted(frames_dir.glob("img_*.jpg"))[:n]
+    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
+    yy, xx = np.mgrid[-1:1:97j, -1:1:97j]
+    key = flow_to_color(np.stack([xx, yy]), max_flow=1.0)
+    key[np.sqrt(xx ** 2 + yy ** 2) > 1] = 255
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.1), squeeze=False)
+    for i in range(n):
+        if i < len(rgb):
+            axes[0][i].imshow(rgb[i], interpolation="nearest")
+            axes[0][i].set_title(f"frame {i + 1}", fontsize=8)
+        axes[1][i].imshow(flow_to_color(flows[i], max_flow=scale), interpolation="nearest")
+        axes[1][i].set_title(f"flow {i + 1}\u2192{i + 2}", fontsize=8)
+    axes[1][n].imshow(key, interpolation="bilinear")
+    axes[1][n].set_title(f"key: full colour = {scale:.1f} px", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def embed_png(path: Path) -> str:
@@ -159,35 +227,51 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
     chance = 1.0 / cfg.classes
     best = max(rows, key=lambda r: r["val_top1"])
     conf_src = fused if best["name"] == FUSED else results[best["name"]]
-    clip = sorted((out / "flow").rglob("flow.json"))
-    figs = {
-        "training curves of every run": plot_training_curves(results, figures / "curves.png"),
-        "x3d-xs, plain vs multigrid: time to accuracy": plot_time_to_accuracy(
-            results["x3d-xs"], results["x3d-xs-multigrid"], figures / "time_to_accuracy.png"),
+    clips = sorted((out / "flow").rglob("flow.json"))
+    clip = next((c for c in clips if "rotate" in c.parent.name), clips[0] if clips else None)
+    pair = multigrid_pair(cfg, results)
+    figs = {"training curves of every run": plot_training_curves(results, figures / "curves.png")}
+    mg_fact, cmp = None, None
+    if pair is not None:
+        plain_run = next(r for r in cfg.runs if r.name == pair[0])
+        title = (f"{plain_run.arch} on the large set ({stages.get('synth-large', {}).get('train', '?')} train clips, "
+                 f"{plain_run.frames}x{plain_run.size}): time to accuracy")
+        figs[f"{plain_run.arch}, plain vs long+short multigrid: time to accuracy"] = plot_time_to_accuracy(
+            results[pair[0]], results[pair[1]], figures / "time_to_accuracy.png", title)
+        cmp = compare_time_to_accuracy(results[pair[0]], results[pair[1]])
+        reach = (f"came within {REACH_TOLERANCE:g} point of the plain run's final top-1 after "
+                 f"{cmp['multigrid_reach_seconds']:.0f} s, {cmp['reach_fraction']:.2f} of the plain run's training time"
+                 if cmp["multigrid_reach_seconds"] is not None else
+                 f"did not come within {REACH_TOLERANCE:g} point of the plain run's final top-1")
+        mg_fact = (f"Multigrid ({plain_run.arch}, {plain_run.frames}x{plain_run.size}, stride {plain_run.stride}, "
+                   f"large set): long+short trained {cmp['multigrid_seconds']:.0f} s to {cmp['multigrid_top1']:.1f}% "
+                   f"against the plain schedule's {cmp['plain_seconds']:.0f} s to {cmp['plain_top1']:.1f}%; it "
+                   f"{reach} (training seconds, validation left out).")
+    figs.update({
         f"confusion matrix ({best['arch']}, val)": plot_confusion_png(
             conf_src["confusion"], conf_src["classes"], f"{best['arch']}: val top-1 {100 * best['val_top1']:.1f}%",
             figures / "confusion.png"),
-    }
-    if clip:
-        name = clip[0].parent.name
-        figs[f"TV-L1 flow of {name} (colour wheel: hue = direction)"] = flow_strip(clip[0].parent,
-                                                                                   figures / "flow_strip.png")
-    plain, mg = results["x3d-xs"], results["x3d-xs-multigrid"]
-    saving = 1.0 - mg["train_seconds"] / plain["train_seconds"] if plain["train_seconds"] else 0.0
+    })
+    if clip is not None:
+        rel = clip.parent.relative_to(out / "flow")
+        figs[f"RGB frames and TV-L1 flow of {clip.parent.name} (colour wheel: hue = direction)"] = flow_strip(
+            out / "frames" / rel, clip.parent, figures / "flow_strip.png")
     flow = stages["flow"]
+    large = stages.get("synth-large")
     facts = [
         f"Machine: {machine_text()}; torch threads per training run: {cfg.threads}.",
         f"Data: synthetic motion set, {cfg.classes} classes x {cfg.per_class} clips "
         f"({stages['synth']['train']} train / {stages['synth']['val']} val), {cfg.clip_frames} frames of "
-        f"{cfg.clip_size}x{cfg.clip_size}; chance = {100 * chance:.1f}%.",
+        f"{cfg.clip_size}x{cfg.clip_size}; chance = {100 * chance:.1f}%"
+        + (f"; the multigrid comparison's large set: {cfg.classes} classes x {cfg.large_per_class} clips "
+           f"({large['train']} train / {large['val']} val), {cfg.large_clip_frames} frames at "
+           f"{cfg.large_frames_fps:g} fps." if large else "."),
         f"Flow: TV-L1, {flow['backend']} backend, nscales {flow['params']['nscales']}, warps "
         f"{flow['params']['warps']}, {flow['params']['outer_iterations']} outer x "
         f"{flow['params']['inner_iterations']} inner iterations (all in each clip's flow.json).",
         f"Fusion: late fusion of saved softmax scores, single-frame RGB x {cfg.fusion_weights[0]:g} + "
         f"temporal flow x {cfg.fusion_weights[1]:g}.",
-        f"Multigrid: x3d-xs long+short trained in {mg['train_seconds']:.0f} s vs {plain['train_seconds']:.0f} s "
-        f"plain ({100 * saving:.0f}% less wall-clock), val top-1 {100 * mg['video_top1']:.1f}% vs "
-        f"{100 * plain['video_top1']:.1f}%.",
+        *([mg_fact] if mg_fact else []),
         f"Wall-clock of all stages: {total / 60:.1f} min ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()) + ").",
         "GFLOPs: multiply-adds of one clip at the input shown (fvcore convention); clips/s: inference at "
@@ -207,4 +291,4 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
     atomic_write_text(out / "report.html", page)
     return {"out": str(out), "report_md": str(out / "report.md"), "report_html": str(out / "report.html"),
             "rows": rows, "chance": chance, "wall_seconds": total, "session_seconds": session_seconds,
-            "stage_seconds": stage_seconds, "multigrid_saving": saving, "machine": machine_text()}
+            "stage_seconds": stage_seconds, "multigrid": cmp, "machine": machine_text()}
