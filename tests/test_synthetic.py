@@ -41,3 +41,28 @@ def test_frame_data_set_inherits_the_no_flip_option(synth_dir, tmp_path, cli):
     r = cli("frames", "extract", synth_dir, frames, "--list", synth_dir)
     assert r.exit_code == 0, r.stderr
     assert load_dataset_dir(frames).horizontal_flip is False
+
+
+def test_natural_style_is_deterministic_and_still_motion_only(tmp_path):
+    """The natural style (multi-scale shapes and texture, camera drift) keeps the set's contract:
+    same seed, same clip; the first frame is the same for every class; motion tells them apart."""
+    import pytest
+
+    from vidact.data.synthetic import SynthConfig, generate
+
+    seed = clip_seed(5, 0, 0)
+    left = render_clip("move_left", 8, 48, seed, style="natural")
+    assert np.array_equal(left, render_clip("move_left", 8, 48, seed, style="natural"))
+    right = render_clip("move_right", 8, 48, seed, style="natural")
+    assert np.array_equal(left[0], right[0]) and not np.array_equal(left[4], right[4])
+    assert not np.array_equal(left[0], render_clip("move_left", 8, 48, seed)[0])  # not the dots style
+    still = render_clip("still", 8, 48, seed, style="natural")
+    assert not np.array_equal(still[0], still[7])  # the camera drifts even when the objects do not move
+    with pytest.raises(ValueError, match="style must be one of dots, natural"):
+        SynthConfig(style="cartoon")
+    with pytest.raises(ValueError, match="unknown style"):
+        render_clip("still", 4, 32, seed, style="cartoon")
+    generate(tmp_path / "n", SynthConfig(classes=2, per_class=2, frames=4, size=32, style="natural"))
+    assert json.loads((tmp_path / "n" / "synth.json").read_text())["style"] == "natural"
+    generate(tmp_path / "d", SynthConfig(classes=2, per_class=2, frames=4, size=32))
+    assert "style" not in json.loads((tmp_path / "d" / "synth.json").read_text())  # older folders still resume
