@@ -38,6 +38,7 @@ import json
 import math
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -291,7 +292,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
         xs, ys = zip(*r["curve"])
         ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=r["schedule"].replace("none", "plain"),
                 ls="--" if r["schedule"] == CONTROL else "-")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     ax.set_xlabel("training seconds")
     ax.set_ylabel("val top-1 (%)")
     ax.grid(alpha=0.3)
