@@ -43,6 +43,15 @@ def test_frame_data_set_inherits_the_no_flip_option(synth_dir, tmp_path, cli):
     assert load_dataset_dir(frames).horizontal_flip is False
 
 
+def test_synth_cli_takes_the_style(tmp_path, cli):
+    r = cli("data", "synth", tmp_path / "n", "--classes", "2", "--per-class", "2", "--frames", "4", "--size", "32",
+            "--style", "natural")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "n" / "synth.json").read_text())["style"] == "natural"
+    r = cli("data", "synth", tmp_path / "x", "--style", "cartoon")
+    assert r.exit_code == 2 and r.stderr.strip() == "error: style must be one of dots, natural"
+
+
 def test_natural_style_is_deterministic_and_still_motion_only(tmp_path):
     """The natural style (multi-scale shapes and texture, camera drift) keeps the set's contract:
     same seed, same clip; the first frame is the same for every class; motion tells them apart."""

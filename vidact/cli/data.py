@@ -22,6 +22,8 @@ def synth(
     size: int = typer.Option(64, help="Frame width and height in pixels."),
     fps: int = typer.Option(25, help="Frame rate of the written videos."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical clips."),
+    style: str = typer.Option("dots", help="dots (small shapes, easy) or natural (shapes and texture at "
+                                           "several scales, camera drift; harder)."),
     json_out: JsonFlag = False,
 ) -> None:
     """Write the built-in synthetic motion data set (H.264 clips, classes.txt, train/val lists).
@@ -31,7 +33,8 @@ def synth(
     from vidact.data.synthetic import SynthConfig, generate
 
     try:
-        cfg = SynthConfig(classes=classes, per_class=per_class, frames=frames, size=size, fps=fps, seed=seed)
+        cfg = SynthConfig(classes=classes, per_class=per_class, frames=frames, size=size, fps=fps, seed=seed,
+                          style=style)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with make_progress() as progress:
