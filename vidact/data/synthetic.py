@@ -80,6 +80,20 @@ def _texture(rng: np.random.Generator, h: int, w: int, blur: float) -> np.ndarra
     return (lo + tex * (hi - lo)).astype(np.float32)
 
 
+def _shape_mask(rng: np.random.Generator, size: int, cx: int, cy: int, r: int) -> np.ndarray:
+    """A random disc, bar or triangle of radius ``r`` at (cx, cy), as a (size, size) bool mask."""
+    mask = np.zeros((size, size), np.uint8)
+    kind = rng.integers(3)
+    if kind == 0:
+        cv2.circle(mask, (cx, cy), r, 1, -1)
+    elif kind == 1:
+        cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1, -1)
+    else:
+        pts = (rng.uniform(-r, r, size=(3, 2)) + (cx, cy)).astype(np.int32)
+        cv2.fillConvexPoly(mask, pts, 1)
+    return mask.astype(bool)
+
+
 def _foreground(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Many small high-contrast shapes (a random-dot kinematogram): (rgb, alpha) layers.
 
@@ -91,18 +105,9 @@ def _foreground(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     grain = _texture(rng, size, size, blur=1.0)
     lo, hi = max(2, size // 20), max(3, size // 9)
     for _ in range(int(rng.integers(12, 24))):
-        mask = np.zeros((size, size), np.uint8)
         cx, cy = (int(v) for v in rng.integers(0, size, size=2))
         r = int(rng.integers(lo, hi + 1))
-        kind = rng.integers(3)
-        if kind == 0:
-            cv2.circle(mask, (cx, cy), r, 1, -1)
-        elif kind == 1:
-            cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1, -1)
-        else:
-            pts = (rng.uniform(-r, r, size=(3, 2)) + (cx, cy)).astype(np.int32)
-            cv2.fillConvexPoly(mask, pts, 1)
-        m = mask.astype(bool)
+        m = _shape_mask(rng, size, cx, cy, r)
         rgb[m] = 0.75 * rng.uniform(0, 255, size=3) + 0.25 * grain[m]
         alpha[m] = 1.0
     return rgb, alpha
@@ -124,18 +129,9 @@ def _foreground_natural(rng: np.random.Generator, size: int) -> tuple[np.ndarray
     x0, y0 = (int(v) for v in rng.integers(0, size - span + 1, size=2))
     lo, hi = np.log(max(2.0, size / 24)), np.log(size / 4)
     for _ in range(int(rng.integers(6, 16))):
-        mask = np.zeros((size, size), np.uint8)
         cx, cy = int(x0 + rng.integers(0, span)), int(y0 + rng.integers(0, span))
         r = int(round(np.exp(rng.uniform(lo, hi))))
-        kind = rng.integers(3)
-        if kind == 0:
-            cv2.circle(mask, (cx, cy), r, 1, -1)
-        elif kind == 1:
-            cv2.rectangle(mask, (cx - r, cy - r // 2), (cx + r, cy + r // 2), 1, -1)
-        else:
-            pts = (rng.uniform(-r, r, size=(3, 2)) + (cx, cy)).astype(np.int32)
-            cv2.fillConvexPoly(mask, pts, 1)
-        m = mask.astype(bool)
+        m = _shape_mask(rng, size, cx, cy, r)
         own = _texture(rng, size, size, blur=float(rng.uniform(0.5, 3.0)))
         rgb[m] = 0.55 * rng.uniform(0, 255, size=3) + 0.45 * own[m]
         alpha[m] = 1.0
