@@ -164,6 +164,19 @@ def _affine(motion: str, t: int, size: int, speed: float, scale0: float, angle0:
     return m
 
 
+def _composite(background: np.ndarray, fg_rgb: np.ndarray, fg_alpha: np.ndarray, m: np.ndarray, motion: str,
+               phase: float, t: int) -> np.ndarray:
+    """Frame ``t``: the foreground layer warped by ``m`` (wrapping for ``move_*``), flickered when the
+    class is ``flicker``, over ``background``; (H, W, 3) uint8."""
+    size = background.shape[0]
+    border = cv2.BORDER_WRAP if motion.startswith("move_") else cv2.BORDER_CONSTANT
+    rgb = cv2.warpAffine(fg_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    a = cv2.warpAffine(fg_alpha, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)[..., None]
+    if motion == "flicker":
+        rgb = rgb * (0.55 + 0.45 * np.cos(phase + 1.3 * t))
+    return np.clip(background * (1 - a) + rgb * a, 0, 255).astype(np.uint8)
+
+
 def render_clip(motion: str, frames: int, size: int, seed: int, style: str = "dots") -> np.ndarray:
     """Render one clip as (T, H, W, 3) uint8 RGB; deterministic in ``seed`` (and ``style``)."""
     if motion not in MOTIONS:
@@ -179,17 +192,10 @@ def render_clip(motion: str, frames: int, size: int, seed: int, style: str = "do
     scale0 = float(rng.uniform(0.85, 1.15))
     angle0 = float(rng.uniform(0, 360))
     phase = float(rng.uniform(0, 2 * np.pi))
-    wrap = motion.startswith("move_")
-    border = cv2.BORDER_WRAP if wrap else cv2.BORDER_CONSTANT
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         m = _affine(motion, t, size, speed, scale0, angle0)
-        rgb = cv2.warpAffine(fg_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
-        a = cv2.warpAffine(fg_alpha, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)[..., None]
-        if motion == "flicker":
-            rgb = rgb * (0.55 + 0.45 * np.cos(phase + 1.3 * t))
-        frame = background * (1 - a) + rgb * a
-        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+        out[t] = _composite(background, fg_rgb, fg_alpha, m, motion, phase, t)
     return out
 
 
@@ -205,19 +211,13 @@ def _render_natural(motion: str, frames: int, size: int, seed: int) -> np.ndarra
     pan_speed = float(rng.uniform(0.0, 0.5))  # camera drift: slower than the class motion, any direction
     pan_angle = float(rng.uniform(0, 2 * np.pi))
     pan = np.array([np.cos(pan_angle), np.sin(pan_angle)]) * pan_speed
-    border = cv2.BORDER_WRAP if motion.startswith("move_") else cv2.BORDER_CONSTANT
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         shift = np.float32([[1, 0, -pad + pan[0] * t], [0, 1, -pad + pan[1] * t]])
         bg = cv2.warpAffine(background, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         m = _affine(motion, t, size, speed, scale0, angle0)
         m[:, 2] += pan * t  # the camera moves the foreground too
-        rgb = cv2.warpAffine(fg_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
-        a = cv2.warpAffine(fg_alpha, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)[..., None]
-        if motion == "flicker":
-            rgb = rgb * (0.55 + 0.45 * np.cos(phase + 1.3 * t))
-        frame = bg * (1 - a) + rgb * a
-        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+        out[t] = _composite(bg, fg_rgb, fg_alpha, m, motion, phase, t)
     return out
 
 
