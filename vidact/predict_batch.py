@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidact.data.annotations import VIDEO_EXTENSIONS
+from vidact.data.annotations import VIDEO_EXTENSIONS, find_videos
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.atomic import atomic_path, atomic_write_text
 from vidact.utils.progress import make_progress
@@ -41,11 +41,12 @@ class BatchResult:
 
 
 def collect_videos(src: str | Path) -> list[Path]:
-    """A video file, every video under a folder (sorted), or the paths of a list (one per line or a
-    CSV with a ``path`` column; relative to the list's folder)."""
+    """A video file, every video under a folder (sorted, hidden files skipped, as frame and flow
+    extraction walk folders), or the paths of a list (one per line or a CSV with a ``path`` column;
+    relative to the list's folder)."""
     src = Path(src)
     if src.is_dir():
-        videos = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        videos = find_videos(src)
         if not videos:
             raise UsageError(f"{src}: no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in this folder")
         return videos

@@ -61,8 +61,8 @@ def train(
     from vidact.train.engine import resume_config, train as run_training
 
     base = resume_config(out) if (resume and out is not None) else None
-    cfg = load_config(config, overrides, base=base, recipe=None if resume else (recipe or "auto"), arch=arch, data=None if data is None else str(data),
-                      out=None if out is None else str(out), modality=modality, epochs=epochs,
+    cfg = load_config(config, overrides, base=base, recipe=None if resume else (recipe or "auto"), arch=arch,
+                      data=None if data is None else str(data), out=None if out is None else str(out), modality=modality, epochs=epochs,
                       batch_size=batch_size, lr=lr, optimizer=optimizer, workers=workers, frames=frames,
                       size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
                       device=device, seed=seed, deterministic=deterministic, multigrid=multigrid,
