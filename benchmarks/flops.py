@@ -51,8 +51,10 @@ def main() -> None:
             theirs.append(time.perf_counter() - start)
         a, b = statistics.median(ours), statistics.median(theirs)
         shape = " + ".join("x".join(map(str, s)) for s in report.input_shapes)
-        print(f"{arch:16s} {shape:30s} {report.gflops:8.2f} {a:9.3f} {b:8.3f} {a / b:6.2f} "
-              f"{'yes' if reference == report.macs else f'no ({reference / 1e9:.2f})'}")
+        print(
+            f"{arch:16s} {shape:30s} {report.gflops:8.2f} {a:9.3f} {b:8.3f} {a / b:6.2f} "
+            f"{'yes' if reference == report.macs else f'no ({reference / 1e9:.2f})'}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def motion_fields(h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
     smooth = np.stack([s / np.abs(s).max() * 3.0 for s in smooth])
     fields = {
         "translation": np.stack([np.full_like(xx, 2.3), np.full_like(xx, -1.4)]),
-        "rotation": np.stack([(np.cos(a) - 1) * (xx - cx) - np.sin(a) * (yy - cy),
-                              np.sin(a) * (xx - cx) + (np.cos(a) - 1) * (yy - cy)]),
+        "rotation": np.stack(
+            [(np.cos(a) - 1) * (xx - cx) - np.sin(a) * (yy - cy), np.sin(a) * (xx - cx) + (np.cos(a) - 1) * (yy - cy)]
+        ),
         "zoom": np.stack([0.04 * (xx - cx), 0.04 * (yy - cy)]),
         "random": smooth,
     }
@@ -67,8 +68,9 @@ def known_pairs(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     i0s, flows, names = [], [], []
     for name, flow in motion_fields(h, w).items():
-        warped = cv2.remap(i1.astype(np.float32), xx + flow[0], yy + flow[1], cv2.INTER_CUBIC,
-                           borderMode=cv2.BORDER_REFLECT)
+        warped = cv2.remap(
+            i1.astype(np.float32), xx + flow[0], yy + flow[1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+        )
         i0s.append(np.clip(np.rint(warped), 0, 255).astype(np.uint8))
         flows.append(flow)
         names.append(name)
@@ -84,7 +86,7 @@ def epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def run(estimate, i0: np.ndarray, i1: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     """Flow of all pairs in chunks of ``batch``; returns (flows, seconds)."""
     t = time.perf_counter()
-    out = [np.asarray(estimate(i0[k:k + batch], i1[k:k + batch])) for k in range(0, len(i0), batch)]
+    out = [np.asarray(estimate(i0[k : k + batch], i1[k : k + batch])) for k in range(0, len(i0), batch)]
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return np.concatenate(out), time.perf_counter() - t
@@ -98,8 +100,10 @@ def count_work(i0: np.ndarray, i1: np.ndarray, params: TVL1Params, device: str) 
     """Pixel-iterations of each pair under OpenCV's stopping rule (from the solver's per-pair counts)."""
     solver = TVL1(params, device=device, compile=False, chunk=0, record_iterations=True)
     solver(i0, i1)
-    sizes = [tuple(level.shape[-2:]) for level in build_pyramid(torch.zeros(1, *i0.shape[1:3]), params.nscales,
-                                                               params.scale_step)][::-1]  # coarsest first
+    sizes = [
+        tuple(level.shape[-2:])
+        for level in build_pyramid(torch.zeros(1, *i0.shape[1:3]), params.nscales, params.scale_step)
+    ][::-1]  # coarsest first
     work = np.zeros(len(i0))
     for k, iters in enumerate(solver.pair_iterations):
         h, w = sizes[k // params.warps]
@@ -140,6 +144,7 @@ def per_video(options):
             dest = out / f"v{k:03d}"
             dest.mkdir(parents=True)
             process_input(Path(f"v{k:03d}"), dest, options, frames=frames)
+
     return run_all
 
 
@@ -153,9 +158,11 @@ def batched(options):
     def run_all(videos: list[np.ndarray], out: Path) -> None:
         def write(staging, flows, src, n):
             write_flow_folder(staging, flows, options, src, n, estimator.kernel_info)
+
         runner = BatchedExtraction(estimator.solver, options.pairs_per_call, write, "jpg", options.bound)
         jobs = [VideoJob(Path(f"v{k:03d}"), f"v{k:03d}") for k in range(len(videos))]
         runner.run(jobs, lambda job: videos[int(job.rel[1:])], out, "failures.txt")
+
     return run_all
 
 
@@ -178,7 +185,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.frames:
-        frames = np.load(args.frames)["frames"][:args.real_pairs + 1]
+        frames = np.load(args.frames)["frames"][: args.real_pairs + 1]
     else:
         from vidact.io.video import decode_frames
 
@@ -192,20 +199,29 @@ def main() -> None:
     i0, i1 = np.concatenate([k0, r0]), np.concatenate([k1, r1])
     nk = len(k0)
     cuda = args.device.startswith("cuda") and torch.cuda.is_available()
-    print(f"{len(i0)} pairs at {SIZE[0]}x{SIZE[1]}: known flow {names} + {len(r0)} real; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, cv2 {cv2.__version__}"
-          + (f", {torch.cuda.get_device_name()}" if cuda else ""))
+    print(
+        f"{len(i0)} pairs at {SIZE[0]}x{SIZE[1]}: known flow {names} + {len(r0)} real; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, cv2 {cv2.__version__}"
+        + (f", {torch.cuda.get_device_name()}" if cuda else "")
+    )
 
     cv = OpenCVTVL1()
     ref, t_cv1 = run(cv, i0, i1, 1)
     rows: list[dict] = []
 
     def add(name: str, flows: np.ndarray, seconds: float, pairs: int, info: dict) -> None:
-        rows.append({"method": name, "kernel": info["kernel"], "compiled": info["compiled"],
-                     "kernel_note": info.get("kernel_note", ""), "pairs_per_s": pairs / seconds,
-                     "known_epe": float(epe(flows[:nk], k_flow).mean()),
-                     "known_epe_each": [round(float(x), 3) for x in epe(flows[:nk], k_flow)],
-                     "real_epe_vs_opencv": float(epe(flows[nk:], ref[nk:]).mean())})
+        rows.append(
+            {
+                "method": name,
+                "kernel": info["kernel"],
+                "compiled": info["compiled"],
+                "kernel_note": info.get("kernel_note", ""),
+                "pairs_per_s": pairs / seconds,
+                "known_epe": float(epe(flows[:nk], k_flow).mean()),
+                "known_epe_each": [round(float(x), 3) for x in epe(flows[:nk], k_flow)],
+                "real_epe_vs_opencv": float(epe(flows[nk:], ref[nk:]).mean()),
+            }
+        )
         print(f"  {name}: {pairs / seconds:.3f} pairs/s ({info['kernel']})", flush=True)
 
     # (name, compile, pairs per call, chunk): chunk 0 = the whole batch in every tensor op;
@@ -215,8 +231,11 @@ def main() -> None:
     if not args.skip_cpu and not args.skip_eager:
         configs += [("torch-cpu eager b1", False, 1, None), (f"torch-cpu eager b{b} vectorised", False, b, 0)]
     if not args.skip_cpu:
-        configs += [("torch-cpu compiled b1", True, 1, None), (f"torch-cpu compiled b{b} vectorised", True, b, 0),
-                    (f"torch-cpu compiled b{b} chunk 1", True, b, None)]
+        configs += [
+            ("torch-cpu compiled b1", True, 1, None),
+            (f"torch-cpu compiled b{b} vectorised", True, b, 0),
+            (f"torch-cpu compiled b{b} chunk 1", True, b, None),
+        ]
     for name, compiled, batch, chunk in configs:
         solver = TVL1(device="cpu", compile=compiled, chunk=chunk)
         if compiled:
@@ -232,39 +251,56 @@ def main() -> None:
         big = args.cuda_batch
         reps = -(-big // len(i0))
         a, bb = np.concatenate([i0] * reps)[:big], np.concatenate([i1] * reps)[:big]
-        solvers = [("fused", lambda: FusedTVL1(device=args.device)),
-                   ("fused no graphs", lambda: FusedTVL1(device=args.device, graphs=False)),
-                   ("torch.compile step", lambda: TVL1(device=args.device, compile=True))]
+        solvers = [
+            ("fused", lambda: FusedTVL1(device=args.device)),
+            ("fused no graphs", lambda: FusedTVL1(device=args.device, graphs=False)),
+            ("torch.compile step", lambda: TVL1(device=args.device, compile=True)),
+        ]
         for label, make in solvers:
-            for batch in ((big,) if label != "fused" else (1, 32, big)):
+            for batch in (big,) if label != "fused" else (1, 32, big):
                 solver = make()
                 x0, x1 = (a, bb) if batch == big else (i0, i1)
                 solver(x0[:batch], x1[:batch])  # compile, capture graphs (first uses run plainly)
                 solver(x0[:batch], x1[:batch])
                 flows, secs = run(torch_estimator(solver), x0, x1, batch)
-                add(f"torch-{args.device} {label} b{batch}", flows[:len(i0)], secs, len(x0), solver.kernel_info)
+                add(f"torch-{args.device} {label} b{batch}", flows[: len(i0)], secs, len(x0), solver.kernel_info)
 
     again, t_cv2 = run(cv, i0, i1, 1)
     assert np.array_equal(again, ref), "OpenCV is deterministic"
     t_cv = (t_cv1 + t_cv2) / 2
-    rows.insert(0, {"method": "opencv-cpu (reference)", "kernel": "opencv", "compiled": False, "kernel_note": "",
-                    "pairs_per_s": len(i0) / t_cv, "known_epe": float(epe(ref[:nk], k_flow).mean()),
-                    "known_epe_each": [round(float(x), 3) for x in epe(ref[:nk], k_flow)],
-                    "real_epe_vs_opencv": 0.0})
+    rows.insert(
+        0,
+        {
+            "method": "opencv-cpu (reference)",
+            "kernel": "opencv",
+            "compiled": False,
+            "kernel_note": "",
+            "pairs_per_s": len(i0) / t_cv,
+            "known_epe": float(epe(ref[:nk], k_flow).mean()),
+            "known_epe_each": [round(float(x), 3) for x in epe(ref[:nk], k_flow)],
+            "real_epe_vs_opencv": 0.0,
+        },
+    )
     base = rows[0]
     print(f"\nOpenCV timed twice: {len(i0) / t_cv1:.3f} and {len(i0) / t_cv2:.3f} pairs/s (pooled below)")
-    print(f"{'solver':38s} {'kernel':>12s} {'compiled':>8s} {'pairs/s':>8s} {'x OpenCV':>9s} {'known EPE':>10s} "
-          f"{'- OpenCV':>9s} {'real EPE vs CV':>15s}  per-field EPE {names}")
+    print(
+        f"{'solver':38s} {'kernel':>12s} {'compiled':>8s} {'pairs/s':>8s} {'x OpenCV':>9s} {'known EPE':>10s} "
+        f"{'- OpenCV':>9s} {'real EPE vs CV':>15s}  per-field EPE {names}"
+    )
     for row in rows:
         row["speed_ratio"] = row["pairs_per_s"] / base["pairs_per_s"]
         row["known_epe_minus_opencv"] = row["known_epe"] - base["known_epe"]
-        print(f"{row['method']:38s} {row['kernel']:>12s} {str(row['compiled']).lower():>8s} {row['pairs_per_s']:8.3f} "
-              f"{row['speed_ratio']:9.2f} {row['known_epe']:10.3f} {row['known_epe_minus_opencv']:+9.3f} "
-              f"{row['real_epe_vs_opencv']:15.3f}  {row['known_epe_each']}")
+        print(
+            f"{row['method']:38s} {row['kernel']:>12s} {str(row['compiled']).lower():>8s} {row['pairs_per_s']:8.3f} "
+            f"{row['speed_ratio']:9.2f} {row['known_epe']:10.3f} {row['known_epe_minus_opencv']:+9.3f} "
+            f"{row['real_epe_vs_opencv']:15.3f}  {row['known_epe_each']}"
+        )
         if row["kernel_note"]:
             print(f"{'':38s}   ({row['kernel_note']})")
-    print("targets: known EPE - OpenCV <= +0.05 px; real EPE vs OpenCV <= 0.3 px; CPU >= 1.5x OpenCV pairs/s"
-          + ("; CUDA solver >= 1000 pairs/s" if cuda else ""))
+    print(
+        "targets: known EPE - OpenCV <= +0.05 px; real EPE vs OpenCV <= 0.3 px; CPU >= 1.5x OpenCV pairs/s"
+        + ("; CUDA solver >= 1000 pairs/s" if cuda else "")
+    )
 
     # ---- whole extraction: decoded frames in, JPEG folders out
     extract_rows: list[dict] = []
@@ -277,8 +313,14 @@ def main() -> None:
         if not args.skip_cpu:
             methods.append(("torch-cpu compiled", FlowOptions(compile=True), [clip], per_video))
         if cuda:
-            methods.append((f"torch-{args.device} batched", FlowOptions(device=args.device), [clip] * args.cuda_repeat * 8,
-                            batched))
+            methods.append(
+                (
+                    f"torch-{args.device} batched",
+                    FlowOptions(device=args.device),
+                    [clip] * args.cuda_repeat * 8,
+                    batched,
+                )
+            )
         for name, options, videos, mode in methods:
             process = mode(options)
             process(videos[:1], tmp / f"warm_{len(extract_rows)}")  # compile / capture outside the timing
@@ -299,22 +341,34 @@ def main() -> None:
     work = count_work(i0, i1, TVL1Params(), device)
     bandwidth = copy_bandwidth(device)
     bytes_per_pair = work.mean() * FUSED_BYTES_PER_PX_IT
-    work_row = {"px_iterations_per_pair": float(work.mean()), "px_iterations_each": [int(w) for w in work],
-                "bytes_per_pair_fused": bytes_per_pair, "device": device, "copy_bandwidth_gb_s": bandwidth / 1e9,
-                "bound_pairs_per_s": bandwidth / bytes_per_pair}
-    best = max((r for r in rows if r["method"].startswith(f"torch-{device}")), key=lambda r: r["pairs_per_s"],
-               default=None)
-    print(f"\nwork per pair (OpenCV's stopping rule): {work.mean() / 1e6:.1f} M pixel-iterations "
-          f"({work.min() / 1e6:.1f}-{work.max() / 1e6:.1f}); fused traffic {FUSED_BYTES_PER_PX_IT} B/px-it = "
-          f"{bytes_per_pair / 1e9:.2f} GB per pair; {device} copy bandwidth {bandwidth / 1e9:.1f} GB/s "
-          f"-> bound {work_row['bound_pairs_per_s']:.0f} pairs/s")
+    work_row = {
+        "px_iterations_per_pair": float(work.mean()),
+        "px_iterations_each": [int(w) for w in work],
+        "bytes_per_pair_fused": bytes_per_pair,
+        "device": device,
+        "copy_bandwidth_gb_s": bandwidth / 1e9,
+        "bound_pairs_per_s": bandwidth / bytes_per_pair,
+    }
+    best = max(
+        (r for r in rows if r["method"].startswith(f"torch-{device}")), key=lambda r: r["pairs_per_s"], default=None
+    )
+    print(
+        f"\nwork per pair (OpenCV's stopping rule): {work.mean() / 1e6:.1f} M pixel-iterations "
+        f"({work.min() / 1e6:.1f}-{work.max() / 1e6:.1f}); fused traffic {FUSED_BYTES_PER_PX_IT} B/px-it = "
+        f"{bytes_per_pair / 1e9:.2f} GB per pair; {device} copy bandwidth {bandwidth / 1e9:.1f} GB/s "
+        f"-> bound {work_row['bound_pairs_per_s']:.0f} pairs/s"
+    )
     if best is not None:
         work_row["best_solver"] = best["method"]
         work_row["best_fraction_of_bound"] = best["pairs_per_s"] / work_row["bound_pairs_per_s"]
-        print(f"best solver row {best['method']}: {best['pairs_per_s']:.2f} pairs/s = "
-              f"{100 * work_row['best_fraction_of_bound']:.1f}% of the bound")
+        print(
+            f"best solver row {best['method']}: {best['pairs_per_s']:.2f} pairs/s = "
+            f"{100 * work_row['best_fraction_of_bound']:.1f}% of the bound"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"solver": rows, "extraction": extract_rows, "work": work_row}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"solver": rows, "extraction": extract_rows, "work": work_row}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

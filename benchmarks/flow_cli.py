@@ -47,7 +47,7 @@ def make_job(dest: Path, clips: int, length: int) -> int:
     slots = [(name, start) for start in range(0, 250, length) for name, f in frames.items() if start + length <= len(f)]
     dest.mkdir(parents=True, exist_ok=True)
     for name, start in slots[:clips]:
-        write_video(dest / f"{name}_{start:03d}.mp4", frames[name][start:start + length])
+        write_video(dest / f"{name}_{start:03d}.mp4", frames[name][start : start + length])
     return clips * (length - 1)
 
 
@@ -91,9 +91,13 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
         env = {**base_env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
         runs = {}
-        for name, extra in (("opencv-1", ["--backend", "opencv"]), ("torch-cold", []),
-                            ("torch-cold --compile", ["--compile"]), ("torch-warm", []),
-                            ("opencv-2", ["--backend", "opencv"])):
+        for name, extra in (
+            ("opencv-1", ["--backend", "opencv"]),
+            ("torch-cold", []),
+            ("torch-cold --compile", ["--compile"]),
+            ("torch-warm", []),
+            ("opencv-2", ["--backend", "opencv"]),
+        ):
             if name.startswith("torch-cold"):
                 shutil.rmtree(cache, ignore_errors=True)  # an empty cache for each first-run row
             if name == "torch-warm":  # a small job does not compile, so nothing warmed the cache: do it here
@@ -101,19 +105,33 @@ def main() -> None:
             out = work / f"out{pairs}_{name.replace(' ', '')}"
             shutil.rmtree(out, ignore_errors=True)
             runs[name] = timed([*vidact, "flow", "extract", str(src), str(out), "--json", *extra], env)
-            print(f"  {pairs} pairs {name}: {runs[name][0]:.1f} s, kernels {runs[name][1].get('kernels')}, "
-                  f"workers {runs[name][1].get('workers')}", flush=True)
+            print(
+                f"  {pairs} pairs {name}: {runs[name][0]:.1f} s, kernels {runs[name][1].get('kernels')}, "
+                f"workers {runs[name][1].get('workers')}",
+                flush=True,
+            )
         cv = (runs["opencv-1"][0] + runs["opencv-2"][0]) / 2
         for name in ("torch-cold", "torch-cold --compile", "torch-warm"):
             secs, summary = runs[name]
-            rows.append({"pairs": pairs, "run": name, "seconds": secs, "opencv_seconds": cv,
-                         "opencv_runs": [runs["opencv-1"][0], runs["opencv-2"][0]], "speedup": cv / secs,
-                         "kernels": summary.get("kernels"), "workers": summary.get("workers"),
-                         "warnings": summary["stderr"]})
+            rows.append(
+                {
+                    "pairs": pairs,
+                    "run": name,
+                    "seconds": secs,
+                    "opencv_seconds": cv,
+                    "opencv_runs": [runs["opencv-1"][0], runs["opencv-2"][0]],
+                    "speedup": cv / secs,
+                    "kernels": summary.get("kernels"),
+                    "workers": summary.get("workers"),
+                    "warnings": summary["stderr"],
+                }
+            )
     print(f"\n{'job':>9s} {'torch run':>20s} {'kernels':>16s} {'torch s':>8s} {'OpenCV s':>9s} {'x OpenCV':>9s}")
     for r in rows:
-        print(f"{r['pairs']:5d} pairs {r['run']:>20s} {json.dumps(r['kernels']):>16s} {r['seconds']:8.1f} "
-              f"{r['opencv_seconds']:9.1f} {r['speedup']:9.2f}")
+        print(
+            f"{r['pairs']:5d} pairs {r['run']:>20s} {json.dumps(r['kernels']):>16s} {r['seconds']:8.1f} "
+            f"{r['opencv_seconds']:9.1f} {r['speedup']:9.2f}"
+        )
     print("targets: >= 1.5x on 250 pairs, >= 1.0x on 20 pairs (first run)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -49,7 +49,7 @@ def bare_clip(ds: VideoClipDataset, index: int) -> np.ndarray:
     interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
     out = np.empty((len(frames), p.crop_size, p.crop_size, 3), np.float32)
     for t, frame in enumerate(frames):
-        crop = cv2.resize(frame, (nw, nh), interpolation=interp)[y0:y0 + p.crop_size, x0:x0 + p.crop_size]
+        crop = cv2.resize(frame, (nw, nh), interpolation=interp)[y0 : y0 + p.crop_size, x0 : x0 + p.crop_size]
         out[t] = crop[:, ::-1] if p.flip else crop
     out = (out / 255.0 - np.asarray(RGB_MEAN, np.float32)) / np.asarray(RGB_STD, np.float32)
     return np.ascontiguousarray(out.transpose(3, 0, 1, 2))
@@ -86,22 +86,36 @@ def measure(name: str, ds: VideoClipDataset, workers: int, batch: int, rounds: i
         bare.append(time_bare(ds))
         steady.append(time_epoch(ds, loader))
     del loader
-    return {"name": name, "clips": len(ds), "bare": max(bare), "inproc": inproc, "first": first,
-            "steady": max(steady), "ratios": [s / b for s, b in zip(steady, bare)], "diff": diff}
+    return {
+        "name": name,
+        "clips": len(ds),
+        "bare": max(bare),
+        "inproc": inproc,
+        "first": first,
+        "steady": max(steady),
+        "ratios": [s / b for s, b in zip(steady, bare)],
+        "diff": diff,
+    }
 
 
 def print_table(rows: list[dict], workers: int) -> None:
-    head = (f"{'data':<32} {'clips':>5} {'bare PyAV':>9} {'loader w=0':>10} {f'w={workers} 1st':>9} "
-            f"{f'loader w={workers}':>10} {'ratio':>6}  {'per-round ratios':<20} {'max|diff|':>9}")
+    head = (
+        f"{'data':<32} {'clips':>5} {'bare PyAV':>9} {'loader w=0':>10} {f'w={workers} 1st':>9} "
+        f"{f'loader w={workers}':>10} {'ratio':>6}  {'per-round ratios':<20} {'max|diff|':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         rounds = " ".join(f"{x:.0%}" for x in r["ratios"])
-        print(f"{r['name']:<32} {r['clips']:>5} {r['bare']:>9.1f} {r['inproc']:>10.1f} {r['first']:>9.1f} "
-              f"{r['steady']:>10.1f} {r['steady'] / r['bare']:>6.0%}  {rounds:<20} {r['diff']:>9.1e}")
-    print(f"clips/s, best of the rounds; ratio = loader ({workers} workers, warm) / bare single-process "
-          "PyAV decode of the same clips; goal >= 90%.\n1st = first epoch including worker start-up; "
-          "max|diff| = largest difference between a loader clip and the bare clip (normalised units).")
+        print(
+            f"{r['name']:<32} {r['clips']:>5} {r['bare']:>9.1f} {r['inproc']:>10.1f} {r['first']:>9.1f} "
+            f"{r['steady']:>10.1f} {r['steady'] / r['bare']:>6.0%}  {rounds:<20} {r['diff']:>9.1e}"
+        )
+    print(
+        f"clips/s, best of the rounds; ratio = loader ({workers} workers, warm) / bare single-process "
+        "PyAV decode of the same clips; goal >= 90%.\n1st = first epoch including worker start-up; "
+        "max|diff| = largest difference between a loader clip and the bare clip (normalised units)."
+    )
 
 
 def main() -> None:
@@ -111,8 +125,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=16, help="clips drawn per real video")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/loader passes; best is reported")
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"torch threads {torch.get_num_threads()}, OpenCV threads {cv2.getNumThreads()}")
+    print(
+        f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()}, OpenCV threads {cv2.getNumThreads()}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp, SynthConfig(classes=8, per_class=6, frames=48, size=128, seed=0))

@@ -16,8 +16,17 @@ from torch.utils.data import Dataset
 MEAN, STD = 0.45, 0.225
 
 
-def render_split(classes: int, per_class: int, clip_frames: int, clip_size: int, *, frame_step: int = 1,
-                 seed: int = 0, style: str = "dots", val_fraction: float = 0.25) -> dict:
+def render_split(
+    classes: int,
+    per_class: int,
+    clip_frames: int,
+    clip_size: int,
+    *,
+    frame_step: int = 1,
+    seed: int = 0,
+    style: str = "dots",
+    val_fraction: float = 0.25,
+) -> dict:
     """``{"train": (videos, labels), "val": ...}``: uint8 videos (N, T, 3, H, W), split as ``vidact data synth``."""
     from vidact.data.synthetic import MOTIONS, clip_seed, render_clip
 
@@ -73,10 +82,11 @@ class ClipSource:
                 n, t, c, h, w = self.videos.shape
                 out = torch.empty(n, t, c, side, side, dtype=torch.uint8)
                 for lo in range(0, n, 64):
-                    chunk = self.videos[lo:lo + 64].reshape(-1, c, h, w).float()
-                    chunk = F.interpolate(chunk, size=(side, side), mode="bilinear", align_corners=False,
-                                          antialias=True)
-                    out[lo:lo + 64] = chunk.round_().clamp_(0, 255).to(torch.uint8).reshape(-1, t, c, side, side)
+                    chunk = self.videos[lo : lo + 64].reshape(-1, c, h, w).float()
+                    chunk = F.interpolate(
+                        chunk, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+                    )
+                    out[lo : lo + 64] = chunk.round_().clamp_(0, 255).to(torch.uint8).reshape(-1, t, c, side, side)
                 self.scaled[side] = out
 
     def clip(self, index: int, frames: int, stride: int, crop: int, rng: np.random.Generator | None) -> torch.Tensor:
@@ -90,7 +100,7 @@ class ClipSource:
         start = int(rng.integers(0, n - span + 1)) if rng is not None else (n - span) // 2
         room = side - crop
         top, left = (int(rng.integers(0, room + 1)) for _ in range(2)) if rng is not None else (room // 2,) * 2
-        clip = video[start:start + span:stride, :, top:top + crop, left:left + crop].float()
+        clip = video[start : start + span : stride, :, top : top + crop, left : left + crop].float()
         return ((clip / 255.0 - MEAN) / STD).permute(1, 0, 2, 3).contiguous()
 
     def batch(self, index, frames: int, stride, crop: int, rng: np.random.Generator | None) -> torch.Tensor:

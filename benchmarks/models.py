@@ -46,16 +46,26 @@ class Case:
 
     @property
     def mode(self) -> str:
-        return " + ".join([("channels-last" if self.channels_last else "contiguous"),
-                           ("bf16" if self.bf16 else "fp32"), ("compile" if self.compiled else "eager")])
+        return " + ".join(
+            [
+                ("channels-last" if self.channels_last else "contiguous"),
+                ("bf16" if self.bf16 else "fp32"),
+                ("compile" if self.compiled else "eager"),
+            ]
+        )
 
 
 def pytorchvideo_model(arch: str, frames: int, size: int) -> nn.Module:
     if arch == "x3d-m":
         from pytorchvideo.models.x3d import create_x3d
 
-        return create_x3d(input_clip_length=frames, input_crop_size=size, depth_factor=2.2,
-                          model_num_class=NUM_CLASSES, head_activation=None)
+        return create_x3d(
+            input_clip_length=frames,
+            input_crop_size=size,
+            depth_factor=2.2,
+            model_num_class=NUM_CLASSES,
+            head_activation=None,
+        )
     if arch == "slowfast-r50-8x8":
         from pytorchvideo.models.slowfast import create_slowfast
 
@@ -72,8 +82,11 @@ def make_inputs(impl: str, arch: str, clip: torch.Tensor, fmt: torch.memory_form
 
 def build_case(arch, impl, channels_last, bf16, compiled, batch, frames, size, device) -> Case:
     torch.manual_seed(0)
-    model = pytorchvideo_model(arch, frames, size) if impl == "pytorchvideo" else \
-        create_model(arch, num_classes=NUM_CLASSES)
+    model = (
+        pytorchvideo_model(arch, frames, size)
+        if impl == "pytorchvideo"
+        else create_model(arch, num_classes=NUM_CLASSES)
+    )
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=fmt).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -110,8 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     p.add_argument("--impls", default="pytorchvideo,vidact")
-    p.add_argument("--threads", type=int, help="intra-op CPU threads (default: 1 on CPU, where a shared "
-                                                 "machine's oversubscribed OpenMP threads distort timings)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="intra-op CPU threads (default: 1 on CPU, where a shared "
+        "machine's oversubscribed OpenMP threads distort timings)",
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -119,40 +136,62 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads or 1)
     steps = args.steps or (10 if cuda else 1)
     size = args.size or (224 if cuda else 112)
-    print(f"device: {torch.cuda.get_device_name(device) if cuda else 'cpu'} ({torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}", file=sys.stderr)
+    print(
+        f"device: {torch.cuda.get_device_name(device) if cuda else 'cpu'} ({torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}",
+        file=sys.stderr,
+    )
 
     rows = []
     for arch in args.models.split(","):
         frames = 32 if arch.startswith("slowfast") else 16
-        batch = args.batch or ((16 if arch.startswith("slowfast") else 32) if cuda else
-                               (1 if arch.startswith("slowfast") else 2))
+        batch = args.batch or (
+            (16 if arch.startswith("slowfast") else 32) if cuda else (1 if arch.startswith("slowfast") else 2)
+        )
         compile_opts = (False, True) if args.compile else (False,)
-        cases = [build_case(arch, impl, cl, bf16, comp, batch, frames, size, device)
-                 for impl, cl, bf16, comp in itertools.product(args.impls.split(","), (False, True),
-                                                               (False, True), compile_opts)]
+        cases = [
+            build_case(arch, impl, cl, bf16, comp, batch, frames, size, device)
+            for impl, cl, bf16, comp in itertools.product(
+                args.impls.split(","), (False, True), (False, True), compile_opts
+            )
+        ]
         for case in cases:  # warm-up: allocator, oneDNN/cuDNN plans, compilation
             train_steps(case, 2 if case.compiled or cuda else 1, device)
         for _ in range(args.rounds):
             for case in cases:
                 case.rates.append(batch * steps / train_steps(case, steps, device))
-        ref = next(c for c in cases if c.impl == "pytorchvideo" and not (c.channels_last or c.bf16 or c.compiled)) \
-            if "pytorchvideo" in args.impls else cases[0]
+        ref = (
+            next(c for c in cases if c.impl == "pytorchvideo" and not (c.channels_last or c.bf16 or c.compiled))
+            if "pytorchvideo" in args.impls
+            else cases[0]
+        )
         ref_rate = statistics.median(ref.rates)
         shape = f"B={batch} {frames}x{size}x{size}"
         for case in cases:
             rate = statistics.median(case.rates)
             rows.append((arch, shape, case.impl, case.mode, rate, rate / ref_rate))
-        best = {impl: max((c for c in cases if c.impl == impl), key=lambda c: statistics.median(c.rates))
-                for impl in args.impls.split(",")}
+        best = {
+            impl: max((c for c in cases if c.impl == impl), key=lambda c: statistics.median(c.rates))
+            for impl in args.impls.split(",")
+        }
         if len(best) == 2:
             v, r = best["vidact"], best["pytorchvideo"]
-            rows.append((arch, shape, "best vidact / best pytorchvideo", f"{v.mode} / {r.mode}",
-                         statistics.median(v.rates), statistics.median(v.rates) / statistics.median(r.rates)))
+            rows.append(
+                (
+                    arch,
+                    shape,
+                    "best vidact / best pytorchvideo",
+                    f"{v.mode} / {r.mode}",
+                    statistics.median(v.rates),
+                    statistics.median(v.rates) / statistics.median(r.rates),
+                )
+            )
         del cases
 
-    print(f"\ntraining clips/s, median of {args.rounds} rounds x {steps} steps; ratio vs pytorchvideo "
-          f"contiguous + fp32 + eager of the same model ({device.type})")
+    print(
+        f"\ntraining clips/s, median of {args.rounds} rounds x {steps} steps; ratio vs pytorchvideo "
+        f"contiguous + fp32 + eager of the same model ({device.type})"
+    )
     print(f"| {'model':<17} | {'input':<16} | {'impl':<31} | {'mode':<48} | {'clips/s':>8} | {'ratio':>6} |")
     print(f"|{'-' * 19}|{'-' * 18}|{'-' * 33}|{'-' * 50}|{'-' * 10}|{'-' * 8}|")
     for arch, shape, impl, mode, rate, ratio in rows:

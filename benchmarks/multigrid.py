@@ -58,9 +58,9 @@ BATCHES = (8, 16, 32, 64, 128)
 def multigrid_crops(size: int) -> list[int]:
     """Every crop a multigrid run at full crop ``size`` uses (long-cycle sizes x short-cycle factors)."""
     crops = set()
-    for long_crop in (size, int(round(size * 2 ** -0.5))):
-        crops |= {long_crop, int(round(long_crop * 0.5)), int(round(long_crop * 0.5 ** 0.5))}
-        crops |= {int(round(size * 0.5)), int(round(size * 0.5 ** 0.5))}
+    for long_crop in (size, int(round(size * 2**-0.5))):
+        crops |= {long_crop, int(round(long_crop * 0.5)), int(round(long_crop * 0.5**0.5))}
+        crops |= {int(round(size * 0.5)), int(round(size * 0.5**0.5))}
     return sorted(crops)
 
 
@@ -71,9 +71,10 @@ def load_data(args) -> tuple[list[str], dict]:
     else:
         from vidact.data.synthetic import MOTIONS
 
-        classes = list(MOTIONS[:args.classes])
-        splits = render_split(args.classes, args.per_class, args.clip_frames, args.clip_size, seed=args.seed,
-                              style=args.style)
+        classes = list(MOTIONS[: args.classes])
+        splits = render_split(
+            args.classes, args.per_class, args.clip_frames, args.clip_size, seed=args.seed, style=args.style
+        )
     data = {k: (ClipSource(videos, args.size), labels) for k, (videos, labels) in splits.items()}
     data["train"][0].prepare(multigrid_crops(args.size))
     return classes, data
@@ -98,7 +99,7 @@ def evaluate(model, data, args) -> float:
     for lo in range(0, len(labels), 32):
         idx = range(lo, min(lo + 32, len(labels)))
         x = source.batch(idx, args.frames, args.stride, args.size, None)
-        hits += int((model(x).argmax(1) == labels[lo:lo + len(idx)]).sum())
+        hits += int((model(x).argmax(1) == labels[lo : lo + len(idx)]).sum())
     return hits / len(labels)
 
 
@@ -108,8 +109,10 @@ def precise_bn(model, data, args, batches: int = 20) -> None:
     source, labels = data
     rng = np.random.default_rng([args.seed, 0xB1])
     order = np.resize(rng.permutation(len(labels)), batches * 8)  # small sets: wrap around
-    clips = ({"video": source.batch(order[i * 8:(i + 1) * 8], args.frames, args.stride, args.size, rng)}
-             for i in range(batches))
+    clips = (
+        {"video": source.batch(order[i * 8 : (i + 1) * 8], args.frames, args.stride, args.size, rng)}
+        for i in range(batches)
+    )
     update_bn_stats(model, clips, batches, torch.device("cpu"))
 
 
@@ -122,8 +125,20 @@ def optimizer_for(name: str, model, lr: float, weight_decay: float = 1e-4):
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def train_loop(model, data, args, *, optimizer: str, lr: float, batch: int, iters: int, frames: int, crop: int,
-               strides: tuple[int, int], seed: int) -> float:
+def train_loop(
+    model,
+    data,
+    args,
+    *,
+    optimizer: str,
+    lr: float,
+    batch: int,
+    iters: int,
+    frames: int,
+    crop: int,
+    strides: tuple[int, int],
+    seed: int,
+) -> float:
     """``iters`` SGD/AdamW steps of ``batch`` clips at one shape, cosine LR with 5% warm-up; returns seconds."""
     source, labels = data
     opt = optimizer_for(optimizer, model, lr)
@@ -135,7 +150,7 @@ def train_loop(model, data, args, *, optimizer: str, lr: float, batch: int, iter
     for it in range(iters):
         if pos + batch > len(order):
             order, pos = rng.permutation(len(labels)), 0
-        idx = order[pos:pos + batch]
+        idx = order[pos : pos + batch]
         pos += batch
         x = source.batch(idx, frames, rng.integers(strides[0], strides[1] + 1, size=len(idx)), crop, rng)
         scale = 0.5 * (1 + math.cos(math.pi * it / iters)) * min(1.0, 0.1 + 0.9 * it / warm)
@@ -162,16 +177,41 @@ def premise_gate(data, num_classes: int, args) -> list[dict]:
     stride_hi = max(args.stride, args.stride * args.frames // t)
     rows = []
     for name, frames, crop, batch, rate, strides in (
-            ("coarsest long-cycle shape", t, s, args.batch_size * mult, lr, (args.stride, stride_hi)),
-            ("full shape", args.frames, args.size, args.batch_size, args.lr, (args.stride, args.stride))):
+        ("coarsest long-cycle shape", t, s, args.batch_size * mult, lr, (args.stride, stride_hi)),
+        ("full shape", args.frames, args.size, args.batch_size, args.lr, (args.stride, args.stride)),
+    ):
         model = new_model(args, num_classes, sub_batch_bn=True)
-        seconds = train_loop(model, data["train"], args, optimizer=args.optimizer, lr=rate, batch=batch,
-                             iters=args.gate_iters, frames=frames, crop=crop, strides=strides, seed=args.seed)
+        seconds = train_loop(
+            model,
+            data["train"],
+            args,
+            optimizer=args.optimizer,
+            lr=rate,
+            batch=batch,
+            iters=args.gate_iters,
+            frames=frames,
+            crop=crop,
+            strides=strides,
+            seed=args.seed,
+        )
         precise_bn(model, data["train"], args)
-        rows.append({"shape": name, "frames": frames, "crop": crop, "batch": batch, "lr": rate,
-                     "iterations": args.gate_iters, "train_s": seconds, "top1": evaluate(model, data["val"], args)})
-        print(f"  gate: {name:26s} {frames}x{crop} batch {batch:4d} lr {rate:.4g}: {args.gate_iters} it "
-              f"{seconds:6.1f} s  top-1 at the full shape {100 * rows[-1]['top1']:5.1f}%", flush=True)
+        rows.append(
+            {
+                "shape": name,
+                "frames": frames,
+                "crop": crop,
+                "batch": batch,
+                "lr": rate,
+                "iterations": args.gate_iters,
+                "train_s": seconds,
+                "top1": evaluate(model, data["val"], args),
+            }
+        )
+        print(
+            f"  gate: {name:26s} {frames}x{crop} batch {batch:4d} lr {rate:.4g}: {args.gate_iters} it "
+            f"{seconds:6.1f} s  top-1 at the full shape {100 * rows[-1]['top1']:5.1f}%",
+            flush=True,
+        )
     return rows
 
 
@@ -185,15 +225,38 @@ def batch_scaling(data, num_classes: int, args) -> list[dict]:
             lr = base_lr * (mult if rule == "linear" else math.sqrt(mult))
             iters = max(1, args.clips // batch)
             model = new_model(args, num_classes, sub_batch_bn=True)
-            seconds = train_loop(model, data["train"], args, optimizer=optimizer, lr=lr, batch=batch, iters=iters,
-                                 frames=args.frames, crop=args.size, strides=(args.stride, args.stride),
-                                 seed=args.seed)
+            seconds = train_loop(
+                model,
+                data["train"],
+                args,
+                optimizer=optimizer,
+                lr=lr,
+                batch=batch,
+                iters=iters,
+                frames=args.frames,
+                crop=args.size,
+                strides=(args.stride, args.stride),
+                seed=args.seed,
+            )
             precise_bn(model, data["train"], args)
             top1 = evaluate(model, data["val"], args)
-            rows.append({"optimizer": optimizer, "rule": rule, "batch": batch, "lr": lr, "iterations": iters,
-                         "clips": iters * batch, "train_s": seconds, "top1": top1})
-            print(f"  {optimizer:5s} ({rule:6s}) batch {batch:4d} lr {lr:.4g}: {iters:5d} it, {iters * batch} clips, "
-                  f"{seconds:6.1f} s  top-1 {100 * top1:5.1f}%", flush=True)
+            rows.append(
+                {
+                    "optimizer": optimizer,
+                    "rule": rule,
+                    "batch": batch,
+                    "lr": lr,
+                    "iterations": iters,
+                    "clips": iters * batch,
+                    "train_s": seconds,
+                    "top1": top1,
+                }
+            )
+            print(
+                f"  {optimizer:5s} ({rule:6s}) batch {batch:4d} lr {lr:.4g}: {iters:5d} it, {iters * batch} clips, "
+                f"{seconds:6.1f} s  top-1 {100 * top1:5.1f}%",
+                flush=True,
+            )
     return rows
 
 
@@ -207,8 +270,16 @@ def phase_iterations(cfg, num_samples: int) -> list[dict]:
     for epoch in range(mg.epochs):
         for plan in mg.sampler.plan(epoch):
             key = (plan.phase.start, plan.frames)
-            row = counts.setdefault(key, {"epochs": f"{plan.phase.start:.2f}-{plan.phase.end:.2f}",
-                                          "frames": plan.frames, "crops": set(), "batches": set(), "iterations": 0})
+            row = counts.setdefault(
+                key,
+                {
+                    "epochs": f"{plan.phase.start:.2f}-{plan.phase.end:.2f}",
+                    "frames": plan.frames,
+                    "crops": set(),
+                    "batches": set(),
+                    "iterations": 0,
+                },
+            )
             row["crops"].add(plan.crop_size)
             row["batches"].add(plan.size)
             row["iterations"] += 1
@@ -224,12 +295,30 @@ def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, arg
     train_set = MemoryClips(*data["train"], default, train=True, seed=args.seed)
     val_set = MemoryClips(*data["val"], default, train=False, seed=args.seed)
     label = label or mode
-    cfg = load_config(arch=args.arch, data=str(root), out=str(root / "runs" / label.replace("+", "-").replace(" ", "_")),
-                      frames=args.frames, size=args.size, stride=args.stride, epochs=epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      overrides=[f"width_mult={args.width_mult}", f"threads={args.threads}", "warmup_epochs=0.5",
-                                 f"dropout={args.dropout}", f"multigrid={mode}", "val_every=1", "log_every=100000",
-                                 f"clip_grad={args.clip_grad}", f"optimizer={args.optimizer}", *args.set])
+    cfg = load_config(
+        arch=args.arch,
+        data=str(root),
+        out=str(root / "runs" / label.replace("+", "-").replace(" ", "_")),
+        frames=args.frames,
+        size=args.size,
+        stride=args.stride,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        overrides=[
+            f"width_mult={args.width_mult}",
+            f"threads={args.threads}",
+            "warmup_epochs=0.5",
+            f"dropout={args.dropout}",
+            f"multigrid={mode}",
+            "val_every=1",
+            "log_every=100000",
+            f"clip_grad={args.clip_grad}",
+            f"optimizer={args.optimizer}",
+            *args.set,
+        ],
+    )
     phases = phase_iterations(cfg, len(train_set)) if mode != "none" else []
     summary = fit(cfg, TrainData(classes, train_set, val_set), progress=False)
     clock, curve = 0.0, []
@@ -237,15 +326,29 @@ def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, arg
         clock += rec["seconds"]
         # a model taken at this epoch costs the training so far plus its precise-BN pass
         curve.append((clock + rec.get("precise_bn_seconds", 0.0), rec.get("val_top1", 0.0)))
-    result = {"schedule": label, "mode": mode, "epochs": summary["epochs"], "iterations": summary["iterations"],
-              "phases": phases, "train_s": curve[-1][0], "final_top1": curve[-1][1],
-              "best_top1": max(c[1] for c in curve), "curve": curve}
-    print(f"  {label:20s} {result['epochs']:3d} epochs {result['iterations']:6d} it {result['train_s']:8.1f} s  "
-          f"final top-1 {100 * result['final_top1']:5.1f}%", flush=True)
+    result = {
+        "schedule": label,
+        "mode": mode,
+        "epochs": summary["epochs"],
+        "iterations": summary["iterations"],
+        "phases": phases,
+        "train_s": curve[-1][0],
+        "final_top1": curve[-1][1],
+        "best_top1": max(c[1] for c in curve),
+        "curve": curve,
+    }
+    print(
+        f"  {label:20s} {result['epochs']:3d} epochs {result['iterations']:6d} it {result['train_s']:8.1f} s  "
+        f"final top-1 {100 * result['final_top1']:5.1f}%",
+        flush=True,
+    )
     print("    top-1 over time: " + ", ".join(f"{s:.0f}s {100 * a:.1f}%" for s, a in curve), flush=True)
     for p in phases:
-        print(f"    phase epochs {p['epochs']}: T={p['frames']} crops {p['crops']} batches {p['batches']}: "
-              f"{p['iterations']} it", flush=True)
+        print(
+            f"    phase epochs {p['epochs']}: T={p['frames']} crops {p['crops']} batches {p['batches']}: "
+            f"{p['iterations']} it",
+            flush=True,
+        )
     return result
 
 
@@ -270,15 +373,19 @@ def schedules(data, classes, args) -> list[dict]:
 def print_schedule_table(results: list[dict], tolerance: float) -> None:
     plain = next((r for r in results if r["schedule"] == "none"), results[0])
     target = plain["final_top1"] - tolerance
-    print(f"\n| schedule | epochs | iterations | train s | ratio to plain | final top-1 | best top-1 "
-          f"| s to plain's top-1 - {100 * tolerance:.0f} pt | fraction of plain time |")
+    print(
+        f"\n| schedule | epochs | iterations | train s | ratio to plain | final top-1 | best top-1 "
+        f"| s to plain's top-1 - {100 * tolerance:.0f} pt | fraction of plain time |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         reach = time_to_reach(r["curve"], target)
         r["time_to_plain_top1"] = reach
-        print(f"| {r['schedule']} | {r['epochs']} | {r['iterations']} | {r['train_s']:.1f} | "
-              f"{r['train_s'] / plain['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
-              + (f"{reach:.1f} | {reach / plain['train_s']:.2f} |" if reach is not None else "- | not reached |"))
+        print(
+            f"| {r['schedule']} | {r['epochs']} | {r['iterations']} | {r['train_s']:.1f} | "
+            f"{r['train_s'] / plain['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
+            + (f"{reach:.1f} | {reach / plain['train_s']:.2f} |" if reach is not None else "- | not reached |")
+        )
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:
@@ -290,8 +397,14 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         xs, ys = zip(*r["curve"])
-        ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=r["schedule"].replace("none", "plain"),
-                ls="--" if r["schedule"] == CONTROL else "-")
+        ax.plot(
+            xs,
+            [100 * y for y in ys],
+            marker="o",
+            ms=3,
+            label=r["schedule"].replace("none", "plain"),
+            ls="--" if r["schedule"] == CONTROL else "-",
+        )
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     ax.set_xlabel("training seconds")
     ax.set_ylabel("val top-1 (%)")
@@ -349,12 +462,16 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     classes, data = load_data(args)
-    regime = (f"{args.arch} width {args.width_mult} at {args.frames}x{args.size} stride {args.stride}, batch "
-              f"{args.batch_size}, {args.optimizer} lr {args.lr}; {len(data['train'][1])} train / "
-              f"{len(data['val'][1])} val clips, {len(classes)} classes"
-              + ("" if args.data else f", style {args.style}"))
-    print(f"{regime}; {args.epochs} base epochs; torch threads {args.threads} "
-          f"(data ready in {time.perf_counter() - started:.0f} s)", flush=True)
+    regime = (
+        f"{args.arch} width {args.width_mult} at {args.frames}x{args.size} stride {args.stride}, batch "
+        f"{args.batch_size}, {args.optimizer} lr {args.lr}; {len(data['train'][1])} train / "
+        f"{len(data['val'][1])} val clips, {len(classes)} classes" + ("" if args.data else f", style {args.style}")
+    )
+    print(
+        f"{regime}; {args.epochs} base epochs; torch threads {args.threads} "
+        f"(data ready in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     out = {"args": {k: str(v) for k, v in vars(args).items()}, "regime": regime}
     if args.gate_iters > 0 and not args.batch_scaling:
         print("premise gate:", flush=True)
@@ -365,8 +482,10 @@ def main(argv=None) -> dict:
         print("\n| optimizer | LR rule | batch | LR | iterations | clips | train s | top-1 |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in out["batch_scaling"]:
-            print(f"| {r['optimizer']} | {r['rule']} | {r['batch']} | {r['lr']:.4g} | {r['iterations']} | "
-                  f"{r['clips']} | {r['train_s']:.1f} | {100 * r['top1']:.1f}% |")
+            print(
+                f"| {r['optimizer']} | {r['rule']} | {r['batch']} | {r['lr']:.4g} | {r['iterations']} | "
+                f"{r['clips']} | {r['train_s']:.1f} | {100 * r['top1']:.1f}% |"
+            )
     elif not args.no_schedules:
         print("schedules:", flush=True)
         results = schedules(data, classes, args)

@@ -32,8 +32,7 @@ MODES = ("none", "long", "short", "long+short")
 
 def planned_shapes(mode: str, frames: int, size: int, batch: int, epochs: int, samples: int) -> Counter:
     """(T, S, clips per step) -> iterations over the whole run of ``mode``."""
-    schedule = build_schedule(mode, LRSchedule(base_lr=0.1, epochs=epochs), frames=frames, size=size,
-                              batch_size=batch)
+    schedule = build_schedule(mode, LRSchedule(base_lr=0.1, epochs=epochs), frames=frames, size=size, batch_size=batch)
     sampler = MultigridBatchSampler(samples, schedule, rank=0, world_size=1, shuffle=False, drop_last=True)
     counts: Counter = Counter()
     for epoch in range(schedule.total_epochs):
@@ -42,8 +41,9 @@ def planned_shapes(mode: str, frames: int, size: int, batch: int, epochs: int, s
     return counts
 
 
-def step_time(model, opt, arch: str, shape: tuple[int, int, int], device, steps: int, bf16: bool,
-              channels_last: bool) -> float:
+def step_time(
+    model, opt, arch: str, shape: tuple[int, int, int], device, steps: int, bf16: bool, channels_last: bool
+) -> float:
     """Seconds per training step at (T, S, batch), after two warm-up steps."""
     t, s, b = shape
     x = get_entry(arch).example_input(b, t, s, device)
@@ -90,9 +90,11 @@ def main() -> None:
     bf16 = not args.fp32
     channels_last = device.type == "cuda" and not args.contiguous
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}; base batch {args.batch}, "
-          f"{args.epochs} base epochs of {args.samples} clips, {'channels-last' if channels_last else 'contiguous'}",
-          file=sys.stderr)
+    print(
+        f"device: {name}, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}; base batch {args.batch}, "
+        f"{args.epochs} base epochs of {args.samples} clips, {'channels-last' if channels_last else 'contiguous'}",
+        file=sys.stderr,
+    )
     rows = []
     for arch in args.archs.split(","):
         entry = get_entry(arch)
@@ -108,12 +110,25 @@ def main() -> None:
         times = {}
         for shape in shapes:
             times[shape] = step_time(model, opt, arch, shape, device, args.steps, bf16, channels_last)
-            print(f"  {arch} T={shape[0]:3d} S={shape[1]:3d} B={shape[2]:4d}: {1000 * times[shape]:8.1f} ms/step, "
-                  f"{shape[2] / times[shape]:8.1f} clips/s", file=sys.stderr, flush=True)
+            print(
+                f"  {arch} T={shape[0]:3d} S={shape[1]:3d} B={shape[2]:4d}: {1000 * times[shape]:8.1f} ms/step, "
+                f"{shape[2] / times[shape]:8.1f} clips/s",
+                file=sys.stderr,
+                flush=True,
+            )
         plain = sum(n * times[k] for k, n in plans["none"].items())
         for mode in MODES:
             total = sum(n * times[k] for k, n in plans[mode].items())
-            rows.append((arch, f"{frames}x{size}", mode, sum(plans[mode].values()), total / 3600, plain / total if total else float("nan")))
+            rows.append(
+                (
+                    arch,
+                    f"{frames}x{size}",
+                    mode,
+                    sum(plans[mode].values()),
+                    total / 3600,
+                    plain / total if total else float("nan"),
+                )
+            )
         del model, opt
     print(f"\npredicted training time (no I/O), {args.epochs} base epochs of {args.samples} clips, {name}")
     print("| model | full shape | schedule | iterations | hours | speed-up vs plain |")

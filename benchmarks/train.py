@@ -57,16 +57,33 @@ def accuracy_run(arch: str, data: Path, out: Path, epochs: int, threads: int, wo
     from vidact.train.engine import train
 
     width, frames, size, stride = ARCHS[arch]
-    cfg = load_config(arch=arch, data=str(data), out=str(out / arch), frames=frames, size=size, stride=stride,
-                      epochs=epochs, batch_size=8, lr=0.05, workers=workers,
-                      overrides=[f"width_mult={width}", f"threads={threads}", "warmup_epochs=1", "dropout=0.3"])
+    cfg = load_config(
+        arch=arch,
+        data=str(data),
+        out=str(out / arch),
+        frames=frames,
+        size=size,
+        stride=stride,
+        epochs=epochs,
+        batch_size=8,
+        lr=0.05,
+        workers=workers,
+        overrides=[f"width_mult={width}", f"threads={threads}", "warmup_epochs=1", "dropout=0.3"],
+    )
     start = time.perf_counter()
     summary = train(cfg, progress=False)
     seconds = time.perf_counter() - start
     report = evaluate_checkpoint(out / arch / "last.pt", data, clips=3, crops=1, workers=workers, progress=False)
-    return {"arch": arch, "input": f"3x{frames}x{size}x{size}/{stride}", "epochs": epochs, "seconds": seconds,
-            "clips_per_s": summary["clips_per_s"], "best_val_top1": summary["best_val_top1"],
-            "video_top1": report["video_top1"], "clip_top1": report["clip_top1"]}
+    return {
+        "arch": arch,
+        "input": f"3x{frames}x{size}x{size}/{stride}",
+        "epochs": epochs,
+        "seconds": seconds,
+        "clips_per_s": summary["clips_per_s"],
+        "best_val_top1": summary["best_val_top1"],
+        "video_top1": report["video_top1"],
+        "clip_top1": report["clip_top1"],
+    }
 
 
 def main() -> None:
@@ -83,7 +100,9 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU" + (" + CUDA" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), CPU" + (" + CUDA" if torch.cuda.is_available() else "")
+    )
 
     if not args.skip_speed:
         archs = [a for a in args.archs.split(",") if a]
@@ -110,15 +129,22 @@ def main() -> None:
             data = args.data or Path(tmp) / "synth"
             if not (data / "synth.json").exists():
                 generate(data, SynthConfig())
-            results = [accuracy_run(a, data, Path(tmp) / "runs", args.epochs, args.threads, args.workers)
-                       for a in args.accuracy_archs.split(",") if a]
-        print(f"\n## Top-1 on `vidact data synth` defaults after {args.epochs} epochs "
-              f"(val: 32 videos, 3 clips x 1 crop, softmax-mean; chance 12.5%)\n")
+            results = [
+                accuracy_run(a, data, Path(tmp) / "runs", args.epochs, args.threads, args.workers)
+                for a in args.accuracy_archs.split(",")
+                if a
+            ]
+        print(
+            f"\n## Top-1 on `vidact data synth` defaults after {args.epochs} epochs "
+            f"(val: 32 videos, 3 clips x 1 crop, softmax-mean; chance 12.5%)\n"
+        )
         print("| arch | input | epochs | train wall s | clips/s | video top-1 | clip top-1 |")
         print("|---|---|---|---|---|---|---|")
         for r in results:
-            print(f"| {r['arch']} | {r['input']} | {r['epochs']} | {r['seconds']:.0f} | {r['clips_per_s']:.1f} | "
-                  f"{100 * r['video_top1']:.1f}% | {100 * r['clip_top1']:.1f}% |")
+            print(
+                f"| {r['arch']} | {r['input']} | {r['epochs']} | {r['seconds']:.0f} | {r['clips_per_s']:.1f} | "
+                f"{100 * r['video_top1']:.1f}% | {100 * r['clip_top1']:.1f}% |"
+            )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,36 @@ def run(data: Path, out: Path, epochs: int, *, pretrained: str = "", freeze: str
     from vidact.train.config import TrainConfig
     from vidact.train.engine import train
 
-    cfg = TrainConfig(arch="c3d-bn", data=str(data), out=str(out), frames=8, size=48, stride=1, width_mult=0.125,
-                      epochs=epochs, batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=1e-4, dropout=0.3,
-                      threads=1, device="cpu", seed=seed, log_every=1000, pretrained=pretrained,
-                      freeze=freeze).validate()
+    cfg = TrainConfig(
+        arch="c3d-bn",
+        data=str(data),
+        out=str(out),
+        frames=8,
+        size=48,
+        stride=1,
+        width_mult=0.125,
+        epochs=epochs,
+        batch_size=8,
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=1e-4,
+        dropout=0.3,
+        threads=1,
+        device="cpu",
+        seed=seed,
+        log_every=1000,
+        pretrained=pretrained,
+        freeze=freeze,
+    ).validate()
     start = time.perf_counter()
     summary = train(cfg, progress=False)
-    return {"curve": [h.get("val_top1") for h in summary["history"]], "seconds": time.perf_counter() - start,
-            "best": summary["best_val_top1"], "best_path": summary["best"], "freeze": summary.get("freeze")}
+    return {
+        "curve": [h.get("val_top1") for h in summary["history"]],
+        "seconds": time.perf_counter() - start,
+        "best": summary["best_val_top1"],
+        "best_path": summary["best"],
+        "freeze": summary.get("freeze"),
+    }
 
 
 def main() -> None:
@@ -83,15 +105,20 @@ def main() -> None:
     results = {"pretrain_A": pre}
     results["scratch"] = run(data_b, out / "runs" / "B-scratch", args.epochs)
     results["fine-tune"] = run(data_b, out / "runs" / "B-finetune", args.epochs, pretrained=pre["best_path"])
-    results["frozen"] = run(data_b, out / "runs" / "B-frozen", args.epochs, pretrained=pre["best_path"],
-                            freeze="backbone")
+    results["frozen"] = run(
+        data_b, out / "runs" / "B-frozen", args.epochs, pretrained=pre["best_path"], freeze="backbone"
+    )
     (out / "transfer.json").write_text(json.dumps(results, indent=2))
 
     n_train = sum(1 for _ in open(data_b / "train.csv")) - 1
     n_val = sum(1 for _ in open(data_b / "val.csv")) - 1
-    print(f"c3d-bn (width 1/8, 8x48x48, AdamW 1e-3, batch 8), 1 thread; A = {', '.join(GROUP_A)}: "
-          f"{args.pre_epochs} epochs, best val top-1 {100 * pre['best']:.1f}% in {pre['seconds']:.0f} s")
-    print(f"B = {', '.join(GROUP_B)}: {n_train} train / {n_val} val clips, chance 25%; val top-1 (%) after each epoch\n")
+    print(
+        f"c3d-bn (width 1/8, 8x48x48, AdamW 1e-3, batch 8), 1 thread; A = {', '.join(GROUP_A)}: "
+        f"{args.pre_epochs} epochs, best val top-1 {100 * pre['best']:.1f}% in {pre['seconds']:.0f} s"
+    )
+    print(
+        f"B = {', '.join(GROUP_B)}: {n_train} train / {n_val} val clips, chance 25%; val top-1 (%) after each epoch\n"
+    )
     names = ("scratch", "fine-tune", "frozen")
     print("| epoch | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -99,8 +126,11 @@ def main() -> None:
         print(f"| {e + 1} | " + " | ".join(f"{100 * results[n]['curve'][e]:.1f}" for n in names) + " |")
     print("| train s | " + " | ".join(f"{results[n]['seconds']:.0f}" for n in names) + " |")
     ref = results["scratch"]["best"]
-    print("| best | " + " | ".join(f"{100 * results[n]['best']:.1f} ({results[n]['best'] / ref:.2f}x)" for n in names)
-          + " |")
+    print(
+        "| best | "
+        + " | ".join(f"{100 * results[n]['best']:.1f} ({results[n]['best'] / ref:.2f}x)" for n in names)
+        + " |"
+    )
     first = {n: next((e + 1 for e, v in enumerate(results[n]["curve"]) if v >= 0.9), None) for n in names}
     print("| first epoch >= 90% | " + " | ".join(str(first[n] or "-") for n in names) + " |")
     print(f"\nresults: {out / 'transfer.json'}")

@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_clips import MEAN, STD, render_split  # noqa: E402
 
 
-def make_batch(videos: torch.Tensor, index: torch.Tensor, frames: int, stride: int, size: int,
-               rng: np.random.Generator | None) -> torch.Tensor:
+def make_batch(
+    videos: torch.Tensor, index: torch.Tensor, frames: int, stride: int, size: int, rng: np.random.Generator | None
+) -> torch.Tensor:
     """(B, 3, T, S, S) float clips: random start, short-side jitter 8/7..10/7 x S and random crop when
     ``rng`` is given (training, as vidact's dataset), else the centre clip, short side 8/7 x S, centre crop."""
     clips = []
@@ -45,13 +46,14 @@ def make_batch(videos: torch.Tensor, index: torch.Tensor, frames: int, stride: i
     span = (frames - 1) * stride + 1
     for i in index.tolist():
         start = int(rng.integers(0, n - span + 1)) if rng is not None else (n - span) // 2
-        clip = videos[i, start:start + span:stride].float()
-        side = int(rng.integers(round(size * 8 / 7), round(size * 10 / 7) + 1)) if rng is not None \
-            else round(size * 8 / 7)
+        clip = videos[i, start : start + span : stride].float()
+        side = (
+            int(rng.integers(round(size * 8 / 7), round(size * 10 / 7) + 1)) if rng is not None else round(size * 8 / 7)
+        )
         clip = F.interpolate(clip, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
         room = side - size
         top, left = (int(rng.integers(0, room + 1)) for _ in range(2)) if rng is not None else (room // 2,) * 2
-        clips.append(clip[..., top:top + size, left:left + size])
+        clips.append(clip[..., top : top + size, left : left + size])
     x = (torch.stack(clips) / 255.0 - MEAN) / STD
     return x.permute(0, 2, 1, 3, 4).contiguous()
 
@@ -64,9 +66,15 @@ def make_model(impl: str, num_classes: int, frames: int, size: int, width_mult: 
     if impl == "pytorchvideo":
         from pytorchvideo.models.x3d import create_x3d
 
-        return create_x3d(input_clip_length=frames, input_crop_size=size, model_num_class=num_classes,
-                          dropout_rate=dropout, width_factor=2.0 * width_mult, depth_factor=2.2,
-                          head_activation=None)
+        return create_x3d(
+            input_clip_length=frames,
+            input_crop_size=size,
+            model_num_class=num_classes,
+            dropout_rate=dropout,
+            width_factor=2.0 * width_mult,
+            depth_factor=2.2,
+            head_activation=None,
+        )
     raise SystemExit(f"unknown implementation {impl!r} (vidact, pytorchvideo)")
 
 
@@ -106,7 +114,7 @@ def train(impl: str, splits, num_classes: int, args, log=print) -> dict:
         started = time.perf_counter()
         loss_sum, hits = 0.0, 0
         for it in range(iters):
-            idx = order[it * args.batch_size:(it + 1) * args.batch_size]
+            idx = order[it * args.batch_size : (it + 1) * args.batch_size]
             x, y = make_batch(videos, idx, args.frames, args.stride, args.size, rng), labels[idx]
             lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             if step < warmup:
@@ -123,12 +131,28 @@ def train(impl: str, splits, num_classes: int, args, log=print) -> dict:
             step += 1
         seconds += time.perf_counter() - started
         val = evaluate(model, splits["val"], args)
-        curve.append({"epoch": epoch + 1, "seconds": seconds, "train_loss": loss_sum / iters,
-                      "train_top1": hits / (iters * args.batch_size), "val_top1": val})
-        log(f"  {impl:12s} epoch {epoch + 1:3d}  {seconds:7.1f} s  loss {loss_sum / iters:.3f}  "
-            f"train {100 * hits / (iters * args.batch_size):5.1f}%  val {100 * val:5.1f}%")
-    return {"impl": impl, "params": params, "iterations": total, "train_s": seconds, "curve": curve,
-            "final_top1": curve[-1]["val_top1"], "best_top1": max(c["val_top1"] for c in curve)}
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "seconds": seconds,
+                "train_loss": loss_sum / iters,
+                "train_top1": hits / (iters * args.batch_size),
+                "val_top1": val,
+            }
+        )
+        log(
+            f"  {impl:12s} epoch {epoch + 1:3d}  {seconds:7.1f} s  loss {loss_sum / iters:.3f}  "
+            f"train {100 * hits / (iters * args.batch_size):5.1f}%  val {100 * val:5.1f}%"
+        )
+    return {
+        "impl": impl,
+        "params": params,
+        "iterations": total,
+        "train_s": seconds,
+        "curve": curve,
+        "final_top1": curve[-1]["val_top1"],
+        "best_top1": max(c["val_top1"] for c in curve),
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -165,24 +189,39 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    splits = render_split(args.classes, args.per_class, args.clip_frames, args.clip_size, frame_step=args.frame_step,
-                          seed=args.seed, style=args.style)
-    print(f"synthetic set: {len(splits['train'][1])} train / {len(splits['val'][1])} val clips, {args.classes} classes, "
-          f"{splits['train'][0].shape[1]} frames of {args.clip_size}px (rendered in {time.perf_counter() - started:.0f} s); "
-          f"x3d-xs width {args.width_mult} at {args.frames}x{args.size}, stride {args.stride}; batch {args.batch_size}, "
-          f"SGD lr {args.lr}, cosine, {args.epochs} epochs; torch threads {args.threads}", flush=True)
+    splits = render_split(
+        args.classes,
+        args.per_class,
+        args.clip_frames,
+        args.clip_size,
+        frame_step=args.frame_step,
+        seed=args.seed,
+        style=args.style,
+    )
+    print(
+        f"synthetic set: {len(splits['train'][1])} train / {len(splits['val'][1])} val clips, {args.classes} classes, "
+        f"{splits['train'][0].shape[1]} frames of {args.clip_size}px (rendered in {time.perf_counter() - started:.0f} s); "
+        f"x3d-xs width {args.width_mult} at {args.frames}x{args.size}, stride {args.stride}; batch {args.batch_size}, "
+        f"SGD lr {args.lr}, cosine, {args.epochs} epochs; torch threads {args.threads}",
+        flush=True,
+    )
     results = [train(impl, splits, args.classes, args) for impl in args.impls.split(",")]
     ref = results[0]
-    print(f"\n| implementation | params (M) | iterations | train s | ratio to {ref['impl']} | final val top-1 "
-          f"| best val top-1 | final train loss |")
+    print(
+        f"\n| implementation | params (M) | iterations | train s | ratio to {ref['impl']} | final val top-1 "
+        f"| best val top-1 | final train loss |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['impl']} | {r['params'] / 1e6:.2f} | {r['iterations']} | {r['train_s']:.1f} | "
-              f"{r['train_s'] / ref['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
-              f"{r['curve'][-1]['train_loss']:.3f} |")
+        print(
+            f"| {r['impl']} | {r['params'] / 1e6:.2f} | {r['iterations']} | {r['train_s']:.1f} | "
+            f"{r['train_s'] / ref['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
+            f"{r['curve'][-1]['train_loss']:.3f} |"
+        )
     if args.json is not None:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1)
+        )
     return results
 
 

@@ -50,7 +50,9 @@ def test_video_list(tmp_path):
     f = write(tmp_path / "train.txt", "a/x.mp4 1\n\n# comment\nb/my clip.mp4 0\n")
     samples = parse_video_list(f, tmp_path)
     assert [(Path(s.path).relative_to(tmp_path).as_posix(), s.label) for s in samples] == [
-        ("a/x.mp4", 1), ("b/my clip.mp4", 0)]
+        ("a/x.mp4", 1),
+        ("b/my clip.mp4", 0),
+    ]
     bad = write(tmp_path / "bad.txt", "a/x.mp4 1\nonlypath\n")
     assert error_of(parse_video_list, bad, tmp_path) == f"{bad}:2: expected 'path label', got 'onlypath'"
 
@@ -68,7 +70,9 @@ def test_rawframe_list(tmp_path):
     assert [(s.num_frames, s.label) for s in samples] == [(120, 3), (64, 0)]
     assert samples[0].path == str(tmp_path / "rgb/v1")
     bad = write(tmp_path / "bad.txt", "rgb/v1 120 3\nrgb/v2 many 0\n")
-    assert error_of(parse_rawframe_list, bad, tmp_path) == f"{bad}:2: total_frames must be a positive integer, got 'many'"
+    assert (
+        error_of(parse_rawframe_list, bad, tmp_path) == f"{bad}:2: total_frames must be a positive integer, got 'many'"
+    )
 
 
 def test_csv_with_num_frames_and_bad_row(tmp_path):
@@ -82,7 +86,8 @@ def test_csv_with_num_frames_and_bad_row(tmp_path):
 def test_escaping_path_and_duplicate_refused(tmp_path):
     esc = write(tmp_path / "d" / "l.txt", "ok.mp4 0\n../../etc/passwd 1\n")
     assert error_of(parse_video_list, esc, tmp_path / "d") == (
-        f"{esc}:2: path '../../etc/passwd' escapes the data root {tmp_path / 'd'}")
+        f"{esc}:2: path '../../etc/passwd' escapes the data root {tmp_path / 'd'}"
+    )
     dup = write(tmp_path / "dup.txt", "a.mp4 0\nb.mp4 1\na.mp4 1\n")
     assert error_of(parse_video_list, dup, tmp_path) == f"{dup}:3: duplicate entry 'a.mp4' (first on line 1)"
 
@@ -93,7 +98,10 @@ def test_detect_list_format(tmp_path):
     assert detect_list_format(write(tmp_path / "c.txt", "x 30 3\n")) == "rawframes"
     assert detect_list_format(write(tmp_path / "trainlist01.txt", "A/x.avi 1\n")) == "ucf101"
     bad = write(tmp_path / "d.txt", "\nlonely\n")
-    assert error_of(detect_list_format, bad) == f"{bad}:2: cannot tell the list format from 'lonely' (expected 'path label')"
+    assert (
+        error_of(detect_list_format, bad)
+        == f"{bad}:2: cannot tell the list format from 'lonely' (expected 'path label')"
+    )
 
 
 def test_load_data_accepts_a_folder_or_one_list(tmp_path):
@@ -105,7 +113,7 @@ def test_load_data_accepts_a_folder_or_one_list(tmp_path):
     one = write(tmp_path / "my_val_list.txt", "v/b.mp4 run\n")
     data = load_data(one)  # classes.txt beside the file is used
     assert data.classes == ["jump", "run"] and list(data.splits) == ["val"]
-    assert load_samples(one)[0] .label == 1
+    assert load_samples(one)[0].label == 1
     lone = write(tmp_path / "sub" / "eval.txt", "x.mp4 2\n")
     assert load_data(lone).classes == ["class_0", "class_1", "class_2"]
     with pytest.raises(UsageError, match="data set folder or list file not found"):
@@ -120,8 +128,12 @@ def make_ucf101(root: Path) -> Path:
     write(ann / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
     write(ann / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g08_c01.avi 2\n")
     write(ann / "testlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nArchery/v_Archery_g01_c01.avi\n")
-    touch(root / "UCF-101", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "Archery/v_Archery_g08_c01.avi",
-          "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi")  # one test video is missing on disk
+    touch(
+        root / "UCF-101",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+        "Archery/v_Archery_g08_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+    )  # one test video is missing on disk
     return ann
 
 
@@ -134,10 +146,12 @@ def test_ucf101_lists(tmp_path):
     assert [s.label for s in train] == [0, 1] and [s.label for s in test] == [0, 1]
     bad = write(tmp_path / "trainlist02.txt", "Archery/v_Archery_g08_c01.avi 2\nArchery/v_Archery_g09_c01.avi 1\n")
     assert error_of(parse_ucf101_list, bad, tmp_path, classes) == (
-        f"{bad}:2: label 1 (ApplyEyeMakeup) does not match the folder 'Archery'")
+        f"{bad}:2: label 1 (ApplyEyeMakeup) does not match the folder 'Archery'"
+    )
     bad_test = write(tmp_path / "testlist02.txt", "Archery/v.avi\nBowling/v_Bowling_g01_c01.avi\n")
     assert error_of(parse_ucf101_list, bad_test, tmp_path, classes) == (
-        f"{bad_test}:2: unknown label 'Bowling' (from the folder name)")
+        f"{bad_test}:2: unknown label 'Bowling' (from the folder name)"
+    )
     bad_ind = write(tmp_path / "classInd.txt", "1 A\n3 B\n")
     assert error_of(read_ucf101_classes, bad_ind) == f"{bad_ind}:2: expected class index 2, got 3"
 
@@ -159,7 +173,9 @@ def test_index_paths_relative_inside_the_output_folder(tmp_path):
     make_ucf101(tmp_path)
     result = write_dataset_dir(index_dataset(tmp_path, "ucf101"), tmp_path)
     assert result["train"] == 2
-    assert (tmp_path / "train.csv").read_text().splitlines()[1] == "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi,0"
+    assert (tmp_path / "train.csv").read_text().splitlines()[
+        1
+    ] == "UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi,0"
     assert load_dataset_dir(tmp_path).split("train")[1].path == str(tmp_path / "UCF-101/Archery/v_Archery_g08_c01.avi")
 
 
@@ -197,13 +213,18 @@ def test_kinetics_csv_and_clip_lookup(tmp_path):
     csv_path = write(tmp_path / "annotations" / "train.csv", KINETICS_CSV)
     clips = parse_kinetics_csv(csv_path)
     assert [c.name for c in clips][:2] == ["aaa_000014_000024.mp4", "bbb_000000_000010.mp4"]
-    touch(tmp_path, "train/abseiling/aaa_000014_000024.mp4",
-          "train/passing American football (in game)/bbb_000000_000010.mp4",
-          "ccc_000005_000015.mp4")  # flat layout works too; ddd is missing
+    touch(
+        tmp_path,
+        "train/abseiling/aaa_000014_000024.mp4",
+        "train/passing American football (in game)/bbb_000000_000010.mp4",
+        "ccc_000005_000015.mp4",
+    )  # flat layout works too; ddd is missing
     index = index_dataset(tmp_path, "kinetics")
     assert index.classes == ["abseiling", "passing American football (in game)"]
     assert [(Path(s.path).name, s.label) for s in index.splits["train"]] == [
-        ("aaa_000014_000024.mp4", 0), ("bbb_000000_000010.mp4", 1)]
+        ("aaa_000014_000024.mp4", 0),
+        ("bbb_000000_000010.mp4", 1),
+    ]
     assert [Path(s.path).name for s in index.splits["val"]] == ["ccc_000005_000015.mp4"]
     assert index.missing == [f"{csv_path}:5: clip ddd_000001_000011.mp4 not found under {tmp_path}"]
     out = tmp_path / "lists"
@@ -212,8 +233,10 @@ def test_kinetics_csv_and_clip_lookup(tmp_path):
 
 
 def test_kinetics_malformed_line(tmp_path):
-    bad = write(tmp_path / "k.csv", "label,youtube_id,time_start,time_end,split\nabseiling,aaa,14,24,train\n"
-                                     "abseiling,bbb,ten,20,train\n")
+    bad = write(
+        tmp_path / "k.csv",
+        "label,youtube_id,time_start,time_end,split\nabseiling,aaa,14,24,train\nabseiling,bbb,ten,20,train\n",
+    )
     assert error_of(parse_kinetics_csv, bad) == f"{bad}:3: time_start must be a number, got 'ten'"
 
 
@@ -221,12 +244,24 @@ def test_kinetics_malformed_line(tmp_path):
 
 
 def test_ssv2_json(tmp_path):
-    labels = write(tmp_path / "labels" / "something-something-v2-labels.json",
-                   json.dumps({"Putting something on a surface": "1", "Approaching something with your camera": "0"}))
-    entries = [{"id": "78687", "label": "putting a pen on a table", "template": "Putting [something] on a surface",
-                "placeholders": ["a pen"]},
-               {"id": "42326", "label": "approaching a cup", "template": "Approaching [something] with your camera",
-                "placeholders": ["a cup"]}]
+    labels = write(
+        tmp_path / "labels" / "something-something-v2-labels.json",
+        json.dumps({"Putting something on a surface": "1", "Approaching something with your camera": "0"}),
+    )
+    entries = [
+        {
+            "id": "78687",
+            "label": "putting a pen on a table",
+            "template": "Putting [something] on a surface",
+            "placeholders": ["a pen"],
+        },
+        {
+            "id": "42326",
+            "label": "approaching a cup",
+            "template": "Approaching [something] with your camera",
+            "placeholders": ["a cup"],
+        },
+    ]
     write(tmp_path / "labels" / "something-something-v2-train.json", json.dumps(entries, indent=1))
     val = [{"id": "1", "template": "Approaching [something] with your camera"}]
     write(tmp_path / "labels" / "something-something-v2-validation.json", json.dumps(val))
@@ -246,8 +281,9 @@ def test_ssv2_json(tmp_path):
 
 
 def test_folder_tree(tmp_path):
-    touch(tmp_path / "data", *[f"run/r{i}.mp4" for i in range(5)], *[f"jump/j{i}.avi" for i in range(5)],
-          "jump/notes.txt")
+    touch(
+        tmp_path / "data", *[f"run/r{i}.mp4" for i in range(5)], *[f"jump/j{i}.avi" for i in range(5)], "jump/notes.txt"
+    )
     index = index_dataset(tmp_path / "data", "folder", val_fraction=0.2)
     assert index.classes == ["jump", "run"]
     assert [Path(s.path).name for s in index.splits["val"]] == ["j4.avi", "r4.mp4"]

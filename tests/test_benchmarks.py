@@ -40,7 +40,7 @@ def test_multigrid_benchmark_batch_scaling_at_tiny_sizes(tmp_path):
     assert rows == [("sgd", 8, 32), ("sgd", 16, 32), ("adamw", 8, 32), ("adamw", 16, 32)]
     sgd16, adamw16 = out["batch_scaling"][1], out["batch_scaling"][3]
     assert sgd16["lr"] == pytest.approx(2 * 0.02)  # linear rule
-    assert adamw16["lr"] == pytest.approx(2 ** 0.5 * 1e-3)  # square-root rule
+    assert adamw16["lr"] == pytest.approx(2**0.5 * 1e-3)  # square-root rule
 
 
 def test_x3d_parity_benchmark_runs_both_models_on_the_same_batches(tmp_path):

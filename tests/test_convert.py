@@ -10,8 +10,9 @@ from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
 from vidact.models.convert import convert_state_dict, source_key
 
-ptv_x3d = pytest.importorskip("pytorchvideo.models.x3d",
-                              reason="pytorchvideo is not installed (pip install -e '.[test]')")
+ptv_x3d = pytest.importorskip(
+    "pytorchvideo.models.x3d", reason="pytorchvideo is not installed (pip install -e '.[test]')"
+)
 ptv_slowfast = pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
 
 
@@ -32,8 +33,7 @@ def _randomise_norms(model: nn.Module) -> nn.Module:
 
 def _ptv_x3d_m(frames: int = 4, size: int = 32) -> nn.Module:
     # X3D-M at a small clip: the fixed head pool of PyTorchVideo then covers the whole map.
-    return ptv_x3d.create_x3d(input_clip_length=frames, input_crop_size=size, depth_factor=2.2,
-                              head_activation=None)
+    return ptv_x3d.create_x3d(input_clip_length=frames, input_crop_size=size, depth_factor=2.2, head_activation=None)
 
 
 @torch.no_grad()
@@ -68,8 +68,9 @@ def test_pytorchvideo_slowfast_r50_gives_equal_logits():
 
 def test_pytorchvideo_4x16_and_r101_map_key_for_key():
     with torch.device("meta"):
-        r50_4x16 = ptv_slowfast.create_slowfast(slowfast_fusion_conv_kernel_size=(5, 1, 1),
-                                                slowfast_fusion_conv_stride=(8, 1, 1), model_num_class=10)
+        r50_4x16 = ptv_slowfast.create_slowfast(
+            slowfast_fusion_conv_kernel_size=(5, 1, 1), slowfast_fusion_conv_stride=(8, 1, 1), model_num_class=10
+        )
         r101 = ptv_slowfast.create_slowfast(model_depth=101, slowfast_fusion_conv_kernel_size=(5, 1, 1))
     _, report = convert_state_dict(r50_4x16.state_dict(), "slowfast-r50-4x16")
     assert report.num_classes == 10
@@ -83,8 +84,7 @@ def test_pyslowfast_names():
     assert source_key("conv5_bn.running_var", "x3d", "pyslowfast") == "head.conv_5_bn.running_var"
     assert source_key("head.lin5.weight", "x3d", "pyslowfast") == "head.lin_5.weight"
     assert source_key("stem_fuse.conv.weight", "slowfast", "pyslowfast") == "s1_fuse.conv_f2s.weight"
-    assert source_key("res4.fast.5.branch2.a_bn.bias", "slowfast", "pyslowfast") == \
-        "s4.pathway1_res5.branch2.a_bn.bias"
+    assert source_key("res4.fast.5.branch2.a_bn.bias", "slowfast", "pyslowfast") == "s4.pathway1_res5.branch2.a_bn.bias"
     assert source_key("res3_fuse.bn.weight", "slowfast", "pyslowfast") == "s3_fuse.bn.weight"
 
 
@@ -108,15 +108,20 @@ def test_mismatched_shape_names_the_key():
     state["blocks.2.res_blocks.1.branch2.conv_a.weight"] = torch.empty(99, 48, 1, 1, 1, device="meta")
     with pytest.raises(CheckpointError) as err:
         convert_state_dict(state, "x3d-m")
-    assert str(err.value) == ("shape mismatch at 'blocks.2.res_blocks.1.branch2.conv_a.weight': (99, 48, 1, 1, 1) "
-                              "in the checkpoint, (108, 48, 1, 1, 1) for vidact 'res3.1.branch2.a.weight' in x3d-m")
+    assert str(err.value) == (
+        "shape mismatch at 'blocks.2.res_blocks.1.branch2.conv_a.weight': (99, 48, 1, 1, 1) "
+        "in the checkpoint, (108, 48, 1, 1, 1) for vidact 'res3.1.branch2.a.weight' in x3d-m"
+    )
 
 
 def test_wrong_arch_names_the_first_missing_key():
     with torch.device("meta"):
         state = _ptv_x3d_m().state_dict()
-    with pytest.raises(CheckpointError, match=r"^missing key 'blocks\.1\.res_blocks\.3\.branch2\.conv_a\.weight' "
-                                              r"\(vidact 'res2\.3\.branch2\.a\.weight'\): checkpoint does not fit x3d-l$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^missing key 'blocks\.1\.res_blocks\.3\.branch2\.conv_a\.weight' "
+        r"\(vidact 'res2\.3\.branch2\.a\.weight'\): checkpoint does not fit x3d-l$",
+    ):
         convert_state_dict(state, "x3d-l")
 
 
@@ -124,8 +129,11 @@ def test_unused_source_key_is_an_error():
     with torch.device("meta"):
         state = _ptv_x3d_m().state_dict()
     state["blocks.4.res_blocks.7.branch2.conv_a.weight"] = torch.empty(432, 192, 1, 1, 1, device="meta")
-    with pytest.raises(CheckpointError, match=r"^unexpected key 'blocks\.4\.res_blocks\.7\.branch2\.conv_a\.weight' "
-                                              r"\(1 unused\): checkpoint does not fit x3d-m$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^unexpected key 'blocks\.4\.res_blocks\.7\.branch2\.conv_a\.weight' "
+        r"\(1 unused\): checkpoint does not fit x3d-m$",
+    ):
         convert_state_dict(state, "x3d-m")
 
 
@@ -169,6 +177,7 @@ def test_cli_convert_wrong_arch_is_one_line_exit_2(cli, ptv_x3d_xs_file, tmp_pat
     res = cli("models", "convert", ptv_x3d_xs_file, tmp_path / "out.pt", "--arch", "slowfast-r50-8x8")
     assert res.exit_code == 2
     assert res.stderr.strip().count("\n") == 0
-    assert res.stderr.startswith(f"error: {ptv_x3d_xs_file}: missing key 'blocks.6.proj.weight': not a pytorchvideo "
-                                 f"slowfast checkpoint")
+    assert res.stderr.startswith(
+        f"error: {ptv_x3d_xs_file}: missing key 'blocks.6.proj.weight': not a pytorchvideo slowfast checkpoint"
+    )
     assert not (tmp_path / "out.pt").exists()

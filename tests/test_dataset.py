@@ -106,8 +106,9 @@ def test_detect_source(splits, frame_samples, flow_root, tmp_path):
 
 
 def test_test_views_are_clips_times_crops(wide_video):
-    ds = VideoClipDataset([Sample(str(wide_video), 1)], num_frames=4, stride=2, crop_size=32,
-                          train=False, num_clips=2, num_crops=3)
+    ds = VideoClipDataset(
+        [Sample(str(wide_video), 1)], num_frames=4, stride=2, crop_size=32, train=False, num_clips=2, num_crops=3
+    )
     assert len(ds) == 6
     assert [ds.view_of(i) for i in range(6)] == [(0, k, c) for k in range(2) for c in range(3)]
     raw = torch.from_numpy(decode_frames(wide_video, range(12))).permute(3, 0, 1, 2)
@@ -116,7 +117,7 @@ def test_test_views_are_clips_times_crops(wide_video):
         item = ds[i]
         _, k, c = ds.view_of(i)
         assert item["view"] == i and item["index"] == 0 and item["label"] == 1
-        clip = raw[:, clip_starts[k]:clip_starts[k] + 7:2]
+        clip = raw[:, clip_starts[k] : clip_starts[k] + 7 : 2]
         expected = T.normalize(T.three_crops(T.to_float(clip), 32)[c])  # short side is already 32
         assert torch.allclose(item["video"], expected, atol=1e-6)
 
@@ -141,8 +142,9 @@ def test_seeded_and_epoch_dependent(splits):
 def test_samplers_all_produce_clips(splits):
     for sampler in ("random", "uniform", "tsn", "dense"):
         for train in (True, False):
-            ds = VideoClipDataset(splits.split("val"), num_frames=5, crop_size=16, train=train,
-                                  sampler=sampler, num_clips=2)
+            ds = VideoClipDataset(
+                splits.split("val"), num_frames=5, crop_size=16, train=train, sampler=sampler, num_clips=2
+            )
             assert ds[1]["video"].shape == (3, 5, 16, 16)
 
 
@@ -215,15 +217,22 @@ def test_flow_folder_for_mirrors_layout(splits, synth_dir, flow_root):
 
 
 def test_rgb_plus_flow_returns_both_aligned(splits, flow_root):
-    ds = VideoClipDataset(splits.split("val"), modality="rgb+flow", flow_root=flow_root,
-                          num_frames=4, stride=4, crop_size=24)
+    ds = VideoClipDataset(
+        splits.split("val"), modality="rgb+flow", flow_root=flow_root, num_frames=4, stride=4, crop_size=24
+    )
     item = ds[2]
     rgb, flow = item["video"]
     assert rgb.shape == (3, 4, 24, 24) and flow.shape == (2, 4, 24, 24)
     batch = next(iter(build_loader(ds, 2, train=True, workers=0)))
     assert [v.shape for v in batch["video"]] == [(2, 3, 4, 24, 24), (2, 2, 4, 24, 24)]
-    missing = VideoClipDataset(splits.split("train")[:1] + splits.split("val"), modality="rgb+flow",
-                               flow_root=flow_root, num_frames=4, crop_size=24, train=False)
+    missing = VideoClipDataset(
+        splits.split("train")[:1] + splits.split("val"),
+        modality="rgb+flow",
+        flow_root=flow_root,
+        num_frames=4,
+        crop_size=24,
+        train=False,
+    )
     assert missing[0]["index"] != 0 and missing.skipped == 1  # train video has no flow folder
 
 

@@ -11,8 +11,16 @@ import torch
 from vidact.demo.pipeline import QUICK, StageLog, run_demo
 from vidact.demo.report import FUSED, compare_time_to_accuracy, markdown_table, time_to_accuracy
 
-STAGES = ["synth", "frames", "flow", "synth-large", "frames-large", *(f"train-{r.name}" for r in QUICK.runs),
-          "fuse", "profile"]
+STAGES = [
+    "synth",
+    "frames",
+    "flow",
+    "synth-large",
+    "frames-large",
+    *(f"train-{r.name}" for r in QUICK.runs),
+    "fuse",
+    "profile",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +86,35 @@ def test_other_settings_in_the_same_folder_are_refused(quick_demo, cli):
     out, _ = quick_demo
     r = cli("demo", out)
     assert r.exit_code == 2
-    assert r.stderr.strip() == f"error: {out} holds a demo run with other settings (e.g. --quick); choose another folder"
+    assert (
+        r.stderr.strip() == f"error: {out} holds a demo run with other settings (e.g. --quick); choose another folder"
+    )
 
 
 def test_time_to_accuracy_accumulates_epoch_seconds():
-    history = [{"seconds": 2.0, "val_top1": 0.25}, {"seconds": 3.0, "val_top1": None},
-               {"seconds": 1.5, "val_top1": 0.5}]
+    history = [
+        {"seconds": 2.0, "val_top1": 0.25},
+        {"seconds": 3.0, "val_top1": None},
+        {"seconds": 1.5, "val_top1": 0.5},
+    ]
     assert time_to_accuracy(history) == ([2.0, 6.5], [25.0, 50.0])
     # a multigrid point also pays its own precise-BN pass (not the earlier epochs' ones)
-    history = [{"seconds": 2.0, "precise_bn_seconds": 0.5, "val_top1": 0.25},
-               {"seconds": 3.0, "precise_bn_seconds": 0.25, "val_top1": 0.5}]
+    history = [
+        {"seconds": 2.0, "precise_bn_seconds": 0.5, "val_top1": 0.25},
+        {"seconds": 3.0, "precise_bn_seconds": 0.25, "val_top1": 0.5},
+    ]
     assert time_to_accuracy(history) == ([2.5, 5.25], [25.0, 50.0])
 
 
 def test_time_to_the_plain_accuracy():
     plain = {"history": [{"seconds": 10.0, "val_top1": 0.5}, {"seconds": 10.0, "val_top1": 0.9}]}
-    multigrid = {"history": [{"seconds": 3.0, "val_top1": 0.6}, {"seconds": 3.0, "val_top1": 0.895},
-                             {"seconds": 3.0, "val_top1": 0.92}]}
+    multigrid = {
+        "history": [
+            {"seconds": 3.0, "val_top1": 0.6},
+            {"seconds": 3.0, "val_top1": 0.895},
+            {"seconds": 3.0, "val_top1": 0.92},
+        ]
+    }
     cmp = compare_time_to_accuracy(plain, multigrid)  # within 1 point of plain's final 90%
     assert (cmp["plain_seconds"], cmp["plain_top1"], cmp["target_top1"]) == (20.0, 90.0, 89.0)
     assert (cmp["multigrid_reach_seconds"], cmp["reach_fraction"]) == (6.0, 0.3)
@@ -103,8 +123,16 @@ def test_time_to_the_plain_accuracy():
 
 
 def test_markdown_table_known_row():
-    row = {"arch": "c3d", "modality": "rgb", "input": "1x3x8x48x48", "params": 4_885_960, "gflops": 0.2345,
-           "train_seconds": 61.4, "val_top1": 0.6875, "clips_per_s": 85.2}
+    row = {
+        "arch": "c3d",
+        "modality": "rgb",
+        "input": "1x3x8x48x48",
+        "params": 4_885_960,
+        "gflops": 0.2345,
+        "train_seconds": 61.4,
+        "val_top1": 0.6875,
+        "clips_per_s": 85.2,
+    }
     assert markdown_table([row]).splitlines()[2] == "| c3d | rgb | 1x3x8x48x48 | 4.89 | 0.234 | 61 | 68.8 | 85 |"
 
 

@@ -26,8 +26,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     join_as_rank(rank, world, port)
     try:
         torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
-        model = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(),
-                              nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+        model = nn.Sequential(
+            nn.Conv3d(3, 4, 3, padding=1),
+            nn.BatchNorm3d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
+            nn.Linear(4, 3),
+        )
         convert_sub_batch_norm(model)
         device = select_device("cpu")
         ddp = D.wrap_ddp(model, device)
@@ -42,7 +48,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             for batch in sampler:
                 idx = [i for i, _ in batch]
                 spec = batch[0][1]
-                x = data[idx][:, :, :spec.num_frames, :spec.crop_size, :spec.crop_size]
+                x = data[idx][:, :, : spec.num_frames, : spec.crop_size, : spec.crop_size]
                 loss = ddp(x).pow(2).mean()
                 opt.zero_grad()
                 loss.backward()
@@ -51,9 +57,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 shapes.append([len(idx), spec.num_frames, spec.crop_size])
         counts = D.reduce_counts({"clips": len(seen[0]), "rank": rank})
         result = {
-            "world": D.get_world_size(), "rank": D.get_rank(), "main": D.is_main_process(), "seen": seen,
-            "shapes": shapes, "counts": counts, "mean": D.all_reduce_mean(torch.tensor(float(rank))).item(),
-            "broadcast": D.broadcast_object({"from": rank}), "weights": [p.sum().item() for p in model.parameters()],
+            "world": D.get_world_size(),
+            "rank": D.get_rank(),
+            "main": D.is_main_process(),
+            "seen": seen,
+            "shapes": shapes,
+            "counts": counts,
+            "mean": D.all_reduce_mean(torch.tensor(float(rank))).item(),
+            "broadcast": D.broadcast_object({"from": rank}),
+            "weights": [p.sum().item() for p in model.parameters()],
         }
         D.barrier()
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
@@ -73,8 +85,7 @@ def test_helpers_in_a_single_process():
 
 def test_two_process_ddp_with_multigrid_batches(tmp_path):
     world = 2
-    mp.start_processes(_worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True,
-                       start_method="fork")
+    mp.start_processes(_worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True, start_method="fork")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     assert [(r["world"], r["rank"], r["main"]) for r in results] == [(2, 0, True), (2, 1, False)]
     # every rank ran the same shapes; their slices are disjoint and cover the 160 clips

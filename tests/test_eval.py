@@ -39,8 +39,9 @@ def test_topk_and_confusion_known_values():
 
 def _views(logits, labels, video, classes=("a", "b")):
     n = len(labels)
-    return ViewScores(np.array(logits, dtype=np.float32), np.array(labels), np.array(video),
-                      np.arange(n) % 2, list(classes))
+    return ViewScores(
+        np.array(logits, dtype=np.float32), np.array(labels), np.array(video), np.arange(n) % 2, list(classes)
+    )
 
 
 def test_softmax_then_mean_and_logit_mean():
@@ -63,23 +64,32 @@ def test_multiview_scores_equal_mean_of_single_views(synth_dir, ckpt, tmp_path):
     from vidact.runtime.build import model_from_checkpoint
 
     npz = tmp_path / "scores.npz"
-    report = evaluate_checkpoint(ckpt, synth_dir, clips=2, crops=3, batch_size=5, save_scores=npz,
-                                 out_dir=tmp_path, progress=False)
+    report = evaluate_checkpoint(
+        ckpt, synth_dir, clips=2, crops=3, batch_size=5, save_scores=npz, out_dir=tmp_path, progress=False
+    )
     saved = ViewScores.load(npz)
     assert saved.logits.shape == (4 * 2 * 3, 4) and report["views"] == 24 and report["videos"] == 4
     assert sorted(np.bincount(saved.video)) == [6, 6, 6, 6] and set(saved.view) == set(range(6))
 
     # Every view alone, batch size 1, straight from the dataset.
     model, inp = model_from_checkpoint(load_checkpoint(ckpt), ckpt, torch.device("cpu"))
-    ds = VideoClipDataset(load_dataset_dir(synth_dir).split("val"), num_frames=inp.frames, stride=inp.stride,
-                          crop_size=inp.size, train=False, num_clips=2, num_crops=3)
+    ds = VideoClipDataset(
+        load_dataset_dir(synth_dir).split("val"),
+        num_frames=inp.frames,
+        stride=inp.stride,
+        crop_size=inp.size,
+        train=False,
+        num_clips=2,
+        num_crops=3,
+    )
     single = {}
     with torch.no_grad():
         for i in range(len(ds)):
             item = ds[i]
             single.setdefault(item["index"], []).append(model(item["video"][None])[0])
-    np.testing.assert_allclose(saved.logits, torch.stack([v for k in sorted(single) for v in single[k]]).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        saved.logits, torch.stack([v for k in sorted(single) for v in single[k]]).numpy(), atol=1e-5
+    )
     expected = np.stack([torch.softmax(torch.stack(single[k]), 1).mean(0).numpy() for k in sorted(single)])
     np.testing.assert_allclose(aggregate(saved).scores, expected, atol=1e-6)
     labels = aggregate(saved).labels

@@ -35,8 +35,16 @@ def make_checkpoint(path, arch: str, modality: str, channels: int, frames: int, 
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     inp = {"modality": modality, "channels": channels, "frames": frames, "size": size, "stride": 1}
-    save_checkpoint(path, arch=arch, classes=CLASSES, config=cfg.to_dict(), input=inp,
-                    model=model.state_dict(), epoch=0, iteration=0)
+    save_checkpoint(
+        path,
+        arch=arch,
+        classes=CLASSES,
+        config=cfg.to_dict(),
+        input=inp,
+        model=model.state_dict(),
+        epoch=0,
+        iteration=0,
+    )
     return path, model.eval()
 
 

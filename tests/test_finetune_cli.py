@@ -20,8 +20,26 @@ pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not insta
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # X3D-XS at a tiny clip; no recipe, so the run is small and its LR plain.
-SMALL = ["--arch", "x3d-xs", "--epochs", "1", "--batch-size", "4", "--frames", "4", "--stride", "2",
-         "--size", "32", "--recipe", "none", "--set", "threads=1", "--set", "dropout=0"]
+SMALL = [
+    "--arch",
+    "x3d-xs",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--frames",
+    "4",
+    "--stride",
+    "2",
+    "--size",
+    "32",
+    "--recipe",
+    "none",
+    "--set",
+    "threads=1",
+    "--set",
+    "dropout=0",
+]
 
 
 @pytest.fixture
@@ -55,7 +73,9 @@ def test_pretrained_url_frozen_backbone_stays_bit_identical_then_cache(cli, synt
     res = cli("train", *SMALL, "--data", synth_dir, "--out", run, "--pretrained", url, "--freeze", "backbone")
     assert res.exit_code == 0, res.stderr
     assert f"pretrained {url} [pytorchvideo, x3d-xs]: loaded" in res.stderr
-    assert "replaced 2 classifier tensors (400 -> new classes: head.projection.weight, head.projection.bias)" in res.stderr
+    assert (
+        "replaced 2 classifier tensors (400 -> new classes: head.projection.weight, head.projection.bias)" in res.stderr
+    )
     assert "frozen: all but the classifier" in res.stderr
     ckpt = load_checkpoint(run / "last.pt")
     head = {"head.projection.weight", "head.projection.bias"}
@@ -72,15 +92,30 @@ def test_pretrained_url_frozen_backbone_stays_bit_identical_then_cache(cli, synt
     assert res.exit_code == 0, res.stderr
     assert "(from the cache)" in res.stderr
     first = load_checkpoint(run / "last.pt")["model"]
-    assert torch.equal(first["res3.0.branch2.a.weight"], ref_state[source_key("res3.0.branch2.a.weight", "x3d",
-                                                                                "pytorchvideo")])
+    assert torch.equal(
+        first["res3.0.branch2.a.weight"], ref_state[source_key("res3.0.branch2.a.weight", "x3d", "pytorchvideo")]
+    )
 
 
 def test_backbone_lr_mult_gives_two_lrs(cli, synth_dir, x3d_server, tmp_path):
     _, ref_state, root = x3d_server
     run = tmp_path / "run"
-    res = cli("train", *SMALL, "--data", synth_dir, "--out", run, "--pretrained", (root / "X3D_XS.pyth").as_uri(),
-              "--set", "backbone_lr_mult=0.1", "--lr", "0.05", "--set", "schedule=constant")
+    res = cli(
+        "train",
+        *SMALL,
+        "--data",
+        synth_dir,
+        "--out",
+        run,
+        "--pretrained",
+        (root / "X3D_XS.pyth").as_uri(),
+        "--set",
+        "backbone_lr_mult=0.1",
+        "--lr",
+        "0.05",
+        "--set",
+        "schedule=constant",
+    )
     assert res.exit_code == 0, res.stderr
     groups = load_checkpoint(run / "last.pt")["optimizer"]["param_groups"]
     lrs = {g["name"]: g["lr"] for g in groups}
@@ -92,8 +127,9 @@ def test_hash_mismatch_and_truncation_exit_2_and_cache_nothing(cli, synth_dir, x
     from vidact.models import zoo
 
     server, _, _ = x3d_server
-    entry = dataclasses.replace(zoo.get_zoo_entry("pytorchvideo-x3d-xs"), url=server.url("X3D_XS.pyth"),
-                                sha256="0123abcd")
+    entry = dataclasses.replace(
+        zoo.get_zoo_entry("pytorchvideo-x3d-xs"), url=server.url("X3D_XS.pyth"), sha256="0123abcd"
+    )
     monkeypatch.setattr(zoo, "ZOO", tuple(entry if e.name == entry.name else e for e in zoo.ZOO))
     res = cli("train", *SMALL, "--data", synth_dir, "--out", tmp_path / "a", "--pretrained", "pytorchvideo-x3d-xs")
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
@@ -108,12 +144,34 @@ def test_hash_mismatch_and_truncation_exit_2_and_cache_nothing(cli, synth_dir, x
 
 def test_other_architecture_is_refused(cli, synth_dir, x3d_server, tmp_path):
     _, _, root = x3d_server
-    res = cli("train", "--arch", "c3d-bn", "--data", synth_dir, "--out", tmp_path / "r", "--epochs", "1",
-              "--pretrained", root / "X3D_XS.pyth")
+    res = cli(
+        "train",
+        "--arch",
+        "c3d-bn",
+        "--data",
+        synth_dir,
+        "--out",
+        tmp_path / "r",
+        "--epochs",
+        "1",
+        "--pretrained",
+        root / "X3D_XS.pyth",
+    )
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "foreign PyTorchVideo/PySlowFast weights exist for the x3d and slowfast families only" in res.stderr
-    res = cli("train", "--arch", "x3d-xs", "--data", synth_dir, "--out", tmp_path / "r", "--epochs", "1",
-              "--pretrained", "pytorchvideo-slowfast-r50-8x8")
+    res = cli(
+        "train",
+        "--arch",
+        "x3d-xs",
+        "--data",
+        synth_dir,
+        "--out",
+        tmp_path / "r",
+        "--epochs",
+        "1",
+        "--pretrained",
+        "pytorchvideo-slowfast-r50-8x8",
+    )
     assert res.exit_code == 2 and "holds slowfast-r50-8x8 weights, not x3d-xs" in res.stderr
 
 
@@ -130,8 +188,14 @@ def test_every_recipe_parses_and_dry_runs(cli, name):
 
 
 def test_arch_without_options_uses_its_recipe_scaled():
-    assert {r.arch for r in all_recipes() if r.auto} >= {"x3d-xs", "x3d-s", "x3d-m", "x3d-l", "slowfast-r50-4x16",
-                                                          "slowfast-r50-8x8"}
+    assert {r.arch for r in all_recipes() if r.auto} >= {
+        "x3d-xs",
+        "x3d-s",
+        "x3d-m",
+        "x3d-l",
+        "slowfast-r50-4x16",
+        "slowfast-r50-8x8",
+    }
     cfg = load_config(recipe="auto", arch="x3d-xs", batch_size=32)
     assert (cfg.recipe, cfg.epochs, cfg.warmup_epochs, cfg.weight_decay) == ("x3d-xs-kinetics400", 300, 35.0, 5e-5)
     assert cfg.lr == pytest.approx(0.1 * 32 / 128) and cfg.scale_range == [182, 228] and cfg.nesterov
@@ -170,8 +234,13 @@ def test_pytorchvideo_slowfast_r50_file_url_loads_bit_identically(tmp_path, monk
     monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
     path, ref_state = _ptv_slowfast_r50(tmp_path)
     model = create_model("slowfast-r50-8x8", num_classes=3)
-    report = load_pretrained(model, path.as_uri(), "slowfast-r50-8x8",
-                             lambda n: create_model("slowfast-r50-8x8", num_classes=n), progress=False)
+    report = load_pretrained(
+        model,
+        path.as_uri(),
+        "slowfast-r50-8x8",
+        lambda n: create_model("slowfast-r50-8x8", num_classes=n),
+        progress=False,
+    )
     assert report.format == "pytorchvideo" and report.replaced == ["head.projection.weight", "head.projection.bias"]
     for key, value in model.state_dict().items():
         if key not in report.replaced:
@@ -184,14 +253,41 @@ def test_slowfast_r50_over_http_frozen_backbone_epoch(cli, synth_dir, tmp_path, 
     server = LocalServer(path.parent)
     try:
         run = tmp_path / "run"
-        res = cli("train", "--arch", "slowfast-r50-8x8", "--data", synth_dir, "--out", run, "--epochs", "1",
-                  "--batch-size", "4", "--frames", "8", "--stride", "2", "--size", "32", "--recipe", "none",
-                  "--set", "threads=1", "--pretrained", server.url(path.name), "--freeze", "backbone")
+        res = cli(
+            "train",
+            "--arch",
+            "slowfast-r50-8x8",
+            "--data",
+            synth_dir,
+            "--out",
+            run,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--frames",
+            "8",
+            "--stride",
+            "2",
+            "--size",
+            "32",
+            "--recipe",
+            "none",
+            "--set",
+            "threads=1",
+            "--pretrained",
+            server.url(path.name),
+            "--freeze",
+            "backbone",
+        )
     finally:
         server.stop()
     assert res.exit_code == 0, res.stderr
     state = load_checkpoint(run / "last.pt")["model"]
     head = {"head.projection.weight", "head.projection.bias"}
-    bad = [k for k, v in state.items()
-           if k not in head and not torch.equal(v, ref_state[source_key(k, "slowfast", "pytorchvideo")])]
+    bad = [
+        k
+        for k, v in state.items()
+        if k not in head and not torch.equal(v, ref_state[source_key(k, "slowfast", "pytorchvideo")])
+    ]
     assert bad == []

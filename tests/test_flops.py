@@ -81,7 +81,15 @@ def test_per_layer_costs_add_up():
     assert sum(layer.macs for layer in top) == report.macs
     convs = [layer for layer in report.layers if layer.type == "Conv3d"]
     assert [layer.name.split(".")[-1] for layer in convs] == [
-        "conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b"]
+        "conv1a",
+        "conv2a",
+        "conv3a",
+        "conv3b",
+        "conv4a",
+        "conv4b",
+        "conv5a",
+        "conv5b",
+    ]
     assert sum(layer.macs for layer in convs) == report.macs_by_op["convolution"]
     conv2a = next(layer for layer in convs if layer.name.endswith("conv2a"))
     assert conv2a.output_shape == (1, 128, 16, 56, 56)

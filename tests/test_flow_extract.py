@@ -28,7 +28,7 @@ def _moving_clip(frames=5, size=32, dx=1, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = (rng.uniform(0, 255, size=(size + 4 * frames, size + 4 * frames, 3))).astype(np.uint8)
     base = np.repeat(np.repeat(base[::4, ::4], 4, 0), 4, 1)  # blocky texture survives H.264
-    return np.stack([base[8:8 + size, 8 + k * dx:8 + k * dx + size] for k in range(frames)])
+    return np.stack([base[8 : 8 + size, 8 + k * dx : 8 + k * dx + size] for k in range(frames)])
 
 
 @pytest.fixture

@@ -23,8 +23,10 @@ FAST = TVL1Params(nscales=2, warps=2, outer_iterations=2)
 def _pair(h=24, w=32, shift=1, seed=0):
     rng = np.random.default_rng(seed)
     big = rng.uniform(0, 255, size=(h + 8, w + 8)).astype(np.float32)
-    big = np.repeat(np.repeat(big[::3, ::3], 3, 0), 3, 1)[:h + 8, :w + 8]
-    return big[4:4 + h, 4:4 + w].astype(np.uint8)[None], big[4:4 + h, 4 + shift:4 + shift + w].astype(np.uint8)[None]
+    big = np.repeat(np.repeat(big[::3, ::3], 3, 0), 3, 1)[: h + 8, : w + 8]
+    return big[4 : 4 + h, 4 : 4 + w].astype(np.uint8)[None], big[4 : 4 + h, 4 + shift : 4 + shift + w].astype(np.uint8)[
+        None
+    ]
 
 
 @pytest.mark.skipif(not tvl1_mod.compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
@@ -43,6 +45,7 @@ def test_compile_failure_is_one_warning_line_and_recorded(monkeypatch, caplog):
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("inductor exploded\nsecond line of the traceback text")
+
         return run
 
     monkeypatch.setattr(tvl1_mod.torch, "compile", broken_compile)
@@ -53,10 +56,14 @@ def test_compile_failure_is_one_warning_line_and_recorded(monkeypatch, caplog):
             solver = TVL1(FAST, compile=True)
             solver(i0, i1)
     [record] = [r for r in caplog.records if r.name.startswith("vidact")]  # once, not per solver or step
-    assert record.getMessage() == ("torch.compile failed (RuntimeError: inductor exploded); "
-                                   "TV-L1 runs eagerly (about 4x slower on CPU)")
-    assert solver.kernel_info == {"compiled": False, "kernel": "eager",
-                                  "kernel_note": "torch.compile failed (RuntimeError: inductor exploded)"}
+    assert record.getMessage() == (
+        "torch.compile failed (RuntimeError: inductor exploded); TV-L1 runs eagerly (about 4x slower on CPU)"
+    )
+    assert solver.kernel_info == {
+        "compiled": False,
+        "kernel": "eager",
+        "kernel_note": "torch.compile failed (RuntimeError: inductor exploded)",
+    }
 
 
 def test_no_recompile_between_videos_of_one_size_or_another():
@@ -92,6 +99,7 @@ def test_small_jobs_run_eager_and_large_jobs_compile():
         for k in range(10_000):
             seen.append(k)
             yield 100, size
+
     assert compile_choice.should_compile(lazily(), workers=2, warm=False)[0] and len(seen) < 5
 
 
@@ -133,6 +141,7 @@ def test_fallback_in_worker_processes_is_warned_once_by_the_parent(tmp_path, mon
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("no inductor here")
+
         return run
 
     monkeypatch.setattr(tvl1_mod.torch, "compile", broken_compile)  # forked workers inherit it
@@ -142,6 +151,9 @@ def test_fallback_in_worker_processes_is_warned_once_by_the_parent(tmp_path, mon
         result = extract_flow(src, tmp_path / "out", options=FlowOptions(params=FAST, compile=True), workers=2)
     assert result["done"] == 3 and result["kernels"] == {"eager": 3}
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("vidact")]
-    assert messages == ["torch.compile failed (RuntimeError: no inductor here); TV-L1 runs eagerly "
-                        "(about 4x slower on CPU)"]
-    assert read_manifest(tmp_path / "out" / "c2")["kernel_note"] == "torch.compile failed (RuntimeError: no inductor here)"
+    assert messages == [
+        "torch.compile failed (RuntimeError: no inductor here); TV-L1 runs eagerly (about 4x slower on CPU)"
+    ]
+    assert (
+        read_manifest(tmp_path / "out" / "c2")["kernel_note"] == "torch.compile failed (RuntimeError: no inductor here)"
+    )

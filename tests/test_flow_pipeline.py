@@ -47,8 +47,12 @@ def test_batched_extraction_writes_what_the_per_video_path_writes(videos, tmp_pa
 
 def test_batches_mix_videos_and_sizes_separately():
     """4 + 3 + 5 pairs at 32x32 and 4 at 24x24 in batches of 5: every batch full but the last of each size."""
-    frames = {"a": np.zeros((5, 32, 32, 3), np.uint8), "b": np.zeros((4, 32, 32, 3), np.uint8),
-              "c": np.zeros((5, 24, 24, 3), np.uint8), "d": np.zeros((6, 32, 32, 3), np.uint8)}
+    frames = {
+        "a": np.zeros((5, 32, 32, 3), np.uint8),
+        "b": np.zeros((4, 32, 32, 3), np.uint8),
+        "c": np.zeros((5, 24, 24, 3), np.uint8),
+        "d": np.zeros((6, 32, 32, 3), np.uint8),
+    }
     calls, written = [], {}
 
     def solve(f0, f1):
@@ -75,8 +79,9 @@ def test_batches_mix_videos_and_sizes_separately():
 
 
 def test_device_quantisation_equals_the_host_one():
-    f = torch.tensor([-25.0, -20.0, -0.0784314, -0.0784313, 0.0, 0.0784313, 0.0784314, 19.99, 20.0, 31.0,
-                      0.07843137254, 1e-7, -1e-7]).view(1, 1, 1, -1)
+    f = torch.tensor(
+        [-25.0, -20.0, -0.0784314, -0.0784313, 0.0, 0.0784313, 0.0784314, 19.99, 20.0, 31.0, 0.07843137254, 1e-7, -1e-7]
+    ).view(1, 1, 1, -1)
     f = torch.cat([f, torch.randn(1, 1, 1, 4000) * 12], dim=-1)
     for bound in (20.0, 15.0, 32.0):
         np.testing.assert_array_equal(quantize_on_device(f, bound).numpy(), flowio.quantize(f.numpy(), bound))

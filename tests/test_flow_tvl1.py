@@ -39,8 +39,9 @@ def _field(kind: str, h=H, w=W) -> np.ndarray:
         return np.stack([np.full_like(xx, 1.7), np.full_like(xx, -0.8)])
     if kind == "rotation":  # 3 degrees about the centre
         a = np.deg2rad(3.0)
-        return np.stack([(np.cos(a) - 1) * (xx - cx) - np.sin(a) * (yy - cy),
-                         np.sin(a) * (xx - cx) + (np.cos(a) - 1) * (yy - cy)])
+        return np.stack(
+            [(np.cos(a) - 1) * (xx - cx) - np.sin(a) * (yy - cy), np.sin(a) * (xx - cx) + (np.cos(a) - 1) * (yy - cy)]
+        )
     if kind == "zoom":  # 5 % zoom about the centre
         return np.stack([0.05 * (xx - cx), 0.05 * (yy - cy)])
     raise ValueError(kind)
@@ -90,7 +91,7 @@ def test_batched_equals_one_at_a_time():
     i1 = np.stack([p[1] for p in pairs])
     solver = TVL1(FAST, compile=False, chunk=0)  # chunk=0: the whole batch in every tensor op
     batched = solver(i0, i1).numpy()
-    single = np.concatenate([solver(i0[k:k + 1], i1[k:k + 1]).numpy() for k in range(3)])
+    single = np.concatenate([solver(i0[k : k + 1], i1[k : k + 1]).numpy() for k in range(3)])
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
@@ -103,8 +104,11 @@ def test_gathering_the_running_pairs_changes_nothing(monkeypatch):
     plain = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0)(i0, i1).numpy()
     shrunk = []
     put = tvl1_mod._put_rows
-    monkeypatch.setattr(tvl1_mod, "_put_rows", lambda full, rows, part: (
-        shrunk.append(len(part)) if rows is not None else None, put(full, rows, part))[1])
+    monkeypatch.setattr(
+        tvl1_mod,
+        "_put_rows",
+        lambda full, rows, part: (shrunk.append(len(part)) if rows is not None else None, put(full, rows, part))[1],
+    )
     compact = TVL1(FAST, compile=False, chunk=0, check_every=3, compact_below=0.9)(i0, i1).numpy()
     assert shrunk and min(shrunk) < len(i0)  # the batch did shrink
     np.testing.assert_array_equal(compact, plain)
@@ -163,6 +167,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("inductor exploded")
+
         return run
 
     monkeypatch.setattr(tvl1_mod.torch, "compile", broken_compile)

@@ -61,13 +61,14 @@ def test_run_chunks_reads_the_flag_one_chunk_late():
         def read():
             reads.append((j, len(launched)))
             return j < last_running_chunk
+
         return read
 
     assert run_chunks(10, launched.append, flag_after) == 5
     assert launched == [0, 1, 2, 3, 4]
     assert reads == [(0, 2), (1, 3), (2, 4), (3, 5)]  # flag j read when j+2 chunks were launched
     launched.clear()
-    assert run_chunks(3, launched.append, lambda j: (lambda: True)) == 3  # never converges: all chunks
+    assert run_chunks(3, launched.append, lambda j: lambda: True) == 3  # never converges: all chunks
 
 
 def test_unavailable_without_cuda_or_interpreter():
@@ -93,13 +94,25 @@ def test_kernel_compiles_for_an_h100_class_gpu_without_one():
         pytest.skip("TRITON_INTERPRET=1 in this process")
     ptrs = {name: "*fp32" for name in ("u_in", "p_in", "u_out", "p_out", "g", "gsq", "rhoc", "part_in", "part_out")}
     ints = {name: "*i32" for name in ("flag_in", "flag_out", "iters")}
-    scalars = {"H": "i32", "W": "i32", "n_tiles": "i32", "tiles_x": "i32", "l_t": "fp32", "theta": "fp32",
-               "taut": "fp32", "stop_error": "fp32", "BH": "constexpr", "BW": "constexpr", "BT": "constexpr",
-               "EPS": "constexpr"}
+    scalars = {
+        "H": "i32",
+        "W": "i32",
+        "n_tiles": "i32",
+        "tiles_x": "i32",
+        "l_t": "fp32",
+        "theta": "fp32",
+        "taut": "fp32",
+        "stop_error": "fp32",
+        "BH": "constexpr",
+        "BW": "constexpr",
+        "BT": "constexpr",
+        "EPS": "constexpr",
+    }
     types = {**ptrs, **ints, **scalars}
     signature = {name: types[name] for name in mod.tvl1_iteration_kernel.arg_names}  # in parameter order
-    src = ASTSource(fn=mod.tvl1_iteration_kernel, signature=signature,
-                    constexprs={"BH": 16, "BW": 64, "BT": 32, "EPS": GRAD_EPS})
+    src = ASTSource(
+        fn=mod.tvl1_iteration_kernel, signature=signature, constexprs={"BH": 16, "BW": 64, "BT": 32, "EPS": GRAD_EPS}
+    )
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
     ptx = kernel.asm["ptx"]
     assert len(kernel.asm["cubin"]) > 0
@@ -124,6 +137,7 @@ def test_a_failing_fused_kernel_warns_once_and_solves_with_the_torch_step(monkey
         def __getitem__(self, grid):
             def launch(*args, **kwargs):
                 raise RuntimeError("PTX assembly failed\ndetails")
+
             return launch
 
     monkeypatch.setattr(mod, "tvl1_iteration_kernel", Broken())
@@ -136,7 +150,8 @@ def test_a_failing_fused_kernel_warns_once_and_solves_with_the_torch_step(monkey
     expected = TVL1(params, compile=False)(frames[:1], frames[1:])
     assert float((out - expected).abs().max()) == 0.0
     assert [r.getMessage() for r in caplog.records if r.name.startswith("vidact")] == [
-        "fused Triton kernel failed (RuntimeError: PTX assembly failed); TV-L1 runs the torch.compile step instead"]
+        "fused Triton kernel failed (RuntimeError: PTX assembly failed); TV-L1 runs the torch.compile step instead"
+    ]
     info = solver.kernel_info
     assert info["kernel"] == "eager" and info["compiled"] is False  # CPU: the fallback was built with compile=False
     assert info["kernel_note"].startswith("fused Triton kernel failed (RuntimeError: PTX assembly failed)")

@@ -46,8 +46,7 @@ def test_jpg_round_trip_and_manifest(tmp_path):
     assert write_flow_jpgs(tmp_path, flows, bound=20, quality=100) == 3
     assert (tmp_path / "flow_x_00001.jpg").is_file() and (tmp_path / "flow_y_00003.jpg").is_file()
     assert not (tmp_path / "flow_x_00000.jpg").exists()
-    write_manifest(tmp_path, {"format": "jpg", "bound": 20.0, "index_base": 1, "prefix": "flow_",
-                              "num_flows": 3})
+    write_manifest(tmp_path, {"format": "jpg", "bound": 20.0, "index_base": 1, "prefix": "flow_", "num_flows": 3})
     assert read_manifest(tmp_path)["index_base"] == 1
     assert count_flow(tmp_path) == 3
     got = read_flow(tmp_path, [2, 0])

@@ -75,7 +75,11 @@ def test_write_read_round_trip(tmp_path):
     assert write_frames(tmp_path / "v", iter(frames), quality=95) == 3
     (tmp_path / "v" / "notes.txt").write_text("not a frame")
     assert sorted(p.name for p in (tmp_path / "v").iterdir()) == [
-        "img_00001.jpg", "img_00002.jpg", "img_00003.jpg", "notes.txt"]
+        "img_00001.jpg",
+        "img_00002.jpg",
+        "img_00003.jpg",
+        "notes.txt",
+    ]
     assert count_frames(tmp_path / "v") == 3
     got = read_frames(tmp_path / "v", [2, 0, 2])
     assert got.shape == (3, 24, 40, 3) and got.dtype == np.uint8

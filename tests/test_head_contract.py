@@ -18,8 +18,11 @@ def _small(arch: str):
     return create_model(arch, **kwargs).eval(), entry.example_input(2, frames, 64 if entry.family != "karpathy" else 89)
 
 
-@pytest.mark.parametrize("arch", [a for a in model_names() if not a.startswith("i3d") and not a.startswith("x3d-")
-                                  and not a.startswith("slowfast")] + ["x3d-xs", "i3d", "i3d-two-stream"])
+@pytest.mark.parametrize(
+    "arch",
+    [a for a in model_names() if not a.startswith("i3d") and not a.startswith("x3d-") and not a.startswith("slowfast")]
+    + ["x3d-xs", "i3d", "i3d-two-stream"],
+)
 def test_head_contract(arch, one_thread):
     torch.manual_seed(0)
     model, x = _small(arch)

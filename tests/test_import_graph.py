@@ -30,7 +30,7 @@ def _targets(module: str, node: ast.AST, mods: dict[str, Path]) -> set[str]:
         base = node.module or ""
         if node.level:
             package = module.split(".") if mods[module].name == "__init__.py" else module.split(".")[:-1]
-            base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+            base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
         names = [base] + [f"{base}.{a.name}" for a in node.names]
     found = set()
     for name in names:

@@ -12,8 +12,19 @@ from vidact.models import create_model, get_entry, model_names
 from vidact.models.i3d import inflate_2d_weights
 from vidact.profile.flops import count_flops, profile_arch
 
-CLASSIC = ["single-frame", "early-fusion", "late-fusion", "slow-fusion", "two-stream", "two-stream-spatial",
-           "two-stream-temporal", "c3d", "i3d", "i3d-flow", "i3d-two-stream"]
+CLASSIC = [
+    "single-frame",
+    "early-fusion",
+    "late-fusion",
+    "slow-fusion",
+    "two-stream",
+    "two-stream-spatial",
+    "two-stream-temporal",
+    "c3d",
+    "i3d",
+    "i3d-flow",
+    "i3d-two-stream",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,12 +57,20 @@ def test_tiny_forward_backward(name):
         torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
 
 
-@pytest.mark.parametrize("name,features", [
-    ("single-frame", (1, 256, 1, 7, 7)), ("early-fusion", (1, 256, 1, 7, 7)),
-    ("late-fusion", (1, 512, 1, 7, 7)), ("slow-fusion", (1, 256, 1, 7, 7)),
-    ("two-stream-spatial", (1, 512, 6, 6)), ("two-stream-temporal", (1, 512, 6, 6)),
-    ("c3d", (1, 512, 1, 4, 4)), ("i3d", (1, 1024, 8, 7, 7)), ("i3d-flow", (1, 1024, 8, 7, 7)),
-])
+@pytest.mark.parametrize(
+    "name,features",
+    [
+        ("single-frame", (1, 256, 1, 7, 7)),
+        ("early-fusion", (1, 256, 1, 7, 7)),
+        ("late-fusion", (1, 512, 1, 7, 7)),
+        ("slow-fusion", (1, 256, 1, 7, 7)),
+        ("two-stream-spatial", (1, 512, 6, 6)),
+        ("two-stream-temporal", (1, 512, 6, 6)),
+        ("c3d", (1, 512, 1, 4, 4)),
+        ("i3d", (1, 1024, 8, 7, 7)),
+        ("i3d-flow", (1, 1024, 8, 7, 7)),
+    ],
+)
 def test_paper_input_gives_paper_feature_maps(name, features):
     model = _on_meta(name).eval()
     x = get_entry(name).example_input(1, device="meta")
@@ -166,14 +185,31 @@ def googlenet():
     return net.eval()
 
 
-LAYERS = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-          "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-          "inception5a", "inception5b"]
+LAYERS = [
+    "conv1",
+    "maxpool1",
+    "conv2",
+    "conv3",
+    "maxpool2",
+    "inception3a",
+    "inception3b",
+    "maxpool3",
+    "inception4a",
+    "inception4b",
+    "inception4c",
+    "inception4d",
+    "inception4e",
+    "maxpool4",
+    "inception5a",
+    "inception5b",
+]
 
 
 def _record(model, store):
-    return [getattr(model, name).register_forward_hook(
-        lambda _m, _i, out, name=name: store.__setitem__(name, out)) for name in LAYERS]
+    return [
+        getattr(model, name).register_forward_hook(lambda _m, _i, out, name=name: store.__setitem__(name, out))
+        for name in LAYERS
+    ]
 
 
 def test_inflated_i3d_on_a_static_clip_matches_googlenet_on_the_frame(googlenet):
@@ -196,7 +232,7 @@ def test_inflated_i3d_on_a_static_clip_matches_googlenet_on_the_frame(googlenet)
         centre = b[:, :, b.shape[2] // 2]
         assert centre.shape == a.shape, name
         torch.testing.assert_close(centre, a, rtol=1e-4, atol=1e-4, msg=name)
-    centre = features[:, :, features.shape[2] // 2: features.shape[2] // 2 + 1]
+    centre = features[:, :, features.shape[2] // 2 : features.shape[2] // 2 + 1]
     with torch.no_grad():
         torch.testing.assert_close(i3d.forward_head(centre), logits2d, rtol=1e-4, atol=1e-4)
 

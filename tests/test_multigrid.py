@@ -44,8 +44,10 @@ LONG_TABLE = [
 
 
 def _table(schedule):
-    return [(p.start, p.end, p.frames, p.size, schedule.batch_size * p.batch_mult, schedule.lr(p.start))
-            for p in schedule.phases]
+    return [
+        (p.start, p.end, p.frames, p.size, schedule.batch_size * p.batch_mult, schedule.lr(p.start))
+        for p in schedule.phases
+    ]
 
 
 def _assert_table(actual, expected):
@@ -172,8 +174,7 @@ def test_cosine_base_uses_equal_stages():
 
 
 def test_warmup_ramps_to_the_multigrid_lr():
-    base = LRSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), warmup_epochs=2,
-                        warmup_start_factor=0.1)
+    base = LRSchedule(base_lr=0.1, epochs=20, kind="step", steps=(8, 16), warmup_epochs=2, warmup_start_factor=0.1)
     schedule = build_schedule("long", base, frames=16, size=112, batch_size=8)
     assert schedule.lr(0) == pytest.approx(0.01)
     assert schedule.lr(1) == pytest.approx((0.01 + 0.8) / 2)
@@ -197,9 +198,10 @@ def test_long_cycle_keeps_btHW_constant(frames, size):
         assert mult * t * s * s == pytest.approx(full, rel=0.03)
 
 
-@pytest.mark.parametrize("size,expected", [(224, [(112, 4), (158, 2), (224, 1)]),
-                                           (112, [(56, 4), (79, 2), (112, 1)]),
-                                           (79, [(40, 4), (56, 2), (79, 1)])])
+@pytest.mark.parametrize(
+    "size,expected",
+    [(224, [(112, 4), (158, 2), (224, 1)]), (112, [(56, 4), (79, 2), (112, 1)]), (79, [(40, 4), (56, 2), (79, 1)])],
+)
 def test_short_cycle_sizes_and_batches(size, expected):
     assert [(s.size, s.batch_mult) for s in short_cycle_shapes(size)] == expected
 
@@ -227,8 +229,7 @@ def test_bad_mode_and_base_are_one_line_errors():
     with pytest.raises(UsageError, match=r"^multigrid='longer' is not one of none, long, short, long\+short$"):
         build_schedule("longer", STEP, frames=16, size=112, batch_size=8)
     with pytest.raises(UsageError, match="at least 2 base stages"):
-        build_schedule("long", LRSchedule(0.1, 10, "cosine"), frames=16, size=112, batch_size=8,
-                       cosine_stages=1)
+        build_schedule("long", LRSchedule(0.1, 10, "cosine"), frames=16, size=112, batch_size=8, cosine_stages=1)
 
 
 def test_the_base_schedule_is_the_plain_lr_schedule_and_validates_itself():
@@ -252,15 +253,28 @@ def test_sqrt_and_no_lr_scaling_change_only_the_cycled_phases():
         build_schedule("long", STEP, frames=16, size=112, batch_size=8, lr_scaling="cube")
 
 
-@pytest.mark.parametrize("optimizer, setting, expected", [
-    ("sgd", "auto", "linear"), ("adamw", "auto", "sqrt"), ("adamw", "linear", "linear"), ("sgd", "none", "none"),
-])
+@pytest.mark.parametrize(
+    "optimizer, setting, expected",
+    [
+        ("sgd", "auto", "linear"),
+        ("adamw", "auto", "sqrt"),
+        ("adamw", "linear", "linear"),
+        ("sgd", "none", "none"),
+    ],
+)
 def test_config_picks_the_lr_scaling_rule_of_the_optimizer(optimizer, setting, expected):
     from vidact.train.config import load_config
     from vidact.train.multigrid import schedule_for_config
 
-    cfg = load_config(arch="c3d", data="x", optimizer=optimizer, lr=0.01, epochs=4, batch_size=8,
-                      overrides=["multigrid=long", f"multigrid_lr_scaling={setting}"])
+    cfg = load_config(
+        arch="c3d",
+        data="x",
+        optimizer=optimizer,
+        lr=0.01,
+        epochs=4,
+        batch_size=8,
+        overrides=["multigrid=long", f"multigrid_lr_scaling={setting}"],
+    )
     assert cfg.resolved_lr_scaling() == expected
     first = schedule_for_config(cfg).phases[0]
     assert first.batch_mult == 8

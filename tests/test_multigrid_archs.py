@@ -27,8 +27,18 @@ def _meta_model(name: str) -> torch.nn.Module:
 
 def test_multigrid_shapes_of_a_default_input():
     # long cycle (4, 79), (8, 79), (8, 112), (16, 112), each with short-cycle crops 0.5·S and sqrt(0.5)·S
-    assert _multigrid_shapes(16, 112) == [(4, 40), (4, 56), (4, 79), (8, 40), (8, 56), (8, 79), (8, 112),
-                                          (16, 56), (16, 79), (16, 112)]
+    assert _multigrid_shapes(16, 112) == [
+        (4, 40),
+        (4, 56),
+        (4, 79),
+        (8, 40),
+        (8, 56),
+        (8, 79),
+        (8, 112),
+        (16, 56),
+        (16, 79),
+        (16, 112),
+    ]
 
 
 @pytest.mark.parametrize("name", model_names())

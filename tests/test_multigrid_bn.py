@@ -88,7 +88,7 @@ def test_gradients_match_per_split_bn():
     w, b = bn.weight.detach().clone().requires_grad_(True), bn.bias.detach().clone().requires_grad_(True)
     y_ref = torch.cat([F.batch_norm(x_ref[m::2], None, None, w, b, True) for m in range(2)])
     order = torch.cat([torch.arange(m, 16, 2) for m in range(2)])
-    (y_ref ** 3).sum().backward()
+    (y_ref**3).sum().backward()
     torch.testing.assert_close(x.grad[order], x_ref.grad[order])
     torch.testing.assert_close(bn.weight.grad, w.grad)
     torch.testing.assert_close(bn.bias.grad, b.grad)
@@ -150,5 +150,4 @@ def test_folded_frames_keep_whole_clips_in_a_split():
     clip_of_row = torch.arange(48) // 3
     splits = [torch.nonzero(clip_of_row % 2 == m).flatten() for m in range(2)]
     bn = net.head[0]
-    torch.testing.assert_close(captured["out"], _reference(folded, splits, bn.weight, bn.bias),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(captured["out"], _reference(folded, splits, bn.weight, bn.bias), rtol=1e-5, atol=1e-5)

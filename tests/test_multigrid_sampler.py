@@ -64,9 +64,10 @@ def test_long_cycle_switches_shape_mid_epoch():
 @pytest.mark.parametrize("mode", ["none", "long+short"])
 def test_rank_slices_are_disjoint_and_cover_the_data(num_samples, world, mode):
     schedule = _schedule(mode)
-    per_rank = [_epoch(MultigridBatchSampler(num_samples, schedule, rank=r, world_size=world, seed=5,
-                                             drop_last=False), 1)
-                for r in range(world)]
+    per_rank = [
+        _epoch(MultigridBatchSampler(num_samples, schedule, rank=r, world_size=world, seed=5, drop_last=False), 1)
+        for r in range(world)
+    ]
     # every rank runs the same iterations at the same shapes
     assert len({len(batches) for batches in per_rank}) == 1
     for step in zip(*per_rank):
@@ -96,8 +97,9 @@ def test_the_partial_last_batch_is_dropped_by_default():
     keep = MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=0, world_size=1, drop_last=False)
     assert [len(b) for b in _epoch(keep, 0)] == [4] * 5 + [1]
     # ranks drop the same batch: equal counts, every batch full
-    ranks = [_epoch(MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=r, world_size=2), 0)
-             for r in range(2)]
+    ranks = [
+        _epoch(MultigridBatchSampler(21, _schedule("none", batch_size=4), rank=r, world_size=2), 0) for r in range(2)
+    ]
     assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [4, 4]
 
 

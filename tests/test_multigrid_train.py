@@ -67,7 +67,9 @@ def test_engine_swaps_in_sub_batch_bn(tmp_path, one_thread, monkeypatch):
 
     seen = []
     original = engine.prepare_model
-    monkeypatch.setattr(engine, "prepare_model", lambda model, *a, **k: (seen.append(model), original(model, *a, **k))[1])
+    monkeypatch.setattr(
+        engine, "prepare_model", lambda model, *a, **k: (seen.append(model), original(model, *a, **k))[1]
+    )
     engine.fit(shaped_config(tmp_path / "run", epochs=1), shaped_data(), progress=False)
     assert any(isinstance(m, SubBatchNorm3d) for m in seen[0].modules())
 
@@ -114,8 +116,22 @@ def test_multigrid_resume_ends_with_the_same_weights_and_statistics(tmp_path, on
 
 
 def test_dry_run_prints_the_schedule(cli):
-    result = cli("train", "--arch", "c3d", "--epochs", "20", "--multigrid", "long+short", "--dry-run",
-                 "--lr", "0.1", "--set", "schedule=step", "--set", "lr_steps=[8,16]")
+    result = cli(
+        "train",
+        "--arch",
+        "c3d",
+        "--epochs",
+        "20",
+        "--multigrid",
+        "long+short",
+        "--dry-run",
+        "--lr",
+        "0.1",
+        "--set",
+        "schedule=step",
+        "--set",
+        "lr_steps=[8,16]",
+    )
     assert result.exit_code == 0, result.stderr
     assert "multigrid long+short: 30 epochs" in result.stdout
     assert "0.00–6.32" in result.stdout and "128/64/64" in result.stdout and "fine-tune" in result.stdout
@@ -147,8 +163,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         torch.manual_seed(1234)  # resume restores the saved RNG states
         resumed = engine.fit(shaped_config(out / "resumed"), shaped_data(), resume=True, progress=False)
         keys = ("epochs", "iterations", "resumed_from_epoch", "final_train_loss")
-        (out / f"rank{rank}.json").write_text(json.dumps({"reference": {k: reference[k] for k in keys},
-                                                          "resumed": {k: resumed[k] for k in keys}}))
+        (out / f"rank{rank}.json").write_text(
+            json.dumps({"reference": {k: reference[k] for k in keys}, "resumed": {k: resumed[k] for k in keys}})
+        )
     finally:
         D.cleanup()
 

@@ -11,8 +11,14 @@ from vidact.train.precise_bn import batch_norms, update_bn_stats
 
 def _model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4, momentum=0.1), nn.ReLU(),
-                         nn.Dropout(0.5), nn.Conv3d(4, 2, 1), nn.BatchNorm3d(2))
+    return nn.Sequential(
+        nn.Conv3d(3, 4, 3, padding=1),
+        nn.BatchNorm3d(4, momentum=0.1),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Conv3d(4, 2, 1),
+        nn.BatchNorm3d(2),
+    )
 
 
 def _batches(n: int, seed: int = 1) -> list[dict]:

@@ -67,8 +67,7 @@ def test_batch_rows_equal_per_file_predict_json(cli, ckpt, synth_dir, tmp_path):
         assert single.exit_code == 0
         assert row["top"] == json.loads(single.stdout)["top"]
         assert [crow[f"class_{i}"] for i in (1, 2, 3)] == [t["class"] for t in row["top"]]
-        assert [float(crow[f"prob_{i}"]) for i in (1, 2, 3)] == pytest.approx([t["prob"] for t in row["top"]],
-                                                                             abs=1e-6)
+        assert [float(crow[f"prob_{i}"]) for i in (1, 2, 3)] == pytest.approx([t["prob"] for t in row["top"]], abs=1e-6)
 
 
 def test_unreadable_videos_go_to_failures_and_exit_1(cli, ckpt, synth_dir, tmp_path):
@@ -92,8 +91,9 @@ def test_features_are_the_pooled_pre_logits(cli, x3d_ckpt, synth_dir, tmp_path):
 
     videos = sorted((synth_dir / "videos" / "move_left").glob("*.mp4"))
     feats = tmp_path / "feats.npz"
-    res = cli("predict", x3d_ckpt, synth_dir / "videos" / "move_left", "--features", feats, "--clips", "2",
-              "--device", "cpu")
+    res = cli(
+        "predict", x3d_ckpt, synth_dir / "videos" / "move_left", "--features", feats, "--clips", "2", "--device", "cpu"
+    )
     assert res.exit_code == 0, res.stderr
     data = np.load(feats)
     assert list(data["paths"]) == [str(v) for v in videos]

@@ -103,8 +103,9 @@ def test_vidact_checkpoint_of_the_same_arch_and_of_another(tmp_path):
         if k not in report.replaced:
             assert torch.equal(v, src.state_dict()[k]), k
     with pytest.raises(CheckpointError, match="a vidact checkpoint of 'c3d-bn', not 'c3d'"):
-        load_pretrained(create_model("c3d", num_classes=3, width_mult=0.125), str(path), "c3d",
-                        _rebuild("c3d", width_mult=0.125))
+        load_pretrained(
+            create_model("c3d", num_classes=3, width_mult=0.125), str(path), "c3d", _rebuild("c3d", width_mult=0.125)
+        )
 
 
 def test_imagenet_googlenet_is_inflated_into_i3d(tmp_path, monkeypatch):
@@ -166,8 +167,11 @@ def _as_caffe2(model: nn.Module) -> dict:
                 c2 = names.get(module)
             if c2 is None:
                 c2 = names[f"{base}.{sub}"]
-        suffix = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}[param] \
-            if (c2.endswith("_bn")) else {"weight": "w", "bias": "b"}[param]
+        suffix = (
+            {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}[param]
+            if (c2.endswith("_bn"))
+            else {"weight": "w", "bias": "b"}[param]
+        )
         blobs[f"{c2}_{suffix}"] = value.numpy().copy()
         blobs[f"{c2}_{suffix}_momentum"] = np.zeros(1, dtype=np.float32)
     return {"blobs": blobs}
@@ -201,8 +205,9 @@ def test_a_pickle_with_code_is_refused(tmp_path):
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"blobs": {"x": np.zeros(2)}, "f": print}))
     with pytest.raises(CheckpointError, match="refused to load builtins.print"):
-        load_pretrained(create_model("slowfast-r50-8x8", num_classes=3), str(path), "slowfast-r50-8x8",
-                        _rebuild("slowfast-r50-8x8"))
+        load_pretrained(
+            create_model("slowfast-r50-8x8", num_classes=3), str(path), "slowfast-r50-8x8", _rebuild("slowfast-r50-8x8")
+        )
 
 
 # ----------------------------------------------------------------------------- freezing and LR groups

@@ -48,8 +48,23 @@ def test_per_layer_depth(cli):
 
 
 def test_bench_reports_latency_and_memory(cli):
-    res = cli("profile", "--arch", "i3d", "--frames", "8", "--size", "32", "--batch", "2", "--bench",
-              "--iters", "1", "--threads", "1", "--json")
+    res = cli(
+        "profile",
+        "--arch",
+        "i3d",
+        "--frames",
+        "8",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--bench",
+        "--iters",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert res.exit_code == 0, res.stderr
     bench = json.loads(res.stdout)["bench"]
     assert bench["device"] == "cpu" and bench["batch"] == 2 and bench["threads"] == 1

@@ -115,12 +115,16 @@ def test_crops_have_the_asked_shape_and_come_from_the_clip(shape, data, seed):
     x = random_clip_tensor(shape, seed)
     c, t, h, w = shape
     ch, cw = data.draw(st.integers(1, h)), data.draw(st.integers(1, w))
-    for crop in [transforms.center_crop(x, (ch, cw)), transforms.random_crop(x, (ch, cw), np.random.default_rng(seed)),
-                 *transforms.three_crops(x, (ch, cw))]:
+    for crop in [
+        transforms.center_crop(x, (ch, cw)),
+        transforms.random_crop(x, (ch, cw), np.random.default_rng(seed)),
+        *transforms.three_crops(x, (ch, cw)),
+    ]:
         assert crop.shape == (c, t, ch, cw)
         # the crop is a window of x: find it by its top-left value
-        found = any(torch.equal(crop, x[..., i:i + ch, j:j + cw])
-                    for i in range(h - ch + 1) for j in range(w - cw + 1))
+        found = any(
+            torch.equal(crop, x[..., i : i + ch, j : j + cw]) for i in range(h - ch + 1) for j in range(w - cw + 1)
+        )
         assert found
 
 
@@ -222,7 +226,7 @@ def test_long_cycle_keeps_batch_x_t_x_h_x_w_constant(frames, size):
         assert mult == max(1, round(full / (t * s * s)))  # the multiplier is the rounded ratio
         assert abs(mult * t * s * s - full) <= 0.06 * full  # so the work per batch stays ~constant
     for sc in multigrid.short_cycle_shapes(size):
-        assert abs(sc.batch_mult * sc.size ** 2 - size ** 2) <= 0.06 * size ** 2
+        assert abs(sc.batch_mult * sc.size**2 - size**2) <= 0.06 * size**2
     assert [sc.batch_mult for sc in multigrid.short_cycle_shapes(size)] == [4, 2, 1]
 
 
@@ -233,7 +237,7 @@ def test_every_long_cycle_shape_gets_equal_iterations_per_stage(base, frames, si
     cycled = [p for p in sched.phases if not p.fine_tune]
     assert len(cycled) % 4 == 0
     for k in range(0, len(cycled), 4):
-        stage = cycled[k:k + 4]
+        stage = cycled[k : k + 4]
         assert [p.batch_mult for p in stage] == [8, 4, 2, 1]
         iters = [(p.end - p.start) / p.batch_mult for p in stage]  # epochs / batch ~ iterations
         assert max(iters) - min(iters) <= 1e-9 * max(iters)

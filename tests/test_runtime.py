@@ -152,8 +152,10 @@ def test_eval_accepts_the_current_folder_as_data(cli, synth_dir, tmp_path, monke
 @pytest.mark.parametrize("num_samples,batch,world", [(17, 3, 2), (5, 2, 4), (1, 3, 2), (64, 4, 3), (10, 3, 1)])
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_every_rank_gets_the_same_batches_count(num_samples, batch, world, drop_last):
-    ranks = [EpochBatchSampler(num_samples, batch, seed=3, rank=r, world_size=world, drop_last=drop_last).batches()
-             for r in range(world)]
+    ranks = [
+        EpochBatchSampler(num_samples, batch, seed=3, rank=r, world_size=world, drop_last=drop_last).batches()
+        for r in range(world)
+    ]
     assert len({len(b) for b in ranks}) == 1 and len(ranks[0]) >= 1
     for step in zip(*ranks):
         assert len({len(b) for b in step}) == 1  # the same batch size on every rank at every step
@@ -180,7 +182,6 @@ def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_two_process_ddp_with_an_uneven_split_trains(tmp_path):
     """17 clips, batch 3 per rank, 2 ranks: 9 and 8 clips per rank used to give 3 and 2 steps (a hang or crash)."""
     register_tiny()
-    mp.start_processes(_uneven_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+    mp.start_processes(_uneven_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
     steps = [json.loads((tmp_path / f"rank{r}.json").read_text())["iterations"] for r in range(2)]
     assert steps == [3, 3]  # 17 padded to 18: three global batches of 6

@@ -96,8 +96,10 @@ def test_same_seed_same_clip_other_seed_differs():
     assert a[0] == a[1]
     others = {tuple(random_clip(300, 8, 2, np.random.default_rng(s))) for s in range(20)}
     assert len(others) > 10
-    assert tsn_segments(100, 8, np.random.default_rng(5)).tolist() == tsn_segments(
-        100, 8, np.random.default_rng(5)).tolist()
+    assert (
+        tsn_segments(100, 8, np.random.default_rng(5)).tolist()
+        == tsn_segments(100, 8, np.random.default_rng(5)).tolist()
+    )
 
 
 @pytest.mark.parametrize("args", [(0, 8, 1), (10, 0, 1), (10, 8, 0)])

@@ -44,8 +44,21 @@ def test_frame_data_set_inherits_the_no_flip_option(synth_dir, tmp_path, cli):
 
 
 def test_synth_cli_takes_the_style(tmp_path, cli):
-    r = cli("data", "synth", tmp_path / "n", "--classes", "2", "--per-class", "2", "--frames", "4", "--size", "32",
-            "--style", "natural")
+    r = cli(
+        "data",
+        "synth",
+        tmp_path / "n",
+        "--classes",
+        "2",
+        "--per-class",
+        "2",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--style",
+        "natural",
+    )
     assert r.exit_code == 0, r.stderr
     assert json.loads((tmp_path / "n" / "synth.json").read_text())["style"] == "natural"
     r = cli("data", "synth", tmp_path / "x", "--style", "cartoon")

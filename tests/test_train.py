@@ -40,13 +40,21 @@ def test_bad_values_are_errors():
         load_config(overrides=["multigrid=fast"])
     with pytest.raises(UsageError, match="multigrid_lr_scaling='cube' is not one of auto, linear, sqrt, none"):
         load_config(overrides=["multigrid_lr_scaling=cube"])
-    with pytest.raises(UsageError, match="precise_bn_batches must be -1 .auto., 0 .off. or a number of batches, got -3"):
+    with pytest.raises(
+        UsageError, match="precise_bn_batches must be -1 .auto., 0 .off. or a number of batches, got -3"
+    ):
         load_config(overrides=["precise_bn_batches=-3"])
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ([], 0), (["multigrid=long"], 20), (["multigrid=long", "precise_bn_batches=0"], 0), (["precise_bn_batches=5"], 5),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], 0),
+        (["multigrid=long"], 20),
+        (["multigrid=long", "precise_bn_batches=0"], 0),
+        (["precise_bn_batches=5"], 5),
+    ],
+)
 def test_precise_bn_is_on_for_multigrid_only_by_default(overrides, expected):
     assert load_config(overrides=overrides).resolved_precise_bn() == expected
 
@@ -96,8 +104,13 @@ def test_short_run_lowers_the_loss(tmp_path):
         assert (tmp_path / "run" / name).is_file(), name
 
 
-@pytest.mark.parametrize("changes", [dict(optimizer="sgd", lr=0.1, nesterov=True, schedule="step", lr_steps=[1]),
-                                     dict(amp="bf16", clip_grad=1.0, label_smoothing=0.1, channels_last=True)])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(optimizer="sgd", lr=0.1, nesterov=True, schedule="step", lr_steps=[1]),
+        dict(amp="bf16", clip_grad=1.0, label_smoothing=0.1, channels_last=True),
+    ],
+)
 def test_options_train(tmp_path, changes):
     from vidact.train.engine import fit
 
@@ -137,8 +150,26 @@ def test_rng_state_round_trip():
 def test_cli_trains_on_videos(cli, synth_dir, tmp_path):
     register_tiny()
     run = tmp_path / "run"
-    r = cli("train", "--arch", TINY, "--data", synth_dir, "--out", run, "--epochs", "1", "--batch-size", "4",
-            "--frames", "4", "--size", "16", "--set", "log_every=1", "--json")
+    r = cli(
+        "train",
+        "--arch",
+        TINY,
+        "--data",
+        synth_dir,
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--frames",
+        "4",
+        "--size",
+        "16",
+        "--set",
+        "log_every=1",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     import json
 

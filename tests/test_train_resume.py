@@ -22,8 +22,10 @@ EPOCHS = 4
 
 
 def _start(out: Path, resume: bool) -> subprocess.Popen:
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); from helpers.tiny_model import run_fake_training; "
-            f"run_fake_training({str(out)!r}, {EPOCHS}, {resume})")
+    code = (
+        f"import sys; sys.path.insert(0, {str(TESTS)!r}); from helpers.tiny_model import run_fake_training; "
+        f"run_fake_training({str(out)!r}, {EPOCHS}, {resume})"
+    )
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -33,8 +35,11 @@ def _finish(proc: subprocess.Popen) -> None:
 
 
 def _loss_trace(run: Path) -> list[tuple]:
-    return [(r["kind"], r["epoch"], r["step"], r.get("loss"), r.get("top1")) for r in read_metrics(run)
-            if r["kind"] in ("train", "val")]
+    return [
+        (r["kind"], r["epoch"], r["step"], r.get("loss"), r.get("top1"))
+        for r in read_metrics(run)
+        if r["kind"] in ("train", "val")
+    ]
 
 
 def _assert_same_run(a_dir: Path, b_dir: Path) -> None:
@@ -68,8 +73,7 @@ def test_resume_in_process_equals_uninterrupted_run(tmp_path, monkeypatch):
         engine.fit(fake_config(tmp_path / "resumed", epochs=EPOCHS), fake_data(), progress=False)
     monkeypatch.setattr(engine, "save_checkpoint", save)
     torch.manual_seed(1234)  # whatever ran in between, resume restores the saved RNG states
-    summary = engine.fit(fake_config(tmp_path / "resumed", epochs=EPOCHS), fake_data(), resume=True,
-                         progress=False)
+    summary = engine.fit(fake_config(tmp_path / "resumed", epochs=EPOCHS), fake_data(), resume=True, progress=False)
     assert summary["resumed_from_epoch"] == 2
     _assert_same_run(tmp_path / "reference", tmp_path / "resumed")
 

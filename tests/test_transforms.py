@@ -68,7 +68,7 @@ def test_random_crop_stays_inside_and_varies():
         assert crop.shape == (1, 1, 4, 4)
         y0, x0 = divmod(int(crop[0, 0, 0, 0]), 12)
         assert 0 <= y0 <= 6 and 0 <= x0 <= 8
-        assert torch.equal(crop, x[..., y0:y0 + 4, x0:x0 + 4])
+        assert torch.equal(crop, x[..., y0 : y0 + 4, x0 : x0 + 4])
         corners.add((y0, x0))
     assert len(corners) > 20
 

@@ -36,9 +36,11 @@ from vidact.search.x3d_expand import (
 
 def analytic_count(f: X3DFactors, num_classes: int, in_channels: int = 3) -> Cost:
     """A cost that rises with every axis like the real one (fast; exact brute-force checks)."""
-    body = sum(d * (w * i + 27 * i) / 4 ** k for k, (d, w, i) in
-               enumerate(zip(f.stage_depths(), f.stage_widths(), f.inner_widths())))
-    return Cost(int(f.gamma_t * f.gamma_s ** 2 * body) + 1000 * num_classes, int(body))
+    body = sum(
+        d * (w * i + 27 * i) / 4**k
+        for k, (d, w, i) in enumerate(zip(f.stage_depths(), f.stage_widths(), f.inner_widths()))
+    )
+    return Cost(int(f.gamma_t * f.gamma_s**2 * body) + 1000 * num_classes, int(body))
 
 
 def analytic_cost(num_classes: int = 4) -> CostModel:
@@ -83,8 +85,7 @@ def test_x3d_variants_are_points_of_the_search_space(name):
 
 
 def test_x3d_xs_path_from_x2d():
-    assert path_to(X3D_VARIANTS["x3d-xs"]) == [("t", 3), ("tau", 4), ("s", 160), ("w", 2.0), ("b", 2.25),
-                                               ("d", 2.2)]
+    assert path_to(X3D_VARIANTS["x3d-xs"]) == [("t", 3), ("tau", 4), ("s", 160), ("w", 2.0), ("b", 2.25), ("d", 2.2)]
 
 
 # --------------------------------------------------------------------------- solver
@@ -98,7 +99,9 @@ def test_expand_picks_the_grid_value_closest_to_double(axis):
     ax = AXES[axis]
     k0 = ax.index(ax.value(start))
     lo, hi = axis_range(start, axis)
-    best = min(log_gap(cost(set_axis(start, axis, ax.at(k))).macs, 2 * base) for k in range(k0 + 1, min(hi, 4 * k0 + 40) + 1))
+    best = min(
+        log_gap(cost(set_axis(start, axis, ax.at(k))).macs, 2 * base) for k in range(k0 + 1, min(hi, 4 * k0 + 40) + 1)
+    )
     assert log_gap(cost(grown).macs, 2 * base) == pytest.approx(best)
     assert 1.4 < ratio < 2.9
 
@@ -136,8 +139,11 @@ def test_contract_finds_the_largest_value_under_target():
     assert cost(small).macs <= target
     assert small == replace(X2D, gamma_s=168)  # 176 is over; the grid is in steps of 8
     assert contract(big, "s", cost, cost(big).macs) == big
-    with pytest.raises(UsageError, match=r"cannot contract spatial resolution \(X-Spatial\) to 1e-06 GFLOPs: "
-                                         r"even gamma_s=32 costs"):
+    with pytest.raises(
+        UsageError,
+        match=r"cannot contract spatial resolution \(X-Spatial\) to 1e-06 GFLOPs: "
+        r"even gamma_s=32 costs",
+    ):
         contract(big, "s", cost, 1000)
 
 
@@ -179,6 +185,7 @@ def prefer(order_by_step: dict[int, str]):
     def score(run: str, f: X3DFactors) -> float:
         step, _, axis = run.split("-", 2)
         return 0.9 if order_by_step.get(int(step[4:])) == axis else 0.3
+
     return score
 
 
@@ -201,19 +208,34 @@ def test_search_keeps_the_best_candidate_each_step(tmp_path):
     first = {r["axis"]: r for r in records if r["step"] == 1}
     assert set(first) == set(AXES)
     for r in records[1:]:
-        assert set(r) >= {"step", "axis", "factors", "gflops", "params", "top1", "train_seconds", "chosen",
-                          "flops_ratio"}
+        assert set(r) >= {
+            "step",
+            "axis",
+            "factors",
+            "gflops",
+            "params",
+            "top1",
+            "train_seconds",
+            "chosen",
+            "flops_ratio",
+        }
         assert 1.4 < r["flops_ratio"] < 2.9
     step2 = [r for r in records if r["step"] == 2]
-    assert all(r["factors"]["gamma_s"] == first["s"]["factors"]["gamma_s"]  # grown from step 1's s
-               for r in step2 if r["axis"] != "s")
+    assert all(
+        r["factors"]["gamma_s"] == first["s"]["factors"]["gamma_s"]  # grown from step 1's s
+        for r in step2
+        if r["axis"] != "s"
+    )
     assert summary["final"]["factors"] == step2[0]["factors"]  # t is listed first and was chosen
     assert (tmp_path / "search" / "trajectory.png").stat().st_size > 1000
 
 
 def test_ties_go_to_fewer_flops():
-    recs = [{"axis": "s", "top1": 0.5, "gflops": 2.0}, {"axis": "w", "top1": 0.5, "gflops": 1.9},
-            {"axis": "t", "top1": 0.4, "gflops": 1.0}]
+    recs = [
+        {"axis": "s", "top1": 0.5, "gflops": 2.0},
+        {"axis": "w", "top1": 0.5, "gflops": 1.9},
+        {"axis": "t", "top1": 0.4, "gflops": 1.0},
+    ]
     assert choose(recs)["axis"] == "w"
 
 
@@ -223,12 +245,35 @@ def test_resume_reads_finished_candidates_back(tmp_path):
     out = tmp_path / "search"
     out.mkdir()
     grown = {axis: expand(X2D, axis, cost) for axis in ("t", "s", "w")}
-    lines = [{"step": 0, "kind": "base", "axis": "base", "factors": X2D.to_dict(), "gflops": cost(X2D).gflops,
-              "params": 1, "flops_ratio": 1.0, "top1": 0.2, "train_seconds": 5.0, "chosen": True}]
+    lines = [
+        {
+            "step": 0,
+            "kind": "base",
+            "axis": "base",
+            "factors": X2D.to_dict(),
+            "gflops": cost(X2D).gflops,
+            "params": 1,
+            "flops_ratio": 1.0,
+            "top1": 0.2,
+            "train_seconds": 5.0,
+            "chosen": True,
+        }
+    ]
     for axis, (f, ratio) in grown.items():
-        lines.append({"step": 1, "kind": "expand", "axis": axis, "factors": f.to_dict(), "gflops": cost(f).gflops,
-                      "params": 1, "flops_ratio": ratio, "top1": 0.95 if axis == "w" else 0.1,
-                      "train_seconds": 5.0, "chosen": False})
+        lines.append(
+            {
+                "step": 1,
+                "kind": "expand",
+                "axis": axis,
+                "factors": f.to_dict(),
+                "gflops": cost(f).gflops,
+                "params": 1,
+                "flops_ratio": ratio,
+                "top1": 0.95 if axis == "w" else 0.1,
+                "train_seconds": 5.0,
+                "chosen": False,
+            }
+        )
     text = "".join(json.dumps(r) + "\n" for r in lines)
     (out / "trajectory.jsonl").write_text(text + '{"step": 1, "kind": "exp')  # plus a torn last line
     trainer = FakeTrainer(lambda run, f: 0.5)
@@ -258,8 +303,11 @@ def test_contraction_to_target_gflops(tmp_path):
     summary = run_search(search_config(tmp_path, steps=2, target_gflops=target), trainer, cost)
     last = summary["path"][-1]
     assert last["kind"] == "contract" and last["axis"] == "s" and last["step"] == 3
-    assert last["gflops"] <= target < cost(set_axis(X3DFactors(**last["factors"]), "s",
-                                                    last["factors"]["gamma_s"] + 8)).gflops
+    assert (
+        last["gflops"]
+        <= target
+        < cost(set_axis(X3DFactors(**last["factors"]), "s", last["factors"]["gamma_s"] + 8)).gflops
+    )
     assert summary["contraction"] == last
     chosen = [r for r in read_lines(tmp_path / "search" / "trajectory.jsonl") if r["chosen"]]
     assert [r["kind"] for r in chosen] == ["base", "expand", "expand", "contract"]
@@ -268,8 +316,27 @@ def test_contraction_to_target_gflops(tmp_path):
 # --------------------------------------------------------------------------- real training and the CLI
 def test_one_real_step_then_resume(cli, synth_dir, tmp_path):
     out = tmp_path / "x3d"
-    args = ["x3d", "expand", "--data", synth_dir, "--steps", "1", "--budget-per-candidate", "1it",
-            "--batch-size", "4", "--base-size", "32", "--base-stride", "2", "--threads", "1", "--out", out, "--json"]
+    args = [
+        "x3d",
+        "expand",
+        "--data",
+        synth_dir,
+        "--steps",
+        "1",
+        "--budget-per-candidate",
+        "1it",
+        "--batch-size",
+        "4",
+        "--base-size",
+        "32",
+        "--base-stride",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        out,
+        "--json",
+    ]
     res = cli(*args)
     assert res.exit_code == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -304,8 +371,18 @@ def test_cli_bad_budget_and_missing_data(cli, synth_dir, tmp_path):
 def test_a_damaged_trajectory_line_is_reported_with_its_place(tmp_path):
     out = tmp_path / "search"
     out.mkdir()
-    good = {"step": 0, "kind": "base", "axis": "base", "factors": X2D.to_dict(), "gflops": 0.01, "params": 1,
-            "flops_ratio": 1.0, "top1": 0.2, "train_seconds": 1.0, "chosen": True}
+    good = {
+        "step": 0,
+        "kind": "base",
+        "axis": "base",
+        "factors": X2D.to_dict(),
+        "gflops": 0.01,
+        "params": 1,
+        "flops_ratio": 1.0,
+        "top1": 0.2,
+        "train_seconds": 1.0,
+        "chosen": True,
+    }
     no_top1 = {k: v for k, v in good.items() if k != "top1"}
     (out / "trajectory.jsonl").write_text(json.dumps(no_top1) + "\n" + json.dumps(good) + "\n")
     with pytest.raises(VidactError, match=r"trajectory.jsonl:1: not a trajectory record \('top1'\)"):

@@ -21,7 +21,12 @@ from vidact.flow.tvl1_triton import FusedTVL1  # noqa: E402
 
 CASES = {
     # (params, frame size, tile, pairs): "small" runs in seconds, "full" covers two levels and more tiles
-    "small": (TVL1Params(nscales=1, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0.05), (12, 20), (8, 16), 3),
+    "small": (
+        TVL1Params(nscales=1, warps=2, outer_iterations=1, inner_iterations=10, epsilon=0.05),
+        (12, 20),
+        (8, 16),
+        3,
+    ),
     "full": (TVL1Params(nscales=2, warps=2, outer_iterations=3, inner_iterations=10), (20, 28), (8, 16), 3),
 }
 
@@ -48,14 +53,21 @@ def main(case: str) -> None:
     solver = FusedTVL1(params, device="cpu", tile=tile, record_iterations=True, check_every=5)
     got = solver(i0, i1)
     alone = FusedTVL1(params, device="cpu", tile=tile)(i0[-1:], i1[-1:])  # the motionless pair by itself
-    print(json.dumps({
-        "kernel_info": solver.kernel_info, "graphs": solver.graphs,
-        "ref_iterations": [t.tolist() for t in ref.pair_iterations],
-        "fused_iterations": [t.tolist() for t in solver.pair_iterations],
-        "max_diff": float((got - expected).abs().max()), "max_flow": float(expected.abs().max()),
-        "alone_diff": float((got[-1:] - alone).abs().max()), "chunks_launched": solver.chunks_launched,
-        "tiles": [-(-h // tile[0]), -(-w // tile[1])],
-    }))
+    print(
+        json.dumps(
+            {
+                "kernel_info": solver.kernel_info,
+                "graphs": solver.graphs,
+                "ref_iterations": [t.tolist() for t in ref.pair_iterations],
+                "fused_iterations": [t.tolist() for t in solver.pair_iterations],
+                "max_diff": float((got - expected).abs().max()),
+                "max_flow": float(expected.abs().max()),
+                "alone_diff": float((got[-1:] - alone).abs().max()),
+                "chunks_launched": solver.chunks_launched,
+                "tiles": [-(-h // tile[0]), -(-w // tile[1])],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

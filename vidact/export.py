@@ -71,12 +71,19 @@ def export_onnx(model: nn.Module, example, dest: Path, opset: int = 17) -> None:
     try:
         with atomic_path(dest) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's notices
-            torch.onnx.export(model, _as_args(example), str(tmp), input_names=names, output_names=["logits"],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                model,
+                _as_args(example),
+                str(tmp),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
     except torch.onnx.errors.SymbolicValueError as exc:
         first = str(exc).split("[Caused by", 1)[0].strip().rstrip(".")
-        raise UsageError(f"--format onnx: torch cannot export this model ({first}); "
-                         f"use --format torchscript") from None
+        raise UsageError(f"--format onnx: torch cannot export this model ({first}); use --format torchscript") from None
 
 
 def run_exported(path: Path, fmt: str, example) -> torch.Tensor:
@@ -95,14 +102,18 @@ def run_exported(path: Path, fmt: str, example) -> torch.Tensor:
     return torch.from_numpy(session.run(None, feeds)[0])
 
 
-def export_checkpoint(checkpoint: str | Path, fmt: str = "torchscript", out: str | Path | None = None,
-                      seed: int = 0) -> dict:
+def export_checkpoint(
+    checkpoint: str | Path, fmt: str = "torchscript", out: str | Path | None = None, seed: int = 0
+) -> dict:
     """Export ``checkpoint`` to ``out`` (default: next to it, ``.pt``/``.onnx``); check equal logits."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     checkpoint = Path(checkpoint)
-    dest = Path(out) if out else checkpoint.with_name(checkpoint.stem + ("-scripted" if fmt == "torchscript" else "")
-                                                      + FORMATS[fmt])
+    dest = (
+        Path(out)
+        if out
+        else checkpoint.with_name(checkpoint.stem + ("-scripted" if fmt == "torchscript" else "") + FORMATS[fmt])
+    )
     if dest.resolve() == checkpoint.resolve():
         raise UsageError(f"{dest}: would overwrite the checkpoint; choose another -o")
     model, ckpt, inp = load_for_export(checkpoint)
@@ -118,6 +129,13 @@ def export_checkpoint(checkpoint: str | Path, fmt: str = "torchscript", out: str
         dest.unlink(missing_ok=True)
         raise VidactError(f"{dest}: exported model disagrees with {checkpoint} (max logit difference {diff:.3g})")
     shapes = [list(t.shape[1:]) for t in (example if isinstance(example, (list, tuple)) else [example])]
-    return {"checkpoint": str(checkpoint), "out": str(dest), "format": fmt, "arch": ckpt["arch"],
-            "input": shapes, "classes": len(ckpt["classes"]), "max_abs_diff": diff,
-            "bytes": dest.stat().st_size}
+    return {
+        "checkpoint": str(checkpoint),
+        "out": str(dest),
+        "format": fmt,
+        "arch": ckpt["arch"],
+        "input": shapes,
+        "classes": len(ckpt["classes"]),
+        "max_abs_diff": diff,
+        "bytes": dest.stat().st_size,
+    }

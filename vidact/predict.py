@@ -74,8 +74,10 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
     dev = select_device(device)
     model, inp = model_from_checkpoint(ckpt, checkpoint, dev)
     if inp.modality != "rgb":
-        raise UsageError(f"{checkpoint}: a {inp.modality} model needs precomputed flow; "
-                         f"predict reads RGB video files (use vidact eval on a flow data set)")
+        raise UsageError(
+            f"{checkpoint}: a {inp.modality} model needs precomputed flow; "
+            f"predict reads RGB video files (use vidact eval on a flow data set)"
+        )
     return Predictor(checkpoint, ckpt["arch"], list(ckpt["classes"]), model, inp, dev)
 
 
@@ -88,8 +90,15 @@ def _check_options(topk: int, clips: int, window: float | None) -> None:
         raise UsageError(f"--window must be a positive number of seconds, got {window}")
 
 
-def predict_with(p: Predictor, video: str | Path, *, topk: int = 5, window: float | None = None,
-                 clips: int = 3, features: bool = False) -> dict:
+def predict_with(
+    p: Predictor,
+    video: str | Path,
+    *,
+    topk: int = 5,
+    window: float | None = None,
+    clips: int = 3,
+    features: bool = False,
+) -> dict:
     """:func:`predict_video` with a loaded :class:`Predictor`; ``features`` adds the mean pre-logit vector."""
     _check_options(topk, clips, window)
     video = Path(video)
@@ -98,12 +107,22 @@ def predict_with(p: Predictor, video: str | Path, *, topk: int = 5, window: floa
     model, inp, dev, classes = p.model, p.inp, p.device, p.classes
     info = probe(video)
     span = sampling.clip_span(inp.frames, inp.stride)
-    whole = [_clip_tensor(str(video), idx, inp)
-             for idx in sampling.uniform_clips(info.num_frames, inp.frames, inp.stride, clips)]
+    whole = [
+        _clip_tensor(str(video), idx, inp)
+        for idx in sampling.uniform_clips(info.num_frames, inp.frames, inp.stride, clips)
+    ]
     probs = _probs(model, whole, dev).mean(axis=0)
-    result = {"video": str(video), "checkpoint": str(p.checkpoint), "arch": p.arch, "frames": info.num_frames,
-              "fps": info.fps, "duration": info.duration, "clips": clips, "aggregation": "softmax-mean",
-              "top": top_classes(probs, classes, topk)}
+    result = {
+        "video": str(video),
+        "checkpoint": str(p.checkpoint),
+        "arch": p.arch,
+        "frames": info.num_frames,
+        "fps": info.fps,
+        "duration": info.duration,
+        "clips": clips,
+        "aggregation": "softmax-mean",
+        "top": top_classes(probs, classes, topk),
+    }
     if features:
         result["features"] = _pre_logits(model, whole, dev, p.arch).mean(axis=0)
     if window is not None:
@@ -121,8 +140,15 @@ def predict_with(p: Predictor, video: str | Path, *, topk: int = 5, window: floa
     return result
 
 
-def predict_video(checkpoint: str | Path, video: str | Path, *, topk: int = 5, window: float | None = None,
-                  clips: int = 3, device: str = "auto") -> dict:
+def predict_video(
+    checkpoint: str | Path,
+    video: str | Path,
+    *,
+    topk: int = 5,
+    window: float | None = None,
+    clips: int = 3,
+    device: str = "auto",
+) -> dict:
     """Top-k classes for ``video`` (mean of ``clips`` uniform clips), and per window when ``window`` is set."""
     _check_options(topk, clips, window)
     if not Path(video).is_file():

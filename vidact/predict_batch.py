@@ -35,9 +35,14 @@ class BatchResult:
     failures_file: str | None = None
 
     def to_dict(self) -> dict:
-        return {"videos": len(self.rows) + len(self.failures), "predicted": len(self.rows),
-                "failed": len(self.failures), "out": self.out, "features": self.features,
-                "failures_file": self.failures_file}
+        return {
+            "videos": len(self.rows) + len(self.failures),
+            "predicted": len(self.rows),
+            "failed": len(self.failures),
+            "out": self.out,
+            "features": self.features,
+            "failures_file": self.failures_file,
+        }
 
 
 def collect_videos(src: str | Path) -> list[Path]:
@@ -86,9 +91,17 @@ def csv_text(rows: list[dict], topk: int) -> str:
     return buf.getvalue()
 
 
-def predict_many(checkpoint: str | Path, src: str | Path, *, out: str | Path | None = None, topk: int = 5,
-                 clips: int = 3, device: str = "auto", features: str | Path | None = None,
-                 progress: bool | None = None) -> BatchResult:
+def predict_many(
+    checkpoint: str | Path,
+    src: str | Path,
+    *,
+    out: str | Path | None = None,
+    topk: int = 5,
+    clips: int = 3,
+    device: str = "auto",
+    features: str | Path | None = None,
+    progress: bool | None = None,
+) -> BatchResult:
     """Score every video of ``src``; write ``out`` (.csv/.jsonl), ``features`` (.npz) and failures.txt."""
     from vidact.predict import load_predictor, predict_with
 
@@ -112,14 +125,20 @@ def predict_many(checkpoint: str | Path, src: str | Path, *, out: str | Path | N
                 result.rows.append(row)
             bar.update(task, advance=1, status=video.name)
     if out is not None:
-        text = csv_text(result.rows, min(topk, len(predictor.classes))) if out.suffix.lower() == ".csv" else \
-            "".join(json.dumps({"video": r["video"], "top": r["top"]}) + "\n" for r in result.rows)
+        text = (
+            csv_text(result.rows, min(topk, len(predictor.classes)))
+            if out.suffix.lower() == ".csv"
+            else "".join(json.dumps({"video": r["video"], "top": r["top"]}) + "\n" for r in result.rows)
+        )
         atomic_write_text(out, text)
         result.out = str(out)
     if features is not None:
         with atomic_path(features) as tmp, open(tmp, "wb") as f:
-            np.savez(f, paths=np.array([r["video"] for r in result.rows]),
-                     features=np.stack(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32))
+            np.savez(
+                f,
+                paths=np.array([r["video"] for r in result.rows]),
+                features=np.stack(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32),
+            )
         result.features = str(features)
     if result.failures:
         where = (out or features or Path(FAILURES)).parent / FAILURES

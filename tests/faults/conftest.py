@@ -6,8 +6,23 @@ from __future__ import annotations
 import pytest
 from helpers.faultkit import Faults
 
-TRAIN_ARGS = ("--arch", "tiny3d", "--epochs", "1", "--batch-size", "2", "--frames", "4", "--size", "16",
-              "--device", "cpu", "--deterministic", "--seed", "0")
+TRAIN_ARGS = (
+    "--arch",
+    "tiny3d",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--frames",
+    "4",
+    "--size",
+    "16",
+    "--device",
+    "cpu",
+    "--deterministic",
+    "--seed",
+    "0",
+)
 
 
 @pytest.fixture
@@ -31,7 +46,19 @@ def trained_run(tmp_path_factory, tiny_arch):
     root = tmp_path_factory.mktemp("trained")
     data = Faults(root).dataset("data")
     run = root / "run"
-    cfg = load_config(None, [], arch=tiny_arch, data=str(data), out=str(run), epochs=1, batch_size=2, frames=4,
-                      size=16, device="cpu", deterministic=True, seed=0)
+    cfg = load_config(
+        None,
+        [],
+        arch=tiny_arch,
+        data=str(data),
+        out=str(run),
+        epochs=1,
+        batch_size=2,
+        frames=4,
+        size=16,
+        device="cpu",
+        deterministic=True,
+        seed=0,
+    )
     train(cfg, progress=False)
     return data, run

@@ -42,7 +42,8 @@ def test_escaping_path_is_refused_not_opened(faults):
     root = faults.dataset_escaping_path()
     report = check_dataset(root)
     assert _kinds(report) == {
-        "escapes-root": [f"{root}/train.csv:6: path '../elsewhere/outside.mp4' escapes the data root {root}"]}
+        "escapes-root": [f"{root}/train.csv:6: path '../elsewhere/outside.mp4' escapes the data root {root}"]
+    }
     assert all("outside" not in v.path for v in report.videos)
 
 
@@ -51,9 +52,12 @@ def test_duplicates_within_and_across_splits(faults):
     with open(root / "val.csv", "a") as f:
         f.write("videos/c1.mp4,1\n")  # a train clip in val: the splits leak
     report = check_dataset(root)
-    assert _kinds(report) == {"duplicate": [
-        f"{root}/train.csv:6: videos/c0.mp4 is listed again (first at {root}/train.csv:2)",
-        f"{root}/val.csv:4: videos/c1.mp4 is also in train ({root}/train.csv:3): the splits overlap"]}
+    assert _kinds(report) == {
+        "duplicate": [
+            f"{root}/train.csv:6: videos/c0.mp4 is listed again (first at {root}/train.csv:2)",
+            f"{root}/val.csv:4: videos/c1.mp4 is also in train ({root}/train.csv:3): the splits overlap",
+        ]
+    }
     assert all(p.severity == "warning" for p in report.problems)
     assert len(report.videos) == 6  # each file is opened once
 
@@ -62,8 +66,10 @@ def test_unknown_label_and_out_of_range(faults):
     root = faults.dataset(train=[("videos/c0.mp4", "zebra"), ("videos/c1.mp4", 7), ("videos/c2.mp4", "b")], val=[])
     (root / "val.csv").unlink()
     report = check_dataset(root)
-    assert _kinds(report)["bad-label"] == [f"{root}/train.csv:2: unknown label 'zebra'",
-                                           f"{root}/train.csv:3: label 7 out of range (0..1)"]
+    assert _kinds(report)["bad-label"] == [
+        f"{root}/train.csv:2: unknown label 'zebra'",
+        f"{root}/train.csv:3: label 7 out of range (0..1)",
+    ]
     assert [(v.label, os.path.basename(v.path)) for v in report.videos] == [(1, "c2.mp4")]
     assert _kinds(report)["no-samples"] == [f"{root}/train.csv: class 'a' has no readable samples"]
 
@@ -73,8 +79,12 @@ def test_empty_list(cli, faults):
     r = cli("data", "check", root, "--json")
     assert r.exit_code == 1
     problems = json.loads(r.stdout)["problems"]
-    assert {"kind": "empty-list", "where": f"{root}/val.csv", "message": "no samples listed",
-            "severity": "error"} in problems
+    assert {
+        "kind": "empty-list",
+        "where": f"{root}/val.csv",
+        "message": "no samples listed",
+        "severity": "error",
+    } in problems
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_VIDEOS))
@@ -94,11 +104,16 @@ def test_broken_video_is_named_and_others_still_checked(faults, kind):
 def test_odd_but_valid_videos_are_readable(faults):
     root = faults.dataset("odd", val=[])
     videos = root / "videos"
-    odd = [faults.one_frame(folder=videos), faults.variable_frame_rate(folder=videos), faults.tiny_1x1(folder=videos),
-           faults.tiny_2x2(folder=videos), faults.wide_4097(folder=videos), faults.non_utf8_name(folder=videos)]
+    odd = [
+        faults.one_frame(folder=videos),
+        faults.variable_frame_rate(folder=videos),
+        faults.tiny_1x1(folder=videos),
+        faults.tiny_2x2(folder=videos),
+        faults.wide_4097(folder=videos),
+        faults.non_utf8_name(folder=videos),
+    ]
     rows = [(f"videos/{p.name}", i % 2) for i, p in enumerate(odd)]
-    (root / "train.csv").write_bytes(
-        b"path,label\n" + b"".join(os.fsencode(p) + f",{y}\n".encode() for p, y in rows))
+    (root / "train.csv").write_bytes(b"path,label\n" + b"".join(os.fsencode(p) + f",{y}\n".encode() for p, y in rows))
     report = check_dataset(root, split="train", workers=2)
     assert len(report.videos) == 6
     sizes = {os.path.basename(v.path): (v.width, v.height, v.num_frames) for v in report.videos}
@@ -136,12 +151,15 @@ def test_report_into_unwritable_folder_is_usage_error(cli, faults):
     assert_no_partial_output(faults.root)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--split", "bogus"], "--split must be all, train, val, test; got 'bogus'"),
-    (["--split", "test"], "no test split (expected test.csv)"),
-    (["--workers", "0"], "--workers must be at least 1, got 0"),
-    (["-o", "report.txt"], "report.txt: report must end in .json or .md"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "bogus"], "--split must be all, train, val, test; got 'bogus'"),
+        (["--split", "test"], "no test split (expected test.csv)"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["-o", "report.txt"], "report.txt: report must end in .json or .md"),
+    ],
+)
 def test_bad_options_exit_2(cli, faults, args, message):
     root = faults.dataset("ok")
     r = cli("data", "check", root, *args)

@@ -57,8 +57,9 @@ def test_unreadable_test_video_is_left_out_of_the_metrics(cli, faults, trained_r
     report = json.loads(r.stdout)
     assert report["videos"] == 2 and report["unreadable_videos"] == 1
     # the same metrics as on the clean list: the stand-in views of another video were dropped
-    clean_report = json.loads(cli("eval", run / "last.pt", "--data", clean, "--clips", "2", "--out",
-                                  tmp_path / "clean", "--json").stdout)
+    clean_report = json.loads(
+        cli("eval", run / "last.pt", "--data", clean, "--clips", "2", "--out", tmp_path / "clean", "--json").stdout
+    )
     for key in ("clip_top1", "video_top1", "confusion"):
         assert report[key] == clean_report[key]
     assert_no_partial_output(tmp_path)
@@ -68,19 +69,23 @@ def test_unreadable_test_video_is_left_out_of_the_metrics(cli, faults, trained_r
 def test_unwritable_output_fails_before_evaluating(cli, faults, trained_run, option):
     data, run = trained_run
     target = faults.unwritable_dir()
-    r = cli("eval", run / "last.pt", "--data", data, option, target / "scores.npz" if option == "--save-scores"
-            else target)
+    r = cli(
+        "eval", run / "last.pt", "--data", data, option, target / "scores.npz" if option == "--save-scores" else target
+    )
     assert r.exit_code == 2
     [line] = r.stderr.splitlines()
     assert line.startswith(f"error: {target}: ")  # a folder under a regular file, or a read-only one
     assert_no_partial_output(faults.root)
 
 
-@pytest.mark.parametrize("make, message", [
-    ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
-    ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
-    ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
+        ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
+        ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
+    ],
+)
 def test_bad_list_is_refused(cli, faults, trained_run, tmp_path, make, message):
     _, run = trained_run
     root = getattr(faults, make)()

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.faultkit import (BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes,
-                      vidact_cmd)
+from helpers.faultkit import (
+    BROKEN_VIDEOS,
+    ODD_VIDEOS,
+    assert_no_partial_output,
+    kill_when,
+    run_json,
+    run_quiet,
+    tree_bytes,
+    vidact_cmd,
+)
 
 from vidact.io.flowio import count_flow, read_flow, read_manifest
 
@@ -61,7 +69,7 @@ def test_every_bad_input_named_once_and_the_rest_extracted(every_fault, cli):
     assert (wide["width"], wide["height"]) == (4097, 8)
     # the good clip's square slides right by 1 pixel a frame: the mean x-flow inside it is positive
     good = read_flow(out / "good")
-    inside = [good[k, 0, 12:18, k + 3:k + 7].mean() for k in range(len(good))]
+    inside = [good[k, 0, 12:18, k + 3 : k + 7].mean() for k in range(len(good))]
     assert np.mean(inside) > 0.5 and abs(good[:, 1, 12:18].mean()) < 0.2
     failures = (out / "failures.txt").read_text().splitlines()
     assert len(failures) == len(expected_failures)
@@ -78,10 +86,13 @@ def test_unwritable_output_is_usage_error(cli, faults, tmp_path):
     assert_no_partial_output(faults.root)
 
 
-@pytest.mark.parametrize("make, message", [
-    ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
-    ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
+        ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
+    ],
+)
 def test_bad_list_is_refused_before_any_work(cli, faults, tmp_path, make, message):
     root = getattr(faults, make)()
     r = cli("flow", "extract", root, tmp_path / "out", "--list", root, *CHEAP_ARGS)

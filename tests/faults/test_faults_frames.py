@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers.faultkit import BROKEN_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet, tree_bytes, vidact_cmd
+from helpers.faultkit import (
+    BROKEN_VIDEOS,
+    assert_no_partial_output,
+    kill_when,
+    run_json,
+    run_quiet,
+    tree_bytes,
+    vidact_cmd,
+)
 
 from vidact.io.frames import read_frames
 
@@ -35,14 +43,17 @@ def test_broken_video_fails_alone(cli, faults, tmp_path, kind):
     assert again.exit_code == 1 and json.loads(again.stdout)["skipped"] == 2
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("one_frame", (1, 32, 32)),
-    ("variable_frame_rate", (16, 32, 32)),
-    ("tiny_1x1", (4, 1, 1)),
-    ("tiny_2x2", (4, 2, 2)),
-    ("wide_4097", (4, 8, 4097)),
-    ("non_utf8_name", (16, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("one_frame", (1, 32, 32)),
+        ("variable_frame_rate", (16, 32, 32)),
+        ("tiny_1x1", (4, 1, 1)),
+        ("tiny_2x2", (4, 2, 2)),
+        ("wide_4097", (4, 8, 4097)),
+        ("non_utf8_name", (16, 32, 32)),
+    ],
+)
 def test_odd_but_valid_video_is_extracted(cli, faults, tmp_path, kind, expected):
     src = tmp_path / "src"
     video = faults.make(kind, src)
@@ -68,11 +79,14 @@ def test_list_with_missing_file_extracts_the_rest(cli, faults, tmp_path):
     assert_no_partial_output(out)
 
 
-@pytest.mark.parametrize("make, message", [
-    ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
-    ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
-    ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
+        ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
+        ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
+    ],
+)
 def test_bad_list_is_refused_before_any_work(cli, faults, tmp_path, make, message):
     root = getattr(faults, make)()
     out = tmp_path / "out"
@@ -97,8 +111,7 @@ def test_unwritable_output_is_usage_error(cli, faults, tmp_path):
     r = cli("frames", "extract", tmp_path / "src", out)
     assert r.exit_code == 2
     [line] = r.stderr.splitlines()
-    assert line.startswith(f"error: {out}: ") and ("cannot create the output folder" in line
-                                                    or "not writable" in line)
+    assert line.startswith(f"error: {out}: ") and ("cannot create the output folder" in line or "not writable" in line)
     assert_no_partial_output(faults.root)
 
 

@@ -14,12 +14,19 @@ def test_unknown_architecture_suggests_close_names(cli):
     assert r.stderr.splitlines() == ["error: unknown architecture 'c3dd'; did you mean c3d, c3d-bn, i3d?"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--arch", "two-stream", "--frames", "1", "--size", "8"],
-     "error: two-stream: input 1x3x1x8x8 + 1x2x1x8x8 is too small for this architecture (Calculated padded"),
-    (["--arch", "single-frame", "--frames", "1", "--size", "9"],
-     "error: single-frame: input 1x3x1x9x9 is too small for this architecture ("),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--arch", "two-stream", "--frames", "1", "--size", "8"],
+            "error: two-stream: input 1x3x1x8x8 + 1x2x1x8x8 is too small for this architecture (Calculated padded",
+        ),
+        (
+            ["--arch", "single-frame", "--frames", "1", "--size", "9"],
+            "error: single-frame: input 1x3x1x9x9 is too small for this architecture (",
+        ),
+    ],
+)
 def test_input_too_small_for_the_model_is_one_line(cli, args, message):
     r = cli("profile", *args)
     assert r.exit_code == 2
@@ -39,11 +46,14 @@ def test_odd_and_huge_frame_sizes_are_counted(cli):
     assert 250 < huge["macs"] / small["macs"] < 400
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--arch", "c3d", "--frames", "0"], "Invalid value for '--frames'"),
-    (["--arch", "c3d", "--size", "4"], "Invalid value for '--size'"),
-    (["--arch", "c3d", "--views", "0x3"], "views must look like 10x3 or 30, not '0x3'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--arch", "c3d", "--frames", "0"], "Invalid value for '--frames'"),
+        (["--arch", "c3d", "--size", "4"], "Invalid value for '--size'"),
+        (["--arch", "c3d", "--views", "0x3"], "views must look like 10x3 or 30, not '0x3'"),
+    ],
+)
 def test_bad_option_values_exit_2(cli, args, fragment):
     r = cli("profile", *args)
     assert r.exit_code == 2

@@ -42,8 +42,9 @@ def test_missing_training_video_is_named(cli, faults, tiny_arch, tmp_path):
     root = faults.dataset_missing_file()
     r = cli("train", "--data", root, "--out", tmp_path / "run", *TRAIN_ARGS)
     assert r.exit_code == 1
-    assert r.stderr.splitlines()[0] == (f"warning: unreadable sample {root}/videos/not_there.mp4: no such file or folder "
-                                        f"(replaced by another sample)")
+    assert r.stderr.splitlines()[0] == (
+        f"warning: unreadable sample {root}/videos/not_there.mp4: no such file or folder (replaced by another sample)"
+    )
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
@@ -57,11 +58,14 @@ def test_odd_but_valid_videos_train_cleanly(cli, faults, tiny_arch, tmp_path):
     assert json.loads(r.stdout)["train_clips"] == 4 + len(ODD_VIDEOS)
 
 
-@pytest.mark.parametrize("make, message", [
-    ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
-    ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
-    ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("dataset_escaping_path", "train.csv:6: path '../elsewhere/outside.mp4' escapes the data root"),
+        ("dataset_duplicate", "train.csv:6: duplicate entry 'videos/c0.mp4' (first on line 2)"),
+        ("dataset_unknown_label", "train.csv:6: unknown label 'zebra'"),
+    ],
+)
 def test_bad_list_stops_before_training(cli, faults, tiny_arch, tmp_path, make, message):
     root = getattr(faults, make)()
     r = cli("train", "--data", root, "--out", tmp_path / "run", *TRAIN_ARGS)
@@ -139,8 +143,10 @@ def test_resume_from_pickled_code_is_refused_without_running_it(cli, faults, tra
 
 
 def _train_cmd(*args) -> list[str]:
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from helpers.tiny_model import register_tiny; "
-            "register_tiny(); from vidact.cli.main import main; main(sys.argv[1:])")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); from helpers.tiny_model import register_tiny; "
+        "register_tiny(); from vidact.cli.main import main; main(sys.argv[1:])"
+    )
     return [sys.executable, "-c", code, TESTS, "train", *map(str, args)]
 
 

@@ -19,7 +19,8 @@ def free_port() -> int:
 
 def join_as_rank(rank: int, world: int, port: int) -> None:
     """Set torchrun's environment for ``rank`` of ``world``, one torch thread, and join the group."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     torch.set_num_threads(1)
     assert D.init_from_env()

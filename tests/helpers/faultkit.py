@@ -34,14 +34,22 @@ BROKEN_VIDEOS = {
 ODD_VIDEOS = ("one_frame", "variable_frame_rate", "tiny_1x1", "tiny_2x2", "wide_4097", "non_utf8_name")
 
 
-def encode_video(path: Path, frames: np.ndarray, codec: str = "libx264", fmt: str | None = None,
-                 pix_fmt: str = "yuv420p", pts_ms: list[int] | None = None, faststart: bool = False) -> Path:
+def encode_video(
+    path: Path,
+    frames: np.ndarray,
+    codec: str = "libx264",
+    fmt: str | None = None,
+    pix_fmt: str = "yuv420p",
+    pts_ms: list[int] | None = None,
+    faststart: bool = False,
+) -> Path:
     """Encode (T, H, W, 3) uint8 frames with PyAV; ``pts_ms`` sets irregular timestamps (VFR)."""
     import av
 
     options = {"movflags": "faststart"} if faststart else {}
-    with av.open(os.fsencode(path).decode("utf-8", "surrogateescape"), mode="w", format=fmt,
-                 options=options) as container:
+    with av.open(
+        os.fsencode(path).decode("utf-8", "surrogateescape"), mode="w", format=fmt, options=options
+    ) as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = pix_fmt
@@ -67,7 +75,7 @@ def moving_frames(n: int = 16, height: int = 32, width: int = 32, seed: int = 0)
     sh, sw = square.shape[:2]
     for t in range(n):
         x = min(width - sw, t)
-        out[t, height // 3: height // 3 + sh, x: x + sw] = square
+        out[t, height // 3 : height // 3 + sh, x : x + sw] = square
     return out
 
 
@@ -84,8 +92,9 @@ class Faults:
         return folder / name
 
     # --- videos -------------------------------------------------------------------------
-    def good_clip(self, name: str = "good.mp4", folder: Path | None = None, frames: int = 16,
-                  size: int = 32, seed: int = 0) -> Path:
+    def good_clip(
+        self, name: str = "good.mp4", folder: Path | None = None, frames: int = 16, size: int = 32, seed: int = 0
+    ) -> Path:
         return encode_video(self._dest(name, folder), moving_frames(frames, size, size, seed))
 
     def zero_byte(self, name: str = "zero_byte.mp4", folder: Path | None = None) -> Path:
@@ -186,8 +195,9 @@ class Faults:
         val = [(f"videos/v{i}.mp4", i % len(classes)) for i in range(2)] if val is None else val
         (root / "classes.txt").write_text("".join(c + "\n" for c in classes))
         for split, items in (("train", train), ("val", val)):
-            (root / f"{split}.csv").write_text("path,label\n" + "".join(f"{p},{y}\n" for p, y in items),
-                                               encoding="utf-8", errors="surrogateescape")
+            (root / f"{split}.csv").write_text(
+                "path,label\n" + "".join(f"{p},{y}\n" for p, y in items), encoding="utf-8", errors="surrogateescape"
+            )
         return root
 
     def dataset_missing_file(self) -> Path:
@@ -306,8 +316,9 @@ def vidact_cmd(*args) -> list[str]:
 
 def run_quiet(cmd: list[str]) -> subprocess.Popen:
     """Start ``cmd`` in the background (single-threaded, output discarded)."""
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **SUBPROCESS_ENV})
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **SUBPROCESS_ENV}
+    )
 
 
 def run_json(cmd: list[str]) -> dict:
@@ -322,8 +333,9 @@ def kill_when(cmd: list[str], ready, timeout: float = 60.0, env: dict | None = N
 
     Fails the test if the command finished before ``ready()`` ever held (nothing was interrupted).
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **SUBPROCESS_ENV, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **SUBPROCESS_ENV, **(env or {})}
+    )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -331,8 +343,10 @@ def kill_when(cmd: list[str], ready, timeout: float = 60.0, env: dict | None = N
                 proc.send_signal(signal.SIGKILL)
                 return proc.wait(10)
             if proc.poll() is not None:
-                raise AssertionError(f"{cmd} finished (rc {proc.returncode}) before it could be killed: "
-                                     f"{proc.stderr.read().decode(errors='replace')[-500:]}")
+                raise AssertionError(
+                    f"{cmd} finished (rc {proc.returncode}) before it could be killed: "
+                    f"{proc.stderr.read().decode(errors='replace')[-500:]}"
+                )
             time.sleep(0.01)
         raise AssertionError(f"{cmd}: nothing to kill after {timeout} s")
     finally:

@@ -23,7 +23,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data[:self.truncate.get(name, len(data))])
+        self.wfile.write(data[: self.truncate.get(name, len(data))])
 
 
 class LocalServer:

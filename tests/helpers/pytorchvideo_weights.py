@@ -20,8 +20,7 @@ def ptv_x3d_xs(classes: int = 400) -> nn.Module:
     """X3D-XS as PyTorchVideo's hub builds it (4 frames), at a 32-pixel crop so the head pool is tiny."""
     from pytorchvideo.models.x3d import create_x3d
 
-    return randomise(create_x3d(input_clip_length=4, input_crop_size=32, model_num_class=classes,
-                                head_activation=None))
+    return randomise(create_x3d(input_clip_length=4, input_crop_size=32, model_num_class=classes, head_activation=None))
 
 
 def ptv_slowfast_r50(classes: int = 400) -> nn.Module:

@@ -25,7 +25,7 @@ class ShapedClips(torch.utils.data.Dataset):
             dy, dx = [(0, 1), (0, -1), (1, 0), (-1, 0)][label]
             for t in range(2 * FRAMES):
                 y, x = (y0 + dy * t // 2) % (SIZE - 6), (x0 + dx * t // 2) % (SIZE - 6)
-                clip[:, t, y:y + 6, x:x + 6] += 2.0
+                clip[:, t, y : y + 6, x : x + 6] += 2.0
             self.clips.append(clip)
         self.train, self.epoch, self.default = train, 0, ClipSpec(FRAMES, SIZE, 1)
 
@@ -41,9 +41,12 @@ class ShapedClips(torch.utils.data.Dataset):
         span = (spec.num_frames - 1) * spec.stride + 1
         rng = np.random.default_rng([self.epoch, index])
         start = int(rng.integers(0, clip.shape[1] - span + 1)) if self.train else 0
-        clip = clip[:, start:start + span:spec.stride]
-        clip = F.interpolate(clip.transpose(0, 1), size=(spec.crop_size,) * 2, mode="bilinear",
-                             align_corners=False).transpose(0, 1).contiguous()
+        clip = clip[:, start : start + span : spec.stride]
+        clip = (
+            F.interpolate(clip.transpose(0, 1), size=(spec.crop_size,) * 2, mode="bilinear", align_corners=False)
+            .transpose(0, 1)
+            .contiguous()
+        )
         return {"video": clip, "label": self.labels[index], "index": index, "view": 0}
 
 
@@ -58,8 +61,20 @@ def shaped_config(out, **changes):
     """A tiny3d multigrid (long+short) training config over :func:`shaped_data`; ``changes`` override."""
     from vidact.train.config import load_config
 
-    values = dict(arch=register_tiny(), data="memory", out=str(out), frames=FRAMES, size=SIZE, stride=1, epochs=2,
-                  batch_size=1, optimizer="sgd", lr=0.02, warmup_epochs=0.5, deterministic=True,
-                  overrides=["multigrid=long+short", "log_every=1"])
+    values = dict(
+        arch=register_tiny(),
+        data="memory",
+        out=str(out),
+        frames=FRAMES,
+        size=SIZE,
+        stride=1,
+        epochs=2,
+        batch_size=1,
+        optimizer="sgd",
+        lr=0.02,
+        warmup_epochs=0.5,
+        deterministic=True,
+        overrides=["multigrid=long+short", "log_every=1"],
+    )
     values.update(changes)
     return load_config(**values)

@@ -18,8 +18,11 @@ class Tiny3d(nn.Module):
         super().__init__()
         width = max(4, int(8 * width_mult))
         self.features = nn.Sequential(
-            nn.Conv3d(in_channels, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(),
-            nn.Conv3d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv3d(in_channels, width, 3, padding=1),
+            nn.BatchNorm3d(width),
+            nn.ReLU(),
+            nn.Conv3d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout)
@@ -43,8 +46,15 @@ class FakeMotionClips(torch.utils.data.Dataset):
     so an exact resume must restore them.
     """
 
-    def __init__(self, num_videos: int = 16, num_classes: int = 4, frames: int = 8, size: int = 16, seed: int = 0,
-                 train: bool = True):
+    def __init__(
+        self,
+        num_videos: int = 16,
+        num_classes: int = 4,
+        frames: int = 8,
+        size: int = 16,
+        seed: int = 0,
+        train: bool = True,
+    ):
         g = torch.Generator().manual_seed(seed)
         self.labels = [i % num_classes for i in range(num_videos)]
         self.clips = []
@@ -55,7 +65,7 @@ class FakeMotionClips(torch.utils.data.Dataset):
             colour = torch.tensor([(1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0), (1.0, 1.0, 0)][label % 4])
             for t in range(frames):
                 y, x = (y0 + dy * t // 2) % (size - 6), (x0 + dx * t // 2) % (size - 6)
-                clip[:, t, y:y + 6, x:x + 6] += 2 * colour[:, None, None]
+                clip[:, t, y : y + 6, x : x + 6] += 2 * colour[:, None, None]
             self.clips.append(clip)
         self.train = train
 
@@ -74,17 +84,33 @@ class FakeMotionClips(torch.utils.data.Dataset):
 def fake_data(num_classes: int = 4):
     from vidact.train.engine import TrainData
 
-    return TrainData([f"class{i}" for i in range(num_classes)], FakeMotionClips(16, num_classes),
-                     FakeMotionClips(8, num_classes, seed=1, train=False))
+    return TrainData(
+        [f"class{i}" for i in range(num_classes)],
+        FakeMotionClips(16, num_classes),
+        FakeMotionClips(8, num_classes, seed=1, train=False),
+    )
 
 
 def fake_config(out, **changes):
     from vidact.train.config import load_config
 
     register_tiny()
-    values = dict(arch=TINY, data="fake", out=str(out), frames=8, size=16, epochs=3, batch_size=4,
-                  optimizer="adamw", lr=0.03, weight_decay=0.0, dropout=0.2, warmup_epochs=0.5,
-                  deterministic=True, log_every=1)
+    values = dict(
+        arch=TINY,
+        data="fake",
+        out=str(out),
+        frames=8,
+        size=16,
+        epochs=3,
+        batch_size=4,
+        optimizer="adamw",
+        lr=0.03,
+        weight_decay=0.0,
+        dropout=0.2,
+        warmup_epochs=0.5,
+        deterministic=True,
+        log_every=1,
+    )
     values.update(changes)
     return load_config(**values)
 
@@ -107,6 +133,14 @@ def make_checkpoint(path, classes: list[str], *, frames: int = 4, size: int = 16
     cfg = load_config(arch=TINY, frames=frames, size=size, stride=stride, dropout=0.0)
     model = Tiny3d(num_classes=len(classes), dropout=0.0)
     inp = {"modality": "rgb", "channels": 3, "frames": frames, "size": size, "stride": stride}
-    save_checkpoint(path, arch=TINY, classes=list(classes), config=cfg.to_dict(), input=inp,
-                    model=model.state_dict(), epoch=0, iteration=0)
+    save_checkpoint(
+        path,
+        arch=TINY,
+        classes=list(classes),
+        config=cfg.to_dict(),
+        input=inp,
+        model=model.state_dict(),
+        epoch=0,
+        iteration=0,
+    )
     return path

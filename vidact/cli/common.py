@@ -61,8 +61,12 @@ def report_video_jobs(result: dict, out: Path, json_out: bool, verb: str) -> Non
     if json_out:
         print_json(result)
     else:
-        out_console.print(f"{result['done']} videos {verb}, {result['skipped']} skipped (done before), "
-                          f"{result['failed']} failed -> {out}", highlight=False, soft_wrap=True)
+        out_console.print(
+            f"{result['done']} videos {verb}, {result['skipped']} skipped (done before), "
+            f"{result['failed']} failed -> {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
         if result["failed"]:
             out_console.print(f"failures listed in {result['failures_file']}", highlight=False, soft_wrap=True)
     finish(1 if result["failed"] else 0)

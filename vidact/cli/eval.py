@@ -23,10 +23,13 @@ class EvalGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(cls=EvalGroup, no_args_is_help=True,
-                  help="Evaluate a checkpoint (vidact eval CKPT ...) or fuse saved scores (vidact eval fuse ...).\n\n"
-                       "Example: vidact eval runs/c3d/best.pt --data data/synth --clips 10 --crops 3\n\n"
-                       "Example: vidact eval fuse rgb.npz flow.npz --weights 1,1.5")
+app = typer.Typer(
+    cls=EvalGroup,
+    no_args_is_help=True,
+    help="Evaluate a checkpoint (vidact eval CKPT ...) or fuse saved scores (vidact eval fuse ...).\n\n"
+    "Example: vidact eval runs/c3d/best.pt --data data/synth --clips 10 --crops 3\n\n"
+    "Example: vidact eval fuse rgb.npz flow.npz --weights 1,1.5",
+)
 
 
 def _pct(x) -> str:
@@ -43,8 +46,9 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", help="Views per batch."),
     workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
     device: DeviceChoice = "auto",
-    aggregation: str = typer.Option("softmax-mean", "--aggregation",
-                                    help="softmax-mean (mean of per-view probabilities) or logit-mean."),
+    aggregation: str = typer.Option(
+        "softmax-mean", "--aggregation", help="softmax-mean (mean of per-view probabilities) or logit-mean."
+    ),
     save_scores: Optional[Path] = typer.Option(None, "--save-scores", help="Write per-view logits to this .npz."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png (default: the checkpoint's)."),
     json_out: JsonFlag = False,
@@ -55,30 +59,50 @@ def evaluate(
     """
     from vidact.evaluate.multiview import evaluate_checkpoint
 
-    report = evaluate_checkpoint(checkpoint, data, split=split, clips=clips, crops=crops, batch_size=batch_size,
-                                 workers=workers, device=device, method=aggregation, out_dir=out,
-                                 save_scores=save_scores)
+    report = evaluate_checkpoint(
+        checkpoint,
+        data,
+        split=split,
+        clips=clips,
+        crops=crops,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        method=aggregation,
+        out_dir=out,
+        save_scores=save_scores,
+    )
     failed = report["unreadable_videos"]
     if failed:  # partial failure: each unreadable video was named above and left out of every metric
-        err_console.print(f"warning: {failed} unreadable videos left out of the metrics; "
-                          f"vidact data check {report['data']} lists every problem", highlight=False, markup=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"warning: {failed} unreadable videos left out of the metrics; "
+            f"vidact data check {report['data']} lists every problem",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if json_out:
         print_json(report)
         finish(1 if failed else 0)
         return
-    table = Table(title=f"{report['arch']} on {report['split']} ({report['videos']} videos, "
-                        f"{report['clips']}x{report['crops']} views, {report['aggregation']})")
+    table = Table(
+        title=f"{report['arch']} on {report['split']} ({report['videos']} videos, "
+        f"{report['clips']}x{report['crops']} views, {report['aggregation']})"
+    )
     for col in ("class", "support", "correct", "accuracy"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in report["per_class"]:
         table.add_row(row["class"], str(row["support"]), str(row["correct"]), _pct(row["accuracy"]))
     out_console.print(table)
-    out_console.print(f"clip top-1 {_pct(report['clip_top1'])}  top-5 {_pct(report['clip_top5'])} | "
-                      f"video top-1 {_pct(report['video_top1'])}  top-5 {_pct(report['video_top5'])} | "
-                      f"mean class accuracy {_pct(report['mean_class_accuracy'])}")
-    out_console.print(f"confusion matrix: {report['confusion_png']}"
-                      + (f"; scores: {report['scores']}" if report.get("scores") else ""))
+    out_console.print(
+        f"clip top-1 {_pct(report['clip_top1'])}  top-5 {_pct(report['clip_top5'])} | "
+        f"video top-1 {_pct(report['video_top1'])}  top-5 {_pct(report['video_top5'])} | "
+        f"mean class accuracy {_pct(report['mean_class_accuracy'])}"
+    )
+    out_console.print(
+        f"confusion matrix: {report['confusion_png']}"
+        + (f"; scores: {report['scores']}" if report.get("scores") else "")
+    )
     finish(1 if failed else 0)
 
 

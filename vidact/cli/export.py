@@ -27,6 +27,10 @@ def export(
     if json_out:
         print_json(result)
         return
-    out_console.print(f"exported {result['arch']} to {result['out']} ({result['format']}, input "
-                      f"{' + '.join('x'.join(map(str, s)) for s in result['input'])} per clip, "
-                      f"max logit difference {result['max_abs_diff']:.2g})", highlight=False, soft_wrap=True)
+    out_console.print(
+        f"exported {result['arch']} to {result['out']} ({result['format']}, input "
+        f"{' + '.join('x'.join(map(str, s)) for s in result['input'])} per clip, "
+        f"max logit difference {result['max_abs_diff']:.2g})",
+        highlight=False,
+        soft_wrap=True,
+    )

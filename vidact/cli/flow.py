@@ -23,12 +23,21 @@ def extract(
     bound: float = typer.Option(20.0, "--bound", help="JPEG quantisation bound B in pixels: [-B, B] -> [0, 255]."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (flow_x/flow_y pairs, 8-bit) or npz (float16)."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (1-100)."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Parallel CPU worker processes, one torch thread "
-                                "each [default: the usable cores on CPU, 1 per GPU on CUDA]."),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        "-j",
+        help="Parallel CPU worker processes, one torch thread "
+        "each [default: the usable cores on CPU, 1 per GPU on CUDA].",
+    ),
     shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n)."),
-    compile_step: bool = typer.Option(None, "--compile/--no-compile", help="Compile the torch solver's step "
-                                      "(torch.compile) or run it eagerly [default: compile when the job is big "
-                                      "enough to win back the compile time; always on CUDA]."),
+    compile_step: bool = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="Compile the torch solver's step "
+        "(torch.compile) or run it eagerly [default: compile when the job is big "
+        "enough to win back the compile time; always on CUDA].",
+    ),
     json_out: JsonFlag = False,
 ) -> None:
     """Extract TV-L1 flow of every video; re-running skips finished videos.
@@ -44,8 +53,16 @@ def extract(
 
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be in 1..100, got {quality}")
-    options = FlowOptions(backend=backend, device=device, batch=batch, short_side=short_side, bound=bound,
-                          fmt=fmt, quality=quality, compile="auto" if compile_step is None else compile_step)
+    options = FlowOptions(
+        backend=backend,
+        device=device,
+        batch=batch,
+        short_side=short_side,
+        bound=bound,
+        fmt=fmt,
+        quality=quality,
+        compile="auto" if compile_step is None else compile_step,
+    )
     result = extract_flow(src, out, list_path, options, workers=workers, shard=parse_shard(shard))
     report_video_jobs(result, out, json_out, verb="done")
 
@@ -69,5 +86,9 @@ def show(
     if json_out:
         print_json(result)
     else:
-        out_console.print(f"wrote {result['pairs']} flow fields ({result['width']}x{result['height']}, "
-                          f"max {result['max_flow']:.2f} px) to {out}", highlight=False, soft_wrap=True)
+        out_console.print(
+            f"wrote {result['pairs']} flow fields ({result['width']}x{result['height']}, "
+            f"max {result['max_flow']:.2f} px) to {out}",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -20,7 +20,9 @@ def extract(
     short_side: int = typer.Option(None, "--short-side", help="Resize so the shorter side has this many pixels."),
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel worker processes."),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (1-100)."),
-    shard: str = typer.Option(None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n), e.g. for SLURM arrays."),
+    shard: str = typer.Option(
+        None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n), e.g. for SLURM arrays."
+    ),
     json_out: JsonFlag = False,
 ) -> None:
     """Extract JPEG frames of every video; re-running skips finished videos.

@@ -36,8 +36,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """vidact: train and evaluate video action recognition models from one CLI."""
@@ -96,8 +97,9 @@ class _StderrLineHandler(logging.Handler):
     """Library log records (``vidact.*``, warnings and up) as one ``warning: ...`` line on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(f"{record.levelname.lower()}: {record.getMessage()}", highlight=False, markup=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"{record.levelname.lower()}: {record.getMessage()}", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 def _route_library_logs() -> None:
@@ -143,8 +145,12 @@ def main(argv: list[str] | None = None) -> None:
             err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
         else:
-            err_console.print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                              highlight=False, markup=False, soft_wrap=True)
+            err_console.print(
+                f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
             code = 1
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -12,7 +12,6 @@ from vidact.cli.common import JsonFlag, print_json, wide_console
 app = typer.Typer()  # help comes from the callback's docstring
 
 
-
 @app.callback(invoke_without_command=True)
 def models(
     ctx: typer.Context,
@@ -38,8 +37,16 @@ def models(
         numeric = col in ("stride", "params (M)", "GFLOPs", "classes")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], r["family"], r["modality"], r["input_text"], str(r["stride"]),
-                      f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}", str(r["num_classes"]))
+        table.add_row(
+            r["name"],
+            r["family"],
+            r["modality"],
+            r["input_text"],
+            str(r["stride"]),
+            f"{r['params'] / 1e6:.2f}",
+            f"{r['gflops']:.2f}",
+            str(r["num_classes"]),
+        )
     wide_console(120).print(table)
 
 

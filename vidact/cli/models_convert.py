@@ -37,5 +37,8 @@ def convert(
         print_json({**report.to_dict(), "src": src, "dst": dst})
     else:
         filled = f", {len(report.filled_identity)} identity BN tensors added" if report.filled_identity else ""
-        out_console.print(f"converted {report.source} {report.arch} ({report.tensors} tensors, "
-                          f"{report.num_classes} classes{filled}) -> {dst}", highlight=False)
+        out_console.print(
+            f"converted {report.source} {report.arch} ({report.tensors} tensors, "
+            f"{report.num_classes} classes{filled}) -> {dst}",
+            highlight=False,
+        )

@@ -32,6 +32,14 @@ def zoo(
     for col in ("name", "arch", "source", "dataset", "top-1", "views", "frames", "sha256"):
         table.add_column(col, justify="right" if col == "top-1" else "left", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], r["arch"] or "-", r["source"], r["dataset"], str(r["top1"]), r["views"],
-                      r["frames"] or "-", r["sha256"] or "-")
+        table.add_row(
+            r["name"],
+            r["arch"] or "-",
+            r["source"],
+            r["dataset"],
+            str(r["top1"]),
+            r["views"],
+            r["frames"] or "-",
+            r["sha256"] or "-",
+        )
     wide_console(140).print(table)

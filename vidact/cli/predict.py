@@ -18,7 +18,9 @@ def predict(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by vidact train (RUN/best.pt)."),
     video: Path = typer.Argument(..., help="A video file, a folder of videos (walked) or a list (.txt/.csv)."),
     topk: int = typer.Option(5, "--topk", help="How many classes to show."),
-    window: Optional[float] = typer.Option(None, "--window", help="Also score consecutive windows of this many seconds."),
+    window: Optional[float] = typer.Option(
+        None, "--window", help="Also score consecutive windows of this many seconds."
+    ),
     clips: int = typer.Option(3, "--clips", help="Uniform clips averaged for the whole-video score."),
     device: DeviceChoice = "auto",
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one row per video: preds.csv or preds.jsonl."),
@@ -55,18 +57,25 @@ def predict(
 
     result = predict_many(checkpoint, video, out=out, topk=topk, clips=clips, device=device, features=features)
     if json_out:
-        print_json({**result.to_dict(), "rows": [{"video": r["video"], "top": r["top"]} for r in result.rows],
-                    "failures": [{"video": p, "reason": r} for p, r in result.failures]})
+        print_json(
+            {
+                **result.to_dict(),
+                "rows": [{"video": r["video"], "top": r["top"]} for r in result.rows],
+                "failures": [{"video": p, "reason": r} for p, r in result.failures],
+            }
+        )
     else:
         if out is None:
             for r in result.rows:
                 out_console.print(f"{r['video']}: {_top_text(r['top'])}", highlight=False, markup=False)
         wrote = ", ".join(p for p in (result.out, result.features) if p)
-        out_console.print(f"predicted {len(result.rows)} videos" + (f" -> {wrote}" if wrote else ""),
-                          highlight=False, markup=False)
+        out_console.print(
+            f"predicted {len(result.rows)} videos" + (f" -> {wrote}" if wrote else ""), highlight=False, markup=False
+        )
     for path, reason in result.failures:
         err_console.print(f"warning: {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
     if result.failures:
-        err_console.print(f"{len(result.failures)} unreadable videos listed in {result.failures_file}",
-                          highlight=False, markup=False)
+        err_console.print(
+            f"{len(result.failures)} unreadable videos listed in {result.failures_file}", highlight=False, markup=False
+        )
     finish(1 if result.failures else 0)

@@ -11,7 +11,6 @@ from vidact.cli.common import JsonFlag, out_console, print_json, wide_console
 from vidact.errors import UsageError
 
 
-
 def _table_of_layers(report, depth: int) -> Table:
     table = Table(title=f"per layer (depth {depth})", show_edge=False)
     for col in ("layer", "type", "output", "params", "GFLOPs", "%", "elements (M)", "activations (M)"):
@@ -19,8 +18,16 @@ def _table_of_layers(report, depth: int) -> Table:
     for layer in report.layers_at(depth):
         share = 100 * layer.macs / report.macs if report.macs else 0.0
         shape = "x".join(map(str, layer.output_shape)) if layer.output_shape else ""
-        table.add_row(layer.name, layer.type, shape, f"{layer.params:,}", f"{layer.macs / 1e9:.3f}",
-                      f"{share:.1f}", f"{layer.elements / 1e6:.2f}", f"{layer.activations / 1e6:.2f}")
+        table.add_row(
+            layer.name,
+            layer.type,
+            shape,
+            f"{layer.params:,}",
+            f"{layer.macs / 1e9:.3f}",
+            f"{share:.1f}",
+            f"{layer.elements / 1e6:.2f}",
+            f"{layer.activations / 1e6:.2f}",
+        )
     return table
 
 
@@ -30,8 +37,9 @@ def _print_report(arch: str, report, bench) -> None:
     total = f"{report.gflops:.2f} GFLOPs"
     if report.views > 1:
         total += f" x {report.views} views = {report.gflops * report.views:.1f} GFLOPs"
-    out_console.print(f"[bold]{arch}[/bold]  input {shape_text(report.input_shapes)} (B x C x T x H x W)",
-                      highlight=False)
+    out_console.print(
+        f"[bold]{arch}[/bold]  input {shape_text(report.input_shapes)} (B x C x T x H x W)", highlight=False
+    )
     rows = [
         ("parameters", f"{report.params / 1e6:.2f} M ({report.params:,})"),
         ("FLOPs (multiply-adds)", f"{total} at input {shape_text(report.input_shapes)}"),
@@ -47,15 +55,27 @@ def _print_report(arch: str, report, bench) -> None:
     for key, value in rows:
         out_console.print(f"{key:26s} {value}", highlight=False, markup=False, soft_wrap=True)
     if bench is not None:
-        table = Table(title=f"measured on {bench.device} (batch {bench.batch}, "
-                            f"{'bf16 autocast' if bench.amp else 'fp32'}, {bench.threads} threads, "
-                            f"median of {bench.iters})",
-                      show_edge=False)
-        for col in ("forward ms", "fwd+bwd ms", "inference clips/s", "training clips/s",
-                    f"peak MiB ({bench.memory_kind})"):
+        table = Table(
+            title=f"measured on {bench.device} (batch {bench.batch}, "
+            f"{'bf16 autocast' if bench.amp else 'fp32'}, {bench.threads} threads, "
+            f"median of {bench.iters})",
+            show_edge=False,
+        )
+        for col in (
+            "forward ms",
+            "fwd+bwd ms",
+            "inference clips/s",
+            "training clips/s",
+            f"peak MiB ({bench.memory_kind})",
+        ):
             table.add_column(col, justify="right")
-        table.add_row(f"{bench.forward_ms:.1f}", f"{bench.train_step_ms:.1f}", f"{bench.forward_clips_per_s:.2f}",
-                      f"{bench.train_clips_per_s:.2f}", f"{bench.peak_memory_mb:.0f}")
+        table.add_row(
+            f"{bench.forward_ms:.1f}",
+            f"{bench.train_step_ms:.1f}",
+            f"{bench.forward_clips_per_s:.2f}",
+            f"{bench.train_clips_per_s:.2f}",
+            f"{bench.peak_memory_mb:.0f}",
+        )
         wide_console(140).print(table)
 
 
@@ -89,8 +109,9 @@ def profile(
     report = profile_arch(arch, frames, size, batch, num_classes, views=n_views)
     result = None
     if bench:
-        result = benchmark_arch(arch, frames, size, batch, num_classes, device=device, amp=amp, iters=iters,
-                                threads=threads)
+        result = benchmark_arch(
+            arch, frames, size, batch, num_classes, device=device, amp=amp, iters=iters, threads=threads
+        )
     if json_out:
         doc = {"arch": arch, **report.to_dict()}
         if not per_layer:

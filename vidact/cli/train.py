@@ -25,25 +25,38 @@ def train(
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
     size: Optional[int] = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
     stride: Optional[int] = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: auto (default: the family's choice "
-                                                         "on CUDA, none on CPU), none, bf16, fp16 (CUDA)."),
-    channels_last: Optional[str] = typer.Option(None, "--channels-last",
-                                                help="channels-last-3d memory format: auto (default: the family's "
-                                                     "measured choice on the device), on, off."),
+    amp: Optional[str] = typer.Option(
+        None,
+        "--amp",
+        help="Mixed precision: auto (default: the family's choice on CUDA, none on CPU), none, bf16, fp16 (CUDA).",
+    ),
+    channels_last: Optional[str] = typer.Option(
+        None,
+        "--channels-last",
+        help="channels-last-3d memory format: auto (default: the family's measured choice on the device), on, off.",
+    ),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (data order, augmentation, init)."),
-    deterministic: Optional[bool] = typer.Option(None, "--deterministic/--no-deterministic",
-                                                 help="Deterministic algorithms (bit-exact resume on CPU)."),
+    deterministic: Optional[bool] = typer.Option(
+        None, "--deterministic/--no-deterministic", help="Deterministic algorithms (bit-exact resume on CPU)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
-    recipe: Optional[str] = typer.Option(None, "--recipe",
-                                         help="Training recipe by name; default: the arch's own (none: defaults only)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained",
-                                             help="Start from weights: zoo name (vidact models zoo), imagenet, file or URL."),
-    freeze: Optional[str] = typer.Option(None, "--freeze", help="Freeze 'backbone' or modules 'stem,res2' (BN in eval mode)."),
-    multigrid: Optional[str] = typer.Option(None, "--multigrid",
-                                            help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", help="Training recipe by name; default: the arch's own (none: defaults only)."
+    ),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained", help="Start from weights: zoo name (vidact models zoo), imagenet, file or URL."
+    ),
+    freeze: Optional[str] = typer.Option(
+        None, "--freeze", help="Freeze 'backbone' or modules 'stem,res2' (BN in eval mode)."
+    ),
+    multigrid: Optional[str] = typer.Option(
+        None, "--multigrid", help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."
+    ),
     json_out: JsonFlag = False,
 ) -> None:
     """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
@@ -61,12 +74,33 @@ def train(
     from vidact.train.engine import resume_config, train as run_training
 
     base = resume_config(out) if (resume and out is not None) else None
-    cfg = load_config(config, overrides, base=base, recipe=None if resume else (recipe or "auto"), arch=arch,
-                      data=None if data is None else str(data), out=None if out is None else str(out), modality=modality, epochs=epochs,
-                      batch_size=batch_size, lr=lr, optimizer=optimizer, workers=workers, frames=frames,
-                      size=size, stride=stride, amp=amp, channels_last=channels_last, compile=compile,
-                      device=device, seed=seed, deterministic=deterministic, multigrid=multigrid,
-                      pretrained=pretrained, freeze=freeze)
+    cfg = load_config(
+        config,
+        overrides,
+        base=base,
+        recipe=None if resume else (recipe or "auto"),
+        arch=arch,
+        data=None if data is None else str(data),
+        out=None if out is None else str(out),
+        modality=modality,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        workers=workers,
+        frames=frames,
+        size=size,
+        stride=stride,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        device=device,
+        seed=seed,
+        deterministic=deterministic,
+        multigrid=multigrid,
+        pretrained=pretrained,
+        freeze=freeze,
+    )
     if dry_run:
         from vidact.train.multigrid import format_table, schedule_for_config
         from vidact.train.recipes import get_recipe
@@ -74,14 +108,23 @@ def train(
         schedule = schedule_for_config(cfg)
         chosen = get_recipe(cfg.recipe) if cfg.recipe else None
         if json_out:
-            print_json({**schedule.to_dict(), "config": cfg.to_dict(),
-                        "recipe": chosen.to_dict() if chosen is not None else None})
+            print_json(
+                {
+                    **schedule.to_dict(),
+                    "config": cfg.to_dict(),
+                    "recipe": chosen.to_dict() if chosen is not None else None,
+                }
+            )
         else:
             if chosen is not None:
                 out_console.print(chosen.summary(cfg), highlight=False, markup=False, soft_wrap=True)
             else:
-                out_console.print(f"no recipe for {cfg.arch}: vidact's defaults (lr {cfg.lr:g} at batch "
-                                  f"{cfg.batch_size}, {cfg.epochs} epochs)", highlight=False, markup=False)
+                out_console.print(
+                    f"no recipe for {cfg.arch}: vidact's defaults (lr {cfg.lr:g} at batch "
+                    f"{cfg.batch_size}, {cfg.epochs} epochs)",
+                    highlight=False,
+                    markup=False,
+                )
             out_console.print(format_table(schedule))
         return
 
@@ -95,15 +138,21 @@ def train(
         return  # under torchrun, rank 0 reports for all
     failed = summary.get("unreadable_samples", 0)
     if failed:  # partial failure: each bad video was named once above, the rest trained
-        err_console.print(f"warning: {failed} reads of unreadable videos were replaced by other samples; "
-                          f"vidact data check {cfg.data} lists every problem", highlight=False, markup=False,
-                          soft_wrap=True)
+        err_console.print(
+            f"warning: {failed} reads of unreadable videos were replaced by other samples; "
+            f"vidact data check {cfg.data} lists every problem",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if json_out:
         print_json(summary)
     else:
         top1 = summary["best_val_top1"]
-        out_console.print(f"trained {summary['arch']} for {summary['epochs']} epochs in {summary['seconds']:.0f} s: "
-                          f"final loss {summary['final_train_loss']:.3f}"
-                          + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
-                          + f"; checkpoints in {summary['run']}")
+        out_console.print(
+            f"trained {summary['arch']} for {summary['epochs']} epochs in {summary['seconds']:.0f} s: "
+            f"final loss {summary['final_train_loss']:.3f}"
+            + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
+            + f"; checkpoints in {summary['run']}"
+        )
     finish(1 if failed else 0)

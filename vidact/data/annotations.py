@@ -211,8 +211,9 @@ def parse_csv(path: str | Path, root: str | Path | None = None, classes: list[st
     return samples
 
 
-def parse_video_list(path: str | Path, root: str | Path | None = None,
-                     classes: list[str] | None = None) -> list[Sample]:
+def parse_video_list(
+    path: str | Path, root: str | Path | None = None, classes: list[str] | None = None
+) -> list[Sample]:
     """MMAction2 video list: ``path label`` per line (the path may contain spaces)."""
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -227,8 +228,9 @@ def parse_video_list(path: str | Path, root: str | Path | None = None,
     return samples
 
 
-def parse_rawframe_list(path: str | Path, root: str | Path | None = None,
-                        classes: list[str] | None = None) -> list[Sample]:
+def parse_rawframe_list(
+    path: str | Path, root: str | Path | None = None, classes: list[str] | None = None
+) -> list[Sample]:
     """MMAction2 rawframe list: ``frame_dir total_frames label`` per line."""
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -275,7 +277,9 @@ def parse_ucf101_list(path: str | Path, root: str | Path, classes: list[str]) ->
                 raise AnnotationError(path, n, f"label {parts[1]!r} out of range (1..{len(classes)})")
             label = int(parts[1]) - 1
             if by_folder is not None and by_folder != label:
-                raise AnnotationError(path, n, f"label {parts[1]} ({classes[label]}) does not match the folder {folder!r}")
+                raise AnnotationError(
+                    path, n, f"label {parts[1]} ({classes[label]}) does not match the folder {folder!r}"
+                )
         elif by_folder is None:
             raise AnnotationError(path, n, f"unknown label {folder!r} (from the folder name)")
         else:
@@ -478,8 +482,9 @@ def detect_list_format(path: str | Path) -> str:
     raise AnnotationError(path, n, f"cannot tell the list format from {line!r} (expected 'path label')")
 
 
-def parse_list(path: str | Path, fmt: str | None = None, root: str | Path | None = None,
-               classes: list[str] | None = None) -> list[Sample]:
+def parse_list(
+    path: str | Path, fmt: str | None = None, root: str | Path | None = None, classes: list[str] | None = None
+) -> list[Sample]:
     """Any generic list format (``fmt`` or detected); paths relative to ``root`` (default: the file's folder)."""
     path = Path(path)
     fmt = fmt or detect_list_format(path)
@@ -508,7 +513,7 @@ def infer_classes(files: list[str | Path], fmt: str | None = None) -> list[str]:
     tokens = set()
     for f in map(Path, files):
         kind = fmt or detect_list_format(f)
-        lines = list(_lines(f))[1 if kind == "csv" else 0:]
+        lines = list(_lines(f))[1 if kind == "csv" else 0 :]
         tokens |= {_label_token(kind, line).strip() for _, line in lines}
     tokens.discard("")
     if tokens and all(t.isdigit() for t in tokens):
@@ -523,12 +528,15 @@ def _classes_for(path: Path, classes: list[str] | str | Path | None) -> list[str
         return list(classes)
     for name in ("classes.txt", "classInd.txt"):
         if (path.parent / name).is_file():
-            return read_classes(path.parent / name) if name == "classes.txt" else read_ucf101_classes(path.parent / name)
+            return (
+                read_classes(path.parent / name) if name == "classes.txt" else read_ucf101_classes(path.parent / name)
+            )
     return None
 
 
-def load_data(path: str | Path, classes: list[str] | str | Path | None = None,
-              root: str | Path | None = None) -> DatasetSplits:
+def load_data(
+    path: str | Path, classes: list[str] | str | Path | None = None, root: str | Path | None = None
+) -> DatasetSplits:
     """What ``--data`` takes: a data set folder, or one list file in any generic list format.
 
     A single list file becomes the split its name says (train/val/test; any other name:
@@ -551,8 +559,9 @@ def load_data(path: str | Path, classes: list[str] | str | Path | None = None,
     return DatasetSplits(path, names, {split_from_name(path) or "val": samples})
 
 
-def load_samples(path: str | Path, classes: list[str] | str | Path | None = None,
-                 root: str | Path | None = None, split: str = "val") -> list[Sample]:
+def load_samples(
+    path: str | Path, classes: list[str] | str | Path | None = None, root: str | Path | None = None, split: str = "val"
+) -> list[Sample]:
     """Samples of ``split`` from a data set folder, or every sample of one list file."""
     data = load_data(path, classes, root)
     if Path(path).is_dir():

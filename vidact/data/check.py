@@ -155,8 +155,9 @@ class CheckReport:
         lines += ["", "## Problems", ""]
         if self.problems:
             lines += ["| severity | kind | where | message |", "|---|---|---|---|"]
-            lines += [f"| {p.severity} | {p.kind} | `{p.where}` | {p.message.replace('|', '/')} |"
-                      for p in self.problems]
+            lines += [
+                f"| {p.severity} | {p.kind} | `{p.where}` | {p.message.replace('|', '/')} |" for p in self.problems
+            ]
         else:
             lines.append("None.")
         return "\n".join(lines) + "\n"
@@ -165,8 +166,7 @@ class CheckReport:
 def _spread(values: list[float]) -> dict:
     if not values:
         return {"min": None, "median": None, "max": None}
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-            "max": round(max(values), 3)}
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3), "max": round(max(values), 3)}
 
 
 def _parse_label(text: str, classes: list[str]) -> int | str:
@@ -226,12 +226,18 @@ def _duplicates(entries: list[Entry]) -> list[Problem]:
         if seen is None:
             first[e.path] = e
         elif seen.split == e.split:
-            problems.append(Problem("duplicate", e.where, f"{shown(e.rel)} is listed again (first at {seen.where})",
-                                    WARNING))
+            problems.append(
+                Problem("duplicate", e.where, f"{shown(e.rel)} is listed again (first at {seen.where})", WARNING)
+            )
         else:
-            problems.append(Problem("duplicate", e.where,
-                                    f"{shown(e.rel)} is also in {seen.split} ({seen.where}): the splits overlap",
-                                    WARNING))
+            problems.append(
+                Problem(
+                    "duplicate",
+                    e.where,
+                    f"{shown(e.rel)} is also in {seen.split} ({seen.where}): the splits overlap",
+                    WARNING,
+                )
+            )
     return problems
 
 
@@ -273,9 +279,17 @@ def _scan(entry: Entry) -> tuple[Entry, VideoStats | None, Problem | None]:
     stats = VideoStats(entry.path, entry.split, entry.label, n, round(fps, 3), round(duration, 3), w, h, codec)
     expected = duration * fps
     if expected and abs(expected - n) > max(2.0, 0.1 * expected):
-        return entry, stats, Problem("frame-count", entry.where,
-                                     f"{shown(entry.rel)}: {n} frames, but {duration:.2f} s at {fps:.2f} fps "
-                                     f"promise {expected:.0f} (truncated?)", WARNING)
+        return (
+            entry,
+            stats,
+            Problem(
+                "frame-count",
+                entry.where,
+                f"{shown(entry.rel)}: {n} frames, but {duration:.2f} s at {fps:.2f} fps "
+                f"promise {expected:.0f} (truncated?)",
+                WARNING,
+            ),
+        )
     if n < 2:
         return entry, stats, Problem("too-short", entry.where, f"{shown(entry.rel)}: only {n} frame", WARNING)
     return entry, stats, None
@@ -328,8 +342,11 @@ def check_dataset(
         if report.listed.get(s):
             for name, count in per_class.items():
                 if count == 0:
-                    report.problems.append(Problem("no-samples", str(root / f"{s}.csv"),
-                                                   f"class {name!r} has no readable samples", WARNING))
+                    report.problems.append(
+                        Problem(
+                            "no-samples", str(root / f"{s}.csv"), f"class {name!r} has no readable samples", WARNING
+                        )
+                    )
     return report
 
 

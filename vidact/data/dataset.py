@@ -82,8 +82,7 @@ def detect_source(path: str | Path) -> str:
             name = entry.name
             if name.startswith(frames.PREFIX) and name.endswith(frames.EXT):
                 return FRAMES
-            has_flow = has_flow or name in (flowio.NPZ_FILE, flowio.MANIFEST_FILE) or name.startswith(
-                ("flow_x_", "x_"))
+            has_flow = has_flow or name in (flowio.NPZ_FILE, flowio.MANIFEST_FILE) or name.startswith(("flow_x_", "x_"))
     if has_flow:
         return FLOW
     raise VideoDecodeError(path, "folder holds neither frames (img_*.jpg) nor flow (flow_x_*.jpg, flow.npz)")
@@ -327,8 +326,10 @@ class VideoClipDataset(Dataset):
 
     def _read(self, plan: ClipPlan) -> list[torch.Tensor]:
         """The raw streams of a plan (uint8 RGB, float flow); raises only read/decode errors."""
-        return [self._read_flow(path, plan.indices) if is_flow else self._read_rgb(path, plan.indices)
-                for path, is_flow in plan.streams]
+        return [
+            self._read_flow(path, plan.indices) if is_flow else self._read_rgb(path, plan.indices)
+            for path, is_flow in plan.streams
+        ]
 
     def _replacement(self, index: int, attempt: int, failed: int) -> int:
         """A deterministic stand-in (never ``failed`` itself) for item ``index`` after ``attempt`` failures."""
@@ -346,7 +347,7 @@ class VideoClipDataset(Dataset):
             logger.warning("unreadable sample %s: %s (replaced by another sample)", self.samples[video].path, reason)
 
     def __getitem__(self, key: int | tuple[int, ClipSpec]) -> dict:
-        index, spec = (key if isinstance(key, tuple) else (key, None))
+        index, spec = key if isinstance(key, tuple) else (key, None)
         index = int(index)
         spec = self._spec(spec)
         video, clip, crop = self.view_of(index)
@@ -359,8 +360,9 @@ class VideoClipDataset(Dataset):
                 except READ_ERRORS as exc:  # unreadable input: decode, I/O, missing or empty files
                     self._bad[video] = _reason(exc)
                 else:
-                    streams = [self._transform(raw, plan.params, is_flow)
-                               for raw, (_, is_flow) in zip(raws, plan.streams)]
+                    streams = [
+                        self._transform(raw, plan.params, is_flow) for raw, (_, is_flow) in zip(raws, plan.streams)
+                    ]
                     out = streams[0] if len(streams) == 1 else streams
                     view = clip * self.num_crops + crop
                     return {"video": out, "label": self.samples[video].label, "index": video, "view": view}

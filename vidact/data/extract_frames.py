@@ -121,10 +121,14 @@ def extract_frames(
     jobs, data = collect_jobs(src, list_path)
     todo = take_shard(jobs, shard)
     process = functools.partial(extract_video, options=options)
-    report = run_video_jobs(todo, out, process, workers=workers, description="frames",
-                            failures_file=failures_name(shard))
-    summary = {**report.to_dict(), "out": str(out), "failures_file": str(out / failures_name(shard))
-               if report.failed else None}
+    report = run_video_jobs(
+        todo, out, process, workers=workers, description="frames", failures_file=failures_name(shard)
+    )
+    summary = {
+        **report.to_dict(),
+        "out": str(out),
+        "failures_file": str(out / failures_name(shard)) if report.failed else None,
+    }
     if data is not None and shard[1] == 1:
         summary["dataset"] = _frames_dataset(data, jobs, out, report)
     return summary

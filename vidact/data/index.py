@@ -103,10 +103,13 @@ def index_ucf101(root: Path, ann: Path | None = None, split: int = 1) -> Index:
     folder = _ann_dir(root, ann, "classInd.txt", (".", "ucfTrainTestlist", "annotations"))
     classes = read_ucf101_classes(folder / "classInd.txt")
     videos = _video_root(root, "UCF-101")
-    index = Index(classes, {
-        "train": parse_ucf101_list(folder / f"trainlist{split:02d}.txt", videos, classes),
-        "val": parse_ucf101_list(folder / f"testlist{split:02d}.txt", videos, classes),
-    })
+    index = Index(
+        classes,
+        {
+            "train": parse_ucf101_list(folder / f"trainlist{split:02d}.txt", videos, classes),
+            "val": parse_ucf101_list(folder / f"testlist{split:02d}.txt", videos, classes),
+        },
+    )
     return _drop_missing(index)
 
 
@@ -188,15 +191,18 @@ def _is_kinetics_csv(path: Path) -> bool:
 def index_ssv2(root: Path, ann: Path | None = None) -> Index:
     """Something-Something v2: labels JSON + train/validation JSON; videos ``<id>.webm`` in ROOT[/20bn-...]."""
     folder = _ann_dir(root, ann, "*labels.json", (".", "labels", "annotations"))
-    labels = next((folder / n for n in ("something-something-v2-labels.json", "labels.json")
-                   if (folder / n).is_file()), None)
+    labels = next(
+        (folder / n for n in ("something-something-v2-labels.json", "labels.json") if (folder / n).is_file()), None
+    )
     if labels is None:
         raise UsageError(f"{folder}: no something-something-v2-labels.json")
     classes = read_ssv2_labels(labels)
     videos = _video_root(root, "20bn-something-something-v2", "videos")
     index = Index(classes, {})
-    for split, names in (("train", ("something-something-v2-train.json", "train.json")),
-                         ("val", ("something-something-v2-validation.json", "validation.json"))):
+    for split, names in (
+        ("train", ("something-something-v2-train.json", "train.json")),
+        ("val", ("something-something-v2-validation.json", "validation.json")),
+    ):
         path = next((folder / n for n in names if (folder / n).is_file()), None)
         if path is None:
             raise UsageError(f"{folder}: no {names[0]} (or {names[1]})")
@@ -226,8 +232,10 @@ def index_folder(root: Path, val_fraction: float = 0.2) -> Index:
     if "train" in split_dirs and len(split_dirs) > 1:
         trees = {s: _class_tree(d) for s, d in split_dirs.items()}
         classes = sorted(set().union(*trees.values()))
-        splits = {s: [Sample(str(p.absolute()), classes.index(c)) for c, ps in t.items() for p in ps]
-                  for s, t in trees.items()}
+        splits = {
+            s: [Sample(str(p.absolute()), classes.index(c)) for c, ps in t.items() for p in ps]
+            for s, t in trees.items()
+        }
         return Index(classes, splits)
     tree = _class_tree(root)
     if not tree:
@@ -253,8 +261,11 @@ def index_lists(root: Path, fmt: str, ann: Path | None) -> Index:
     if not ann.exists():
         raise UsageError(f"{ann}: annotation file or folder not found")
     if ann.is_dir():
-        files = sorted(p for p in ann.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".lst")
-                       and split_from_name(p) is not None)
+        files = sorted(
+            p
+            for p in ann.iterdir()
+            if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".lst") and split_from_name(p) is not None
+        )
         if not files:
             raise UsageError(f"{ann}: no list files named like train/val/test")
     else:
@@ -270,8 +281,9 @@ def index_lists(root: Path, fmt: str, ann: Path | None) -> Index:
     return _drop_missing(index, is_dir=(fmt == "rawframes"))
 
 
-def index_dataset(root: str | Path, fmt: str, split: int = 1, ann: str | Path | None = None,
-                  val_fraction: float = 0.2) -> Index:
+def index_dataset(
+    root: str | Path, fmt: str, split: int = 1, ann: str | Path | None = None, val_fraction: float = 0.2
+) -> Index:
     """Read the data set under ``root`` in layout ``fmt`` (one of :data:`FORMATS`)."""
     root = Path(root)
     ann = Path(ann) if ann is not None else None
@@ -335,4 +347,3 @@ def write_dataset_dir(index: Index, out: str | Path) -> dict:
         (out / MISSING_FILE).unlink(missing_ok=True)
     write_dataset_options(out, index.horizontal_flip)
     return {"out": str(out), **index.to_dict()}
-

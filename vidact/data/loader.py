@@ -84,9 +84,24 @@ def build_loader(
     )
 
 
-def make_loader(dataset: Dataset, *, batch_size: int = 1, batch_sampler=None, workers: int = 0,
-                seed: int = 0, device: torch.device | None = None, train: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int = 1,
+    batch_sampler=None,
+    workers: int = 0,
+    seed: int = 0,
+    device: torch.device | None = None,
+    train: bool = False,
+) -> DataLoader:
     """:func:`build_loader` over ``batch_sampler`` (or fixed-size batches in order), pinned memory for CUDA."""
-    return build_loader(dataset, batch_size, train=train and batch_sampler is None, workers=workers,
-                        batch_sampler=batch_sampler, seed=seed, drop_last=False,
-                        pin_memory=device is not None and device.type == "cuda")
+    return build_loader(
+        dataset,
+        batch_size,
+        train=train and batch_sampler is None,
+        workers=workers,
+        batch_sampler=batch_sampler,
+        seed=seed,
+        drop_last=False,
+        pin_memory=device is not None and device.type == "cuda",
+    )

@@ -164,8 +164,9 @@ def _affine(motion: str, t: int, size: int, speed: float, scale0: float, angle0:
     return m
 
 
-def _composite(background: np.ndarray, fg_rgb: np.ndarray, fg_alpha: np.ndarray, m: np.ndarray, motion: str,
-               phase: float, t: int) -> np.ndarray:
+def _composite(
+    background: np.ndarray, fg_rgb: np.ndarray, fg_alpha: np.ndarray, m: np.ndarray, motion: str, phase: float, t: int
+) -> np.ndarray:
     """Frame ``t``: the foreground layer warped by ``m`` (wrapping for ``move_*``), flickered when the
     class is ``flicker``, over ``background``; (H, W, 3) uint8."""
     size = background.shape[0]

@@ -50,17 +50,19 @@ def _resize_cpu(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     out = np.empty((t, height, width, c), frames.dtype)
     for i in range(t):
         for c0 in range(0, c, 4):  # OpenCV resizes at most 4 channels at a time
-            chunk = np.ascontiguousarray(frames[i, :, :, c0:c0 + 4])
-            out[i, :, :, c0:c0 + 4] = cv2.resize(chunk, (width, height), interpolation=interp).reshape(
-                height, width, -1)
+            chunk = np.ascontiguousarray(frames[i, :, :, c0 : c0 + 4])
+            out[i, :, :, c0 : c0 + 4] = cv2.resize(chunk, (width, height), interpolation=interp).reshape(
+                height, width, -1
+            )
     return torch.from_numpy(out).permute(3, 0, 1, 2).to(x.dtype)
 
 
 def _resize_torch(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     frames = x.float().permute(1, 0, 2, 3)  # (T, C, H, W): frames as a batch
-    out = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
-                        antialias=height < h or width < w).permute(1, 0, 2, 3)
+    out = F.interpolate(
+        frames, size=(height, width), mode="bilinear", align_corners=False, antialias=height < h or width < w
+    ).permute(1, 0, 2, 3)
     return out.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else out.to(x.dtype)
 
 

@@ -78,7 +78,9 @@ class DemoConfig:
         return dataclasses.asdict(self)
 
 
-def _runs(epochs: int, x3d_epochs: int, size: int, c3d_epochs: int, mg_epochs: int, mg_frames: int) -> tuple[RunSpec, ...]:
+def _runs(
+    epochs: int, x3d_epochs: int, size: int, c3d_epochs: int, mg_epochs: int, mg_frames: int
+) -> tuple[RunSpec, ...]:
     adam = {"optimizer": "adamw", "lr": 0.002}  # the nets without BatchNorm barely move with SGD in a few epochs
     c3d = {"width_mult": 0.125, "optimizer": "adamw", "lr": 0.001}
     large = {**c3d, "warmup_epochs": 0.5, "clip_grad": 5.0}  # benchmarks/multigrid.py's recipe
@@ -91,16 +93,38 @@ def _runs(epochs: int, x3d_epochs: int, size: int, c3d_epochs: int, mg_epochs: i
         RunSpec("x3d-xs", "x3d-xs", "rgb", 8, size, 2, x3d_epochs, width_mult=0.5, lr=0.2),
         # multigrid where it is meant to work: a larger set, T=16 (the coarsest clip keeps 4 frames)
         RunSpec("c3d-bn-large", "c3d-bn", "rgb", mg_frames, size, 2, mg_epochs, dataset="large", **large),
-        RunSpec("c3d-bn-large-multigrid", "c3d-bn", "rgb", mg_frames, size, 2, mg_epochs, dataset="large",
-                multigrid="long+short", **large),
+        RunSpec(
+            "c3d-bn-large-multigrid",
+            "c3d-bn",
+            "rgb",
+            mg_frames,
+            size,
+            2,
+            mg_epochs,
+            dataset="large",
+            multigrid="long+short",
+            **large,
+        ),
     )
 
 
-FULL = DemoConfig(large_per_class=160,
-                  runs=_runs(epochs=12, x3d_epochs=24, size=48, c3d_epochs=24, mg_epochs=6, mg_frames=16))
-QUICK = DemoConfig(classes=3, per_class=4, clip_frames=24, clip_size=32, flow_nscales=1, flow_warps=1,
-                   flow_outer=1, flow_inner=2, bench_iters=1, large_per_class=8, large_clip_frames=20,
-                   runs=_runs(epochs=1, x3d_epochs=1, size=32, c3d_epochs=1, mg_epochs=1, mg_frames=8))
+FULL = DemoConfig(
+    large_per_class=160, runs=_runs(epochs=12, x3d_epochs=24, size=48, c3d_epochs=24, mg_epochs=6, mg_frames=16)
+)
+QUICK = DemoConfig(
+    classes=3,
+    per_class=4,
+    clip_frames=24,
+    clip_size=32,
+    flow_nscales=1,
+    flow_warps=1,
+    flow_outer=1,
+    flow_inner=2,
+    bench_iters=1,
+    large_per_class=8,
+    large_clip_frames=20,
+    runs=_runs(epochs=1, x3d_epochs=1, size=32, c3d_epochs=1, mg_epochs=1, mg_frames=8),
+)
 
 
 # --------------------------------------------------------------------------- stage bookkeeping
@@ -147,11 +171,13 @@ DATA_DIRS = {"main": ("data", "frames"), "large": ("data-large", "frames-large")
 def synthesise(out: Path, cfg: DemoConfig, dataset: str = "main") -> dict:
     from vidact.data.synthetic import SynthConfig, generate
 
-    per_class, frames = (cfg.per_class, cfg.clip_frames) if dataset == "main" else \
-        (cfg.large_per_class, cfg.large_clip_frames)
+    per_class, frames = (
+        (cfg.per_class, cfg.clip_frames) if dataset == "main" else (cfg.large_per_class, cfg.large_clip_frames)
+    )
     # the large set's seed differs so its clips are not the main set's
-    synth = SynthConfig(classes=cfg.classes, per_class=per_class, frames=frames, size=cfg.clip_size,
-                        seed=cfg.seed + (dataset != "main"))
+    synth = SynthConfig(
+        classes=cfg.classes, per_class=per_class, frames=frames, size=cfg.clip_size, seed=cfg.seed + (dataset != "main")
+    )
     with make_progress() as bar:
         task = bar.add_task("synth", total=cfg.classes * per_class, status="")
         return generate(out / DATA_DIRS[dataset][0], synth, progress=lambda: bar.advance(task))
@@ -172,8 +198,9 @@ def flow_options(cfg: DemoConfig):
     from vidact.flow.extract import FlowOptions
     from vidact.flow.tvl1 import TVL1Params
 
-    params = TVL1Params(nscales=cfg.flow_nscales, warps=cfg.flow_warps, outer_iterations=cfg.flow_outer,
-                        inner_iterations=cfg.flow_inner)
+    params = TVL1Params(
+        nscales=cfg.flow_nscales, warps=cfg.flow_warps, outer_iterations=cfg.flow_outer, inner_iterations=cfg.flow_inner
+    )
     return FlowOptions(backend="torch", device="cpu", batch=1, compile=False, params=params)
 
 
@@ -181,12 +208,13 @@ def extract_flow_stage(out: Path, cfg: DemoConfig) -> dict:
     from vidact.flow.extract import extract_flow
 
     options = flow_options(cfg)
-    result = extract_flow(out / "frames", out / "flow", list_path=out / "frames", options=options,
-                          workers=cfg.workers)
+    result = extract_flow(out / "frames", out / "flow", list_path=out / "frames", options=options, workers=cfg.workers)
     if result["failed"]:
         raise UsageError(f"flow extraction failed for {result['failed']} videos; see {result['failures_file']}")
-    return {**{k: result[k] for k in ("done", "skipped", "failed", "out", "backend")},
-            "params": options.params.to_dict()}
+    return {
+        **{k: result[k] for k in ("done", "skipped", "failed", "out", "backend")},
+        "params": options.params.to_dict(),
+    }
 
 
 def train_config(out: Path, run: RunSpec, cfg: DemoConfig):
@@ -194,13 +222,28 @@ def train_config(out: Path, run: RunSpec, cfg: DemoConfig):
     from vidact.train.config import TrainConfig
 
     return TrainConfig(
-        arch=run.arch, data=str(out / DATA_DIRS[run.dataset][1]), out=str(out / "runs" / run.name),
+        arch=run.arch,
+        data=str(out / DATA_DIRS[run.dataset][1]),
+        out=str(out / "runs" / run.name),
         modality=run.modality,
-        frames=run.frames, size=run.size, stride=run.stride, width_mult=run.width_mult,
-        flow_root=str(out / "flow") if run.modality == "flow" else "", epochs=run.epochs,
-        batch_size=run.batch_size, lr=run.lr, optimizer=run.optimizer, weight_decay=1e-4,
-        warmup_epochs=run.warmup_epochs, clip_grad=run.clip_grad,
-        dropout=0.3, threads=cfg.threads, device="cpu", multigrid=run.multigrid, seed=cfg.seed, log_every=1,
+        frames=run.frames,
+        size=run.size,
+        stride=run.stride,
+        width_mult=run.width_mult,
+        flow_root=str(out / "flow") if run.modality == "flow" else "",
+        epochs=run.epochs,
+        batch_size=run.batch_size,
+        lr=run.lr,
+        optimizer=run.optimizer,
+        weight_decay=1e-4,
+        warmup_epochs=run.warmup_epochs,
+        clip_grad=run.clip_grad,
+        dropout=0.3,
+        threads=cfg.threads,
+        device="cpu",
+        multigrid=run.multigrid,
+        seed=cfg.seed,
+        log_every=1,
     ).validate()
 
 
@@ -211,16 +254,30 @@ def train_and_evaluate(out: Path, run: RunSpec, cfg: DemoConfig) -> dict:
 
     summary = train(train_config(out, run, cfg))
     run_dir = out / "runs" / run.name
-    report = evaluate_checkpoint(summary["best"] or summary["last"], out / DATA_DIRS[run.dataset][1], split="val",
-                                 device="cpu", save_scores=run_dir / "val_scores.npz")
-    history = [{k: r.get(k) for k in ("epoch", "seconds", "precise_bn_seconds", "train_loss", "val_top1",
-                                      "clips_per_s")}
-               for r in summary["history"]]
-    return {"run": dataclasses.asdict(run), "train_seconds": summary["seconds"],
-            "train_clips_per_s": summary["clips_per_s"], "best_val_top1": summary["best_val_top1"],
-            "history": history, "video_top1": report["video_top1"], "clip_top1": report["clip_top1"],
-            "confusion": report["confusion"], "classes": [row["class"] for row in report["per_class"]],
-            "scores": report["scores"], "checkpoint": summary["best"] or summary["last"]}
+    report = evaluate_checkpoint(
+        summary["best"] or summary["last"],
+        out / DATA_DIRS[run.dataset][1],
+        split="val",
+        device="cpu",
+        save_scores=run_dir / "val_scores.npz",
+    )
+    history = [
+        {k: r.get(k) for k in ("epoch", "seconds", "precise_bn_seconds", "train_loss", "val_top1", "clips_per_s")}
+        for r in summary["history"]
+    ]
+    return {
+        "run": dataclasses.asdict(run),
+        "train_seconds": summary["seconds"],
+        "train_clips_per_s": summary["clips_per_s"],
+        "best_val_top1": summary["best_val_top1"],
+        "history": history,
+        "video_top1": report["video_top1"],
+        "clip_top1": report["clip_top1"],
+        "confusion": report["confusion"],
+        "classes": [row["class"] for row in report["per_class"]],
+        "scores": report["scores"],
+        "checkpoint": summary["best"] or summary["last"],
+    }
 
 
 def fuse_stage(results: dict[str, dict], cfg: DemoConfig) -> dict:
@@ -232,12 +289,20 @@ def fuse_stage(results: dict[str, dict], cfg: DemoConfig) -> dict:
     rgb, flow = results["single-frame"], results["two-stream-temporal"]
     with make_progress() as bar:
         task = bar.add_task("fuse", total=1, status="")
-        fused = fuse_scores([ViewScores.load(rgb["scores"]), ViewScores.load(flow["scores"])],
-                            list(cfg.fusion_weights), names=["single-frame", "two-stream-temporal"])
+        fused = fuse_scores(
+            [ViewScores.load(rgb["scores"]), ViewScores.load(flow["scores"])],
+            list(cfg.fusion_weights),
+            names=["single-frame", "two-stream-temporal"],
+        )
         bar.advance(task)
     conf = confusion_matrix(fused["fused_scores"].argmax(axis=1), fused["labels"], fused["fused_scores"].shape[1])
-    return {"weights": list(cfg.fusion_weights), "video_top1": fused["fused_top1"],
-            "video_top5": fused["fused_top5"], "confusion": conf.tolist(), "classes": rgb["classes"]}
+    return {
+        "weights": list(cfg.fusion_weights),
+        "video_top1": fused["fused_top1"],
+        "video_top5": fused["fused_top5"],
+        "confusion": conf.tolist(),
+        "classes": rgb["classes"],
+    }
 
 
 def profile_stage(runs: tuple[RunSpec, ...], num_classes: int, cfg: DemoConfig) -> dict:
@@ -251,10 +316,24 @@ def profile_stage(runs: tuple[RunSpec, ...], num_classes: int, cfg: DemoConfig) 
         for run in runs:
             kwargs = {"width_mult": run.width_mult, "in_channels": 2 if run.modality == "flow" else 3}
             flops = profile_arch(run.arch, run.frames, run.size, num_classes=num_classes, **kwargs)
-            bench = benchmark_arch(run.arch, run.frames, run.size, batch=8, num_classes=num_classes, device="cpu",
-                                   warmup=1, iters=cfg.bench_iters, threads=cfg.threads, **kwargs)
-            profiles[run.name] = {"params": flops.params, "gflops": flops.gflops, "input": flops.to_dict()["input"],
-                                  "infer_clips_per_s": bench.forward_clips_per_s}
+            bench = benchmark_arch(
+                run.arch,
+                run.frames,
+                run.size,
+                batch=8,
+                num_classes=num_classes,
+                device="cpu",
+                warmup=1,
+                iters=cfg.bench_iters,
+                threads=cfg.threads,
+                **kwargs,
+            )
+            profiles[run.name] = {
+                "params": flops.params,
+                "gflops": flops.gflops,
+                "input": flops.to_dict()["input"],
+                "infer_clips_per_s": bench.forward_clips_per_s,
+            }
             bar.update(task, advance=1, status=run.name)
     return profiles
 
@@ -275,26 +354,39 @@ def run_demo(out: str | Path, cfg: DemoConfig = FULL, quick: bool = False) -> di
     atomic_write_text(settings, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     log = StageLog(out)
-    data_stages = [("synth", lambda: synthesise(out, cfg)), ("frames", lambda: extract_frames_stage(out, cfg)),
-                   ("flow", lambda: extract_flow_stage(out, cfg))]
+    data_stages = [
+        ("synth", lambda: synthesise(out, cfg)),
+        ("frames", lambda: extract_frames_stage(out, cfg)),
+        ("flow", lambda: extract_flow_stage(out, cfg)),
+    ]
     if cfg.large_per_class:
-        data_stages += [("synth-large", lambda: synthesise(out, cfg, "large")),
-                        ("frames-large", lambda: extract_frames_stage(out, cfg, "large"))]
+        data_stages += [
+            ("synth-large", lambda: synthesise(out, cfg, "large")),
+            ("frames-large", lambda: extract_frames_stage(out, cfg, "large")),
+        ]
     total = len(data_stages) + len(cfg.runs) + 3
     started = time.perf_counter()
     stages = {name: run_stage(log, name, i + 1, total, fn) for i, (name, fn) in enumerate(data_stages)}
     results = {}
     first = len(data_stages) + 1
     for i, run in enumerate(cfg.runs):
-        results[run.name] = run_stage(log, f"train-{run.name}", first + i, total,
-                                      lambda run=run: train_and_evaluate(out, run, cfg))
+        results[run.name] = run_stage(
+            log, f"train-{run.name}", first + i, total, lambda run=run: train_and_evaluate(out, run, cfg)
+        )
     n = first + len(cfg.runs)
     fused = run_stage(log, "fuse", n, total, lambda: fuse_stage(results, cfg))
     profiles = run_stage(log, "profile", n + 1, total, lambda: profile_stage(cfg.runs, cfg.classes, cfg))
     stderr_console.print(f"[{total}/{total}] report", highlight=False)
-    seconds = {name: stage.get("stage_seconds", 0.0) for name, stage in
-               [*stages.items(), *((f"train-{k}", v) for k, v in results.items()), ("fuse", fused),
-                ("profile", profiles)]}
+    seconds = {
+        name: stage.get("stage_seconds", 0.0)
+        for name, stage in [
+            *stages.items(),
+            *((f"train-{k}", v) for k, v in results.items()),
+            ("fuse", fused),
+            ("profile", profiles),
+        ]
+    }
     profiles = {k: v for k, v in profiles.items() if k != "stage_seconds"}
-    return write_report(out, cfg, stages, results, fused, profiles, stage_seconds=seconds,
-                        session_seconds=time.perf_counter() - started)
+    return write_report(
+        out, cfg, stages, results, fused, profiles, stage_seconds=seconds, session_seconds=time.perf_counter() - started
+    )

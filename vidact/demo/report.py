@@ -25,26 +25,51 @@ def result_rows(cfg, results: dict, fused: dict, profiles: dict) -> list[dict]:
     rows = []
     for run in cfg.runs:
         res, prof = results[run.name], profiles[run.name]
-        tags = (["large set"] if run.dataset != "main" else []) + \
-            ([f"{run.multigrid} multigrid"] if run.multigrid != "none" else (["plain"] if run.dataset != "main" else []))
+        tags = (["large set"] if run.dataset != "main" else []) + (
+            [f"{run.multigrid} multigrid"] if run.multigrid != "none" else (["plain"] if run.dataset != "main" else [])
+        )
         arch = run.arch + (f" ({', '.join(tags)})" if tags else "")
-        rows.append({"name": run.name, "arch": arch, "modality": run.modality, "input": prof["input"],
-                     "params": prof["params"], "gflops": prof["gflops"], "train_seconds": res["train_seconds"],
-                     "val_top1": res["video_top1"], "clips_per_s": prof["infer_clips_per_s"]})
+        rows.append(
+            {
+                "name": run.name,
+                "arch": arch,
+                "modality": run.modality,
+                "input": prof["input"],
+                "params": prof["params"],
+                "gflops": prof["gflops"],
+                "train_seconds": res["train_seconds"],
+                "val_top1": res["video_top1"],
+                "clips_per_s": prof["infer_clips_per_s"],
+            }
+        )
     rgb, flow = profiles["single-frame"], profiles["two-stream-temporal"]
-    rows.append({"name": FUSED, "arch": FUSED, "modality": "rgb+flow",
-                 "input": f"{rgb['input']} + {flow['input']}", "params": rgb["params"] + flow["params"],
-                 "gflops": rgb["gflops"] + flow["gflops"],
-                 "train_seconds": results["single-frame"]["train_seconds"]
-                 + results["two-stream-temporal"]["train_seconds"],
-                 "val_top1": fused["video_top1"],
-                 "clips_per_s": 1.0 / (1.0 / rgb["infer_clips_per_s"] + 1.0 / flow["infer_clips_per_s"])})
+    rows.append(
+        {
+            "name": FUSED,
+            "arch": FUSED,
+            "modality": "rgb+flow",
+            "input": f"{rgb['input']} + {flow['input']}",
+            "params": rgb["params"] + flow["params"],
+            "gflops": rgb["gflops"] + flow["gflops"],
+            "train_seconds": results["single-frame"]["train_seconds"] + results["two-stream-temporal"]["train_seconds"],
+            "val_top1": fused["video_top1"],
+            "clips_per_s": 1.0 / (1.0 / rgb["infer_clips_per_s"] + 1.0 / flow["infer_clips_per_s"]),
+        }
+    )
     return rows
 
 
 def _cells(row: dict) -> list[str]:
-    return [row["arch"], row["modality"], row["input"], f"{row['params'] / 1e6:.2f}", f"{row['gflops']:.3f}",
-            f"{row['train_seconds']:.0f}", f"{100 * row['val_top1']:.1f}", f"{row['clips_per_s']:.0f}"]
+    return [
+        row["arch"],
+        row["modality"],
+        row["input"],
+        f"{row['params'] / 1e6:.2f}",
+        f"{row['gflops']:.3f}",
+        f"{row['train_seconds']:.0f}",
+        f"{100 * row['val_top1']:.1f}",
+        f"{row['clips_per_s']:.0f}",
+    ]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -64,8 +89,7 @@ def machine_text() -> str:
     import torch
 
     device = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"torch {torch.__version__} ({device})")
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} ({device})"
 
 
 # --------------------------------------------------------------------------- figures
@@ -122,8 +146,15 @@ def multigrid_pair(cfg, results: dict) -> tuple[str, str] | None:
     """Names of the plain and the multigrid run of the comparison (same arch and data set), if any."""
     for mg in cfg.runs:
         if mg.multigrid != "none":
-            plain = next((r for r in cfg.runs if r.multigrid == "none" and (r.arch, r.dataset, r.frames, r.size)
-                          == (mg.arch, mg.dataset, mg.frames, mg.size)), None)
+            plain = next(
+                (
+                    r
+                    for r in cfg.runs
+                    if r.multigrid == "none"
+                    and (r.arch, r.dataset, r.frames, r.size) == (mg.arch, mg.dataset, mg.frames, mg.size)
+                ),
+                None,
+            )
             if plain is not None and plain.name in results and mg.name in results:
                 return plain.name, mg.name
     return None
@@ -136,10 +167,15 @@ def compare_time_to_accuracy(plain: dict, multigrid: dict, tolerance: float = RE
     mx, my = time_to_accuracy(multigrid["history"])
     target = py[-1] - tolerance if py else 0.0
     reach = next((x for x, y in zip(mx, my) if y >= target - 1e-9), None)
-    return {"plain_seconds": px[-1] if px else 0.0, "plain_top1": py[-1] if py else 0.0,
-            "multigrid_seconds": mx[-1] if mx else 0.0, "multigrid_top1": my[-1] if my else 0.0,
-            "target_top1": target, "multigrid_reach_seconds": reach,
-            "reach_fraction": reach / px[-1] if reach is not None and px and px[-1] else None}
+    return {
+        "plain_seconds": px[-1] if px else 0.0,
+        "plain_top1": py[-1] if py else 0.0,
+        "multigrid_seconds": mx[-1] if mx else 0.0,
+        "multigrid_top1": my[-1] if my else 0.0,
+        "target_top1": target,
+        "multigrid_reach_seconds": reach,
+        "reach_fraction": reach / px[-1] if reach is not None and px and px[-1] else None,
+    }
 
 
 def plot_time_to_accuracy(plain: dict, multigrid: dict, path: Path, title: str) -> Path:
@@ -150,12 +186,16 @@ def plot_time_to_accuracy(plain: dict, multigrid: dict, path: Path, title: str) 
     for label, res in (("plain", plain), ("long+short multigrid", multigrid)):
         x, y = time_to_accuracy(res["history"])
         ax.plot(x, y, marker="o", label=f"{label} ({x[-1] if x else 0:.0f} s, {y[-1] if y else 0:.1f}%)")
-    ax.axhline(cmp["target_top1"], color="grey", ls=":", lw=1,
-               label=f"plain's final top-1 - {REACH_TOLERANCE:g} pt")
+    ax.axhline(cmp["target_top1"], color="grey", ls=":", lw=1, label=f"plain's final top-1 - {REACH_TOLERANCE:g} pt")
     if cmp["multigrid_reach_seconds"] is not None:
-        ax.axvline(cmp["multigrid_reach_seconds"], color="tab:orange", ls="--", lw=1,
-                   label=f"multigrid reaches it: {cmp['multigrid_reach_seconds']:.0f} s "
-                         f"({cmp['reach_fraction']:.2f} of plain's time)")
+        ax.axvline(
+            cmp["multigrid_reach_seconds"],
+            color="tab:orange",
+            ls="--",
+            lw=1,
+            label=f"multigrid reaches it: {cmp['multigrid_reach_seconds']:.0f} s "
+            f"({cmp['reach_fraction']:.2f} of plain's time)",
+        )
     ax.set(title=title, xlabel="training time (s)", ylabel="val top-1 (%)", ylim=(0, 100), xlim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -189,7 +229,7 @@ def flow_strip(frames_dir: Path, flow_dir: Path, path: Path, pairs: int = 6) -> 
     rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
     yy, xx = np.mgrid[-1:1:97j, -1:1:97j]
     key = flow_to_color(np.stack([xx, yy]), max_flow=1.0)
-    key[np.sqrt(xx ** 2 + yy ** 2) > 1] = 255
+    key[np.sqrt(xx**2 + yy**2) > 1] = 255
     plt = _pyplot()
     fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.1), squeeze=False)
     for i in range(n):
@@ -211,13 +251,23 @@ def embed_png(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- the report
-HTML_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-              "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+HTML_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+)
 
 
-def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profiles: dict,
-                 stage_seconds: dict, session_seconds: float) -> dict:
+def write_report(
+    out: Path,
+    cfg,
+    stages: dict,
+    results: dict,
+    fused: dict,
+    profiles: dict,
+    stage_seconds: dict,
+    session_seconds: float,
+) -> dict:
     """Write ``report.md``, ``report.html`` and ``figures/*.png``; returns the summary."""
 
     out = Path(out)
@@ -234,28 +284,41 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
     mg_fact, cmp = None, None
     if pair is not None:
         plain_run = next(r for r in cfg.runs if r.name == pair[0])
-        title = (f"{plain_run.arch} on the large set ({stages.get('synth-large', {}).get('train', '?')} train clips, "
-                 f"{plain_run.frames}x{plain_run.size}): time to accuracy")
+        title = (
+            f"{plain_run.arch} on the large set ({stages.get('synth-large', {}).get('train', '?')} train clips, "
+            f"{plain_run.frames}x{plain_run.size}): time to accuracy"
+        )
         figs[f"{plain_run.arch}, plain vs long+short multigrid: time to accuracy"] = plot_time_to_accuracy(
-            results[pair[0]], results[pair[1]], figures / "time_to_accuracy.png", title)
+            results[pair[0]], results[pair[1]], figures / "time_to_accuracy.png", title
+        )
         cmp = compare_time_to_accuracy(results[pair[0]], results[pair[1]])
-        reach = (f"came within {REACH_TOLERANCE:g} point of the plain run's final top-1 after "
-                 f"{cmp['multigrid_reach_seconds']:.0f} s, {cmp['reach_fraction']:.2f} of the plain run's training time"
-                 if cmp["multigrid_reach_seconds"] is not None else
-                 f"did not come within {REACH_TOLERANCE:g} point of the plain run's final top-1")
-        mg_fact = (f"Multigrid ({plain_run.arch}, {plain_run.frames}x{plain_run.size}, stride {plain_run.stride}, "
-                   f"large set): long+short trained {cmp['multigrid_seconds']:.0f} s to {cmp['multigrid_top1']:.1f}% "
-                   f"against the plain schedule's {cmp['plain_seconds']:.0f} s to {cmp['plain_top1']:.1f}%; it "
-                   f"{reach} (training seconds, validation left out).")
-    figs.update({
-        f"confusion matrix ({best['arch']}, val)": plot_confusion_png(
-            conf_src["confusion"], conf_src["classes"], f"{best['arch']}: val top-1 {100 * best['val_top1']:.1f}%",
-            figures / "confusion.png"),
-    })
+        reach = (
+            f"came within {REACH_TOLERANCE:g} point of the plain run's final top-1 after "
+            f"{cmp['multigrid_reach_seconds']:.0f} s, {cmp['reach_fraction']:.2f} of the plain run's training time"
+            if cmp["multigrid_reach_seconds"] is not None
+            else f"did not come within {REACH_TOLERANCE:g} point of the plain run's final top-1"
+        )
+        mg_fact = (
+            f"Multigrid ({plain_run.arch}, {plain_run.frames}x{plain_run.size}, stride {plain_run.stride}, "
+            f"large set): long+short trained {cmp['multigrid_seconds']:.0f} s to {cmp['multigrid_top1']:.1f}% "
+            f"against the plain schedule's {cmp['plain_seconds']:.0f} s to {cmp['plain_top1']:.1f}%; it "
+            f"{reach} (training seconds, validation left out)."
+        )
+    figs.update(
+        {
+            f"confusion matrix ({best['arch']}, val)": plot_confusion_png(
+                conf_src["confusion"],
+                conf_src["classes"],
+                f"{best['arch']}: val top-1 {100 * best['val_top1']:.1f}%",
+                figures / "confusion.png",
+            ),
+        }
+    )
     if clip is not None:
         rel = clip.parent.relative_to(out / "flow")
         figs[f"RGB frames and TV-L1 flow of {clip.parent.name} (colour wheel: hue = direction)"] = flow_strip(
-            out / "frames" / rel, clip.parent, figures / "flow_strip.png")
+            out / "frames" / rel, clip.parent, figures / "flow_strip.png"
+        )
     flow = stages["flow"]
     large = stages.get("synth-large")
     facts = [
@@ -263,9 +326,13 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
         f"Data: synthetic motion set, {cfg.classes} classes x {cfg.per_class} clips "
         f"({stages['synth']['train']} train / {stages['synth']['val']} val), {cfg.clip_frames} frames of "
         f"{cfg.clip_size}x{cfg.clip_size}; chance = {100 * chance:.1f}%"
-        + (f"; the multigrid comparison's large set: {cfg.classes} classes x {cfg.large_per_class} clips "
-           f"({large['train']} train / {large['val']} val), {cfg.large_clip_frames} frames at "
-           f"{cfg.large_frames_fps:g} fps." if large else "."),
+        + (
+            f"; the multigrid comparison's large set: {cfg.classes} classes x {cfg.large_per_class} clips "
+            f"({large['train']} train / {large['val']} val), {cfg.large_clip_frames} frames at "
+            f"{cfg.large_frames_fps:g} fps."
+            if large
+            else "."
+        ),
         f"Flow: TV-L1, {flow['backend']} backend, nscales {flow['params']['nscales']}, warps "
         f"{flow['params']['warps']}, {flow['params']['outer_iterations']} outer x "
         f"{flow['params']['inner_iterations']} inner iterations (all in each clip's flow.json).",
@@ -273,7 +340,8 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
         f"temporal flow x {cfg.fusion_weights[1]:g}.",
         *([mg_fact] if mg_fact else []),
         f"Wall-clock of all stages: {total / 60:.1f} min ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items()) + ").",
+        + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items())
+        + ").",
         "GFLOPs: multiply-adds of one clip at the input shown (fvcore convention); clips/s: inference at "
         f"batch 8 on the CPU with {cfg.threads} thread(s); val top-1: video accuracy on the val split.",
     ]
@@ -285,10 +353,21 @@ def write_report(out: Path, cfg, stages: dict, results: dict, fused: dict, profi
     body = [f"<h1>vidact demo report</h1>", html_table(rows), "<ul>"]
     body += [f"<li>{html.escape(f)}</li>" for f in facts] + ["</ul>"]
     for title, p in figs.items():
-        body.append(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" src=\"{embed_png(p)}\">")
-    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>vidact demo report</title>"
-            f"<style>{HTML_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+        body.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="{embed_png(p)}">')
+    page = (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>vidact demo report</title>'
+        f"<style>{HTML_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     atomic_write_text(out / "report.html", page)
-    return {"out": str(out), "report_md": str(out / "report.md"), "report_html": str(out / "report.html"),
-            "rows": rows, "chance": chance, "wall_seconds": total, "session_seconds": session_seconds,
-            "stage_seconds": stage_seconds, "multigrid": cmp, "machine": machine_text()}
+    return {
+        "out": str(out),
+        "report_md": str(out / "report.md"),
+        "report_html": str(out / "report.html"),
+        "rows": rows,
+        "chance": chance,
+        "wall_seconds": total,
+        "session_seconds": session_seconds,
+        "stage_seconds": stage_seconds,
+        "multigrid": cmp,
+        "machine": machine_text(),
+    }

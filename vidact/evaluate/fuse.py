@@ -26,8 +26,9 @@ def parse_weights(text: str | None, n: int) -> list[float]:
     return weights
 
 
-def fuse_scores(inputs: list[ViewScores], weights: list[float], method: str = "softmax-mean",
-                names: list[str] | None = None) -> dict:
+def fuse_scores(
+    inputs: list[ViewScores], weights: list[float], method: str = "softmax-mean", names: list[str] | None = None
+) -> dict:
     """Aggregate each input per video, then take the weighted mean; top-1/top-5 of each and of the fusion."""
     if len(inputs) < 2:
         raise UsageError("fusion needs at least two score files")
@@ -40,8 +41,10 @@ def fuse_scores(inputs: list[ViewScores], weights: list[float], method: str = "s
         if inputs[0].classes and s.classes and list(s.classes) != list(inputs[0].classes):
             raise UsageError(f"{name}: class names differ from {names[0]}")
         if len(v.video) != len(ref.video) or not np.array_equal(v.video, ref.video):
-            raise UsageError(f"{name} covers {len(v.video)} videos, {names[0]} {len(ref.video)}: "
-                             f"they must score the same videos (same --data and --split)")
+            raise UsageError(
+                f"{name} covers {len(v.video)} videos, {names[0]} {len(ref.video)}: "
+                f"they must score the same videos (same --data and --split)"
+            )
         if not np.array_equal(v.labels, ref.labels):
             raise UsageError(f"{name}: labels differ from {names[0]} for the same videos")
     fused = sum(w * v.scores for w, v in zip(weights, videos)) / sum(weights)
@@ -50,8 +53,14 @@ def fuse_scores(inputs: list[ViewScores], weights: list[float], method: str = "s
         "aggregation": method,
         "weights": weights,
         "videos": int(len(ref.video)),
-        "inputs": [{"scores": n, "video_top1": topk_accuracy(v.scores, v.labels, 1),
-                    "video_top5": topk_accuracy(v.scores, v.labels, 5)} for n, v in zip(names, videos)],
+        "inputs": [
+            {
+                "scores": n,
+                "video_top1": topk_accuracy(v.scores, v.labels, 1),
+                "video_top5": topk_accuracy(v.scores, v.labels, 5),
+            }
+            for n, v in zip(names, videos)
+        ],
         "fused_top1": topk_accuracy(fused, ref.labels, 1),
         "fused_top5": topk_accuracy(fused, ref.labels, 5),
         "fused_mean_class_accuracy": mean_class_accuracy(conf),

@@ -45,8 +45,12 @@ def per_class_table(conf: np.ndarray, classes: list[str]) -> list[dict]:
     """One row per class: name, support, correct, accuracy."""
     acc = per_class_accuracy(conf)
     return [
-        {"class": name, "support": int(conf[i].sum()), "correct": int(conf[i, i]),
-         "accuracy": None if np.isnan(acc[i]) else float(acc[i])}
+        {
+            "class": name,
+            "support": int(conf[i].sum()),
+            "correct": int(conf[i, i]),
+            "accuracy": None if np.isnan(acc[i]) else float(acc[i]),
+        }
         for i, name in enumerate(classes)
     ]
 
@@ -70,8 +74,15 @@ def plot_confusion(conf: np.ndarray, classes: list[str], out: str | Path, title:
         for i in range(k):
             for j in range(k):
                 if conf[i, j]:
-                    ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(conf[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()

@@ -45,9 +45,15 @@ class ViewScores:
         path = Path(path)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, logits=self.logits.astype(np.float32), labels=self.labels,
-                                    video=self.video, view=self.view, classes=np.array(self.classes, dtype=str),
-                                    meta=np.array(json.dumps(self.meta)))
+                np.savez_compressed(
+                    f,
+                    logits=self.logits.astype(np.float32),
+                    labels=self.labels,
+                    video=self.video,
+                    view=self.view,
+                    classes=np.array(self.classes, dtype=str),
+                    meta=np.array(json.dumps(self.meta)),
+                )
         return path
 
     @classmethod
@@ -57,9 +63,14 @@ class ViewScores:
             raise UsageError(f"{path}: scores file not found")
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(z["logits"], z["labels"].astype(np.int64), z["video"].astype(np.int64),
-                           z["view"].astype(np.int64), [str(c) for c in z["classes"]],
-                           json.loads(str(z["meta"])) if "meta" in z else {})
+                return cls(
+                    z["logits"],
+                    z["labels"].astype(np.int64),
+                    z["video"].astype(np.int64),
+                    z["view"].astype(np.int64),
+                    [str(c) for c in z["classes"]],
+                    json.loads(str(z["meta"])) if "meta" in z else {},
+                )
         except (KeyError, ValueError, OSError) as exc:
             raise UsageError(f"{path}: not a vidact scores file ({exc})") from None
 
@@ -74,8 +85,9 @@ class VideoScores:
 
 
 @torch.no_grad()
-def collect_view_scores(model: nn.Module, loader, device: torch.device, *, amp: str = "none",
-                        channels_last: bool = False, on_batch=None) -> ViewScores:
+def collect_view_scores(
+    model: nn.Module, loader, device: torch.device, *, amp: str = "none", channels_last: bool = False, on_batch=None
+) -> ViewScores:
     """Run ``model`` in eval mode over every view the loader yields; keep the raw logits."""
     was_training = model.training
     model.eval()
@@ -96,8 +108,9 @@ def collect_view_scores(model: nn.Module, loader, device: torch.device, *, amp: 
         model.train(was_training)
     if not logits:
         raise UsageError("no clips to evaluate (empty split?)")
-    return ViewScores(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(videos).numpy(),
-                      torch.cat(views).numpy())
+    return ViewScores(
+        torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(videos).numpy(), torch.cat(views).numpy()
+    )
 
 
 def drop_replaced_views(scores: ViewScores) -> ViewScores:
@@ -110,8 +123,9 @@ def drop_replaced_views(scores: ViewScores) -> ViewScores:
     pairs = np.stack([scores.video, scores.view], axis=1)
     _, first = np.unique(pairs, axis=0, return_index=True)
     keep = np.sort(first)
-    return ViewScores(scores.logits[keep], scores.labels[keep], scores.video[keep], scores.view[keep],
-                      scores.classes, scores.meta)
+    return ViewScores(
+        scores.logits[keep], scores.labels[keep], scores.video[keep], scores.view[keep], scores.classes, scores.meta
+    )
 
 
 def _writable_folder(folder: Path) -> Path:
@@ -133,7 +147,9 @@ def aggregate(scores: ViewScores, method: str = "softmax-mean") -> VideoScores:
     """Average the views of each video (``softmax-mean``: mean of per-view probabilities)."""
     if method not in AGGREGATIONS:
         raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")
-    per_view = softmax(scores.logits.astype(np.float64)) if method == "softmax-mean" else scores.logits.astype(np.float64)
+    per_view = (
+        softmax(scores.logits.astype(np.float64)) if method == "softmax-mean" else scores.logits.astype(np.float64)
+    )
     video_ids, inverse = np.unique(scores.video, return_inverse=True)
     sums = np.zeros((len(video_ids), per_view.shape[1]))
     np.add.at(sums, inverse, per_view)
@@ -143,8 +159,7 @@ def aggregate(scores: ViewScores, method: str = "softmax-mean") -> VideoScores:
     return VideoScores(video_ids, sums / counts, labels)
 
 
-def evaluate_scores(scores: ViewScores, classes: list[str] | None = None,
-                    method: str = "softmax-mean") -> dict:
+def evaluate_scores(scores: ViewScores, classes: list[str] | None = None, method: str = "softmax-mean") -> dict:
     """Clip- and video-level top-1/top-5, mean class accuracy, per-class table, confusion matrix."""
     classes = list(classes or scores.classes or [str(i) for i in range(scores.logits.shape[1])])
     videos = aggregate(scores, method)
@@ -166,10 +181,21 @@ def evaluate_scores(scores: ViewScores, classes: list[str] | None = None,
     }
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, *, split: str = "val",
-                        clips: int = 1, crops: int = 1, batch_size: int = 8, workers: int = 0,
-                        device: str = "auto", method: str = "softmax-mean", out_dir: str | Path | None = None,
-                        save_scores: str | Path | None = None, progress: bool | None = None) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path | None = None,
+    *,
+    split: str = "val",
+    clips: int = 1,
+    crops: int = 1,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str = "auto",
+    method: str = "softmax-mean",
+    out_dir: str | Path | None = None,
+    save_scores: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict:
     """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz."""
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
@@ -202,27 +228,58 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     if not splits.split(split):
         raise UsageError(f"{data / (split + '.csv')}: no samples listed")
     try:
-        dataset = VideoClipDataset(splits.split(split), modality=inp.modality, num_frames=inp.frames,
-                                   stride=inp.stride, crop_size=inp.size, train=False, num_clips=clips,
-                                   num_crops=crops, flow_root=flow_root, data_root=data if flow_root else None)
+        dataset = VideoClipDataset(
+            splits.split(split),
+            modality=inp.modality,
+            num_frames=inp.frames,
+            stride=inp.stride,
+            crop_size=inp.size,
+            train=False,
+            num_clips=clips,
+            num_crops=crops,
+            flow_root=flow_root,
+            data_root=data if flow_root else None,
+        )
     except ValueError as exc:
         raise UsageError(f"{data}: {exc}") from None
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev)
     amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
     with make_progress(disable=None if progress is not False else True) as bar:
         task = bar.add_task(f"eval {split} {clips}x{crops}", total=len(dataset), status="")
-        scores = drop_replaced_views(collect_view_scores(model, loader, dev, amp=amp,
-                                                         on_batch=lambda n: bar.advance(task, n)))
+        scores = drop_replaced_views(
+            collect_view_scores(model, loader, dev, amp=amp, on_batch=lambda n: bar.advance(task, n))
+        )
     scores.classes = list(splits.classes)
-    scores.meta = {"arch": ckpt["arch"], "checkpoint": str(checkpoint), "data": str(data), "split": split,
-                   "clips": clips, "crops": crops, "modality": inp.modality}
+    scores.meta = {
+        "arch": ckpt["arch"],
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "split": split,
+        "clips": clips,
+        "crops": crops,
+        "modality": inp.modality,
+    }
     report = evaluate_scores(scores, splits.classes, method)
-    report.update({"checkpoint": str(checkpoint), "arch": ckpt["arch"], "data": str(data), "split": split,
-                   "clips": clips, "crops": crops, "skipped": dataset.skipped,
-                   "unreadable_videos": len(dataset.samples) - report["videos"]})
-    report["confusion_png"] = str(plot_confusion(
-        np.array(report["confusion"]), splits.classes, out_dir / "confusion.png",
-        title=f"{ckpt['arch']} {split} {clips}x{crops}: video top-1 {100 * report['video_top1']:.1f}%"))
+    report.update(
+        {
+            "checkpoint": str(checkpoint),
+            "arch": ckpt["arch"],
+            "data": str(data),
+            "split": split,
+            "clips": clips,
+            "crops": crops,
+            "skipped": dataset.skipped,
+            "unreadable_videos": len(dataset.samples) - report["videos"],
+        }
+    )
+    report["confusion_png"] = str(
+        plot_confusion(
+            np.array(report["confusion"]),
+            splits.classes,
+            out_dir / "confusion.png",
+            title=f"{ckpt['arch']} {split} {clips}x{crops}: video top-1 {100 * report['video_top1']:.1f}%",
+        )
+    )
     if save_scores:
         report["scores"] = str(scores.save(save_scores))
     return report

@@ -72,12 +72,15 @@ def should_compile(sizes: Iterable[tuple[int, int]], workers: int, warm: bool) -
         saving += n * pixels / 1e6 * SAVING_S_PER_MPX_PAIR
         if saving > need:
             return True, ""
-    return False, (f"small job: compiling would save ~{saving / max(1, workers):.1f} s per worker "
-                   f"({pairs} pairs on {workers} workers) but cost ~{cost:.0f} s ({state} compile cache)")
+    return False, (
+        f"small job: compiling would save ~{saving / max(1, workers):.1f} s per worker "
+        f"({pairs} pairs on {workers} workers) but cost ~{cost:.0f} s ({state} compile cache)"
+    )
 
 
-def job_sizes(sources: Iterable[Path], short_side: int | None,
-              frame_count: Callable[[Path], tuple[int, int, int]]) -> Iterable[tuple[int, int]]:
+def job_sizes(
+    sources: Iterable[Path], short_side: int | None, frame_count: Callable[[Path], tuple[int, int, int]]
+) -> Iterable[tuple[int, int]]:
     """(pairs, pixels) per input from ``frame_count(src) -> (frames, width, height)``; unreadable ones count 0."""
     from vidact.io.video import short_side_size
 

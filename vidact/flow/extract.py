@@ -31,8 +31,15 @@ from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio
 from vidact.io.frames import count_frames, read_frames
 from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
-from vidact.utils.jobs import (JobReport, VideoJob, collect_jobs, failures_name, output_rel, run_video_jobs,
-                               write_failures)
+from vidact.utils.jobs import (
+    JobReport,
+    VideoJob,
+    collect_jobs,
+    failures_name,
+    output_rel,
+    run_video_jobs,
+    write_failures,
+)
 from vidact.utils.shard import take_shard
 
 BACKENDS = ("torch", "opencv")
@@ -69,7 +76,6 @@ class FlowOptions:
             raise UsageError("--backend opencv runs on the CPU only; use --backend torch for --device cuda")
         if not self.device.startswith(("cpu", "cuda")):
             raise UsageError(f"--device must be cpu or cuda[:k], got {self.device!r}")
-
 
     @property
     def pairs_per_call(self) -> int:
@@ -212,13 +218,16 @@ def choose_compile(options: FlowOptions, jobs: list[VideoJob], workers: int) -> 
 def compute_flows(frames: np.ndarray, estimate: Estimator, batch: int) -> np.ndarray:
     """Flow k from frame k to k+1 for all consecutive pairs: (T-1, 2, H, W) float32."""
     pairs = len(frames) - 1
-    out = [estimate(frames[i:min(i + batch, pairs)], frames[i + 1:min(i + batch, pairs) + 1])
-           for i in range(0, pairs, batch)]
+    out = [
+        estimate(frames[i : min(i + batch, pairs)], frames[i + 1 : min(i + batch, pairs) + 1])
+        for i in range(0, pairs, batch)
+    ]
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.ndarray,
-                  kernel_info: dict | None = None) -> dict:
+def flow_manifest(
+    options: FlowOptions, src: Path, num_frames: int, flows: np.ndarray, kernel_info: dict | None = None
+) -> dict:
     """Everything a reader needs to know about one output folder (``flow.json``)."""
     kernel = kernel_info or {"compiled": None, "kernel": None, "kernel_note": ""}
     return {
@@ -248,8 +257,9 @@ def flow_manifest(options: FlowOptions, src: Path, num_frames: int, flows: np.nd
     }
 
 
-def write_flow_folder(dest: Path, flows: np.ndarray, options: FlowOptions, src: Path, num_frames: int,
-                      kernel_info: dict | None = None) -> None:
+def write_flow_folder(
+    dest: Path, flows: np.ndarray, options: FlowOptions, src: Path, num_frames: int, kernel_info: dict | None = None
+) -> None:
     """Write flows (JPEG pairs or flow.npz) and the manifest into ``dest``."""
     if options.fmt == "npz":
         flowio.write_flow_npz(dest, flows)
@@ -375,8 +385,9 @@ def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_
     def write(staging: Path, flows: np.ndarray, src: Path, num_frames: int) -> None:
         write_flow_folder(staging, flows, options, src, num_frames, estimator.kernel_info)
 
-    runner = BatchedExtraction(solver, options.pairs_per_call, write, options.fmt, options.bound,
-                               writers=min(8, compile_choice.usable_cores()))
+    runner = BatchedExtraction(
+        solver, options.pairs_per_call, write, options.fmt, options.bound, writers=min(8, compile_choice.usable_cores())
+    )
     prefetcher = Prefetcher(jobs, options.short_side, depth=4)
     try:
         report = runner.run(jobs, lambda job: prefetcher.get(job.src), out, failures_file)
@@ -385,8 +396,15 @@ def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_
     return report
 
 
-def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: int, failures_file: str,
-               overwrite: bool = False, batched: bool | None = None) -> JobReport:
+def _run_slice(
+    jobs: list[VideoJob],
+    out: Path,
+    options: FlowOptions,
+    workers: int,
+    failures_file: str,
+    overwrite: bool = False,
+    batched: bool | None = None,
+) -> JobReport:
     """Run ``jobs`` (already sharded) into ``out``; skipped = finished before.
 
     ``batched``: pairs of many videos per solver call (:func:`run_batched`); default on CUDA.
@@ -403,14 +421,16 @@ def _run_slice(jobs: list[VideoJob], out: Path, options: FlowOptions, workers: i
         report = run_batched(todo, out, options, failures_file)
     elif workers > 1 or options.backend == "opencv":
         process = functools.partial(_process_in_worker if workers > 1 else process_input, options=options)
-        report = run_video_jobs(todo, out, process, workers=workers, description="flow",
-                                failures_file=failures_file, overwrite=True)
+        report = run_video_jobs(
+            todo, out, process, workers=workers, description="flow", failures_file=failures_file, overwrite=True
+        )
     else:
         prefetcher = Prefetcher(todo, options.short_side)
         try:
             process = functools.partial(_process_prefetched, options=options, prefetcher=prefetcher)
-            report = run_video_jobs(todo, out, process, workers=1, description="flow",
-                                    failures_file=failures_file, overwrite=True)
+            report = run_video_jobs(
+                todo, out, process, workers=1, description="flow", failures_file=failures_file, overwrite=True
+            )
         finally:
             prefetcher.close()
     report.skipped = skipped
@@ -439,14 +459,16 @@ def _gpu_worker(args: tuple) -> dict:
     return asdict(_run_slice(jobs, out, options, 1, failures_file))
 
 
-def _run_on_gpus(jobs: list[VideoJob], out: Path, options: FlowOptions, shard: tuple[int, int],
-                 n_gpus: int) -> JobReport:
+def _run_on_gpus(
+    jobs: list[VideoJob], out: Path, options: FlowOptions, shard: tuple[int, int], n_gpus: int
+) -> JobReport:
     """One spawned process per GPU, each with its slice; failures merged into one file."""
     tasks = []
     for rank in range(n_gpus):
         sub = combine_shards(shard, rank, n_gpus)
-        tasks.append((take_shard(jobs, (rank, n_gpus)), out, replace(options, device=f"cuda:{rank}"),
-                      failures_name(sub)))
+        tasks.append(
+            (take_shard(jobs, (rank, n_gpus)), out, replace(options, device=f"cuda:{rank}"), failures_name(sub))
+        )
     with mp.get_context("spawn").Pool(n_gpus) as pool:
         parts = pool.map(_gpu_worker, tasks)
     report = JobReport()
@@ -503,9 +525,16 @@ def extract_flow(
     else:
         report = _run_slice(jobs, out, options, workers, failures_name(shard), batched=batched)
     name = failures_name(shard)
-    return {**report.to_dict(), "out": str(out), "failures_file": str(out / name) if report.failed else None,
-            "backend": options.backend, "device": options.device, "format": options.fmt, "workers": workers,
-            "kernels": _kernels_used(out, report.done)}
+    return {
+        **report.to_dict(),
+        "out": str(out),
+        "failures_file": str(out / name) if report.failed else None,
+        "backend": options.backend,
+        "device": options.device,
+        "format": options.fmt,
+        "workers": workers,
+        "kernels": _kernels_used(out, report.done),
+    }
 
 
 def _kernels_used(out: Path, done: list[str]) -> dict[str, int]:

@@ -35,9 +35,17 @@ class OpenCVTVL1:
         self.params = params or TVL1Params()
         p = self.params
         self.algo = cv2.optflow.DualTVL1OpticalFlow_create(
-            tau=p.tau, lambda_=p.lambda_, theta=p.theta, nscales=p.nscales, warps=p.warps,
-            epsilon=p.epsilon, innnerIterations=p.inner_iterations, outerIterations=p.outer_iterations,
-            scaleStep=p.scale_step, gamma=p.gamma, medianFiltering=p.median_filtering,
+            tau=p.tau,
+            lambda_=p.lambda_,
+            theta=p.theta,
+            nscales=p.nscales,
+            warps=p.warps,
+            epsilon=p.epsilon,
+            innnerIterations=p.inner_iterations,
+            outerIterations=p.outer_iterations,
+            scaleStep=p.scale_step,
+            gamma=p.gamma,
+            medianFiltering=p.median_filtering,
         )
 
     def pair(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:

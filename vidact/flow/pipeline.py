@@ -80,8 +80,15 @@ class BatchedExtraction:
     with ``bound`` on the device) or "npz" (float16 on the device).
     """
 
-    def __init__(self, solve: Callable[[np.ndarray, np.ndarray], torch.Tensor], batch: int, write: Callable,
-                 device_format: str, bound: float, writers: int = 4):
+    def __init__(
+        self,
+        solve: Callable[[np.ndarray, np.ndarray], torch.Tensor],
+        batch: int,
+        write: Callable,
+        device_format: str,
+        bound: float,
+        writers: int = 4,
+    ):
         self.solve = solve
         self.batch = max(1, int(batch))
         self.write = write
@@ -96,8 +103,9 @@ class BatchedExtraction:
             return HostCopy(quantize_on_device(flows, self.bound))
         return HostCopy(flows.to(torch.float16))
 
-    def run(self, jobs: list[VideoJob], frames_of: Callable[[VideoJob], np.ndarray], out: Path,
-            failures_file: str) -> JobReport:
+    def run(
+        self, jobs: list[VideoJob], frames_of: Callable[[VideoJob], np.ndarray], out: Path, failures_file: str
+    ) -> JobReport:
         report = JobReport()
         lock = threading.Lock()
         pending: dict[tuple[int, int], list[tuple[VideoInProgress, int, int]]] = {}  # size -> segments
@@ -111,7 +119,9 @@ class BatchedExtraction:
                         report.done.append(rel)
                     else:
                         report.failed.append((rel, err))
-                    progress.update(task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else "")
+                    progress.update(
+                        task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else ""
+                    )
 
             def finish(video: VideoInProgress) -> None:  # in a writer thread
                 try:
@@ -130,7 +140,7 @@ class BatchedExtraction:
                 if not segments:
                     return
                 f0 = np.concatenate([v.frames[a:b] for v, a, b in segments])
-                f1 = np.concatenate([v.frames[a + 1:b + 1] for v, a, b in segments])
+                f1 = np.concatenate([v.frames[a + 1 : b + 1] for v, a, b in segments])
                 try:
                     copy = self._to_host(self.solve(f0, f1))
                 except Exception as exc:  # the solver failed on this batch: its videos fail, the run goes on

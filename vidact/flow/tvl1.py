@@ -205,7 +205,7 @@ def _median_torch(u: torch.Tensor, ksize: int) -> torch.Tensor:
     h, w = u.shape[-2:]
     flat = u.reshape(-1, 1, h, w)
     p = F.pad(flat, (r, r, r, r), mode="replicate").squeeze(1)
-    slots: list[torch.Tensor | None] = [p[:, dy:dy + h, dx:dx + w] for dy in range(ksize) for dx in range(ksize)]
+    slots: list[torch.Tensor | None] = [p[:, dy : dy + h, dx : dx + w] for dy in range(ksize) for dx in range(ksize)]
     for a, b, need_min, need_max in _median_network(ksize * ksize):
         lo, hi = slots[a], slots[b]
         slots[a] = torch.minimum(lo, hi) if need_min else None
@@ -260,8 +260,9 @@ def primal_dual_step(
     fi = torch.where(
         rho < -lg,
         l_t,
-        torch.where(rho > lg, -l_t,
-                    torch.where(grad_sq > GRAD_EPS, -rho / torch.where(grad_sq > GRAD_EPS, grad_sq, 1.0), 0.0)),
+        torch.where(
+            rho > lg, -l_t, torch.where(grad_sq > GRAD_EPS, -rho / torch.where(grad_sq > GRAD_EPS, grad_sq, 1.0), 0.0)
+        ),
     )
     v = u + fi.unsqueeze(1) * i1w_grad
     # Primal update.
@@ -396,7 +397,11 @@ class TVL1:
     @property
     def kernel_info(self) -> dict:
         """``{"compiled", "kernel", "kernel_note"}`` for flow.json and benchmark tables."""
-        return {"compiled": self.compiled, "kernel": self.kernel, "kernel_note": "" if self.compiled else self.step.reason}
+        return {
+            "compiled": self.compiled,
+            "kernel": self.kernel,
+            "kernel_note": "" if self.compiled else self.step.reason,
+        }
 
     def __call__(self, frames0, frames1) -> torch.Tensor:
         """Flow from each frame of ``frames0`` to the same-index frame of ``frames1``."""
@@ -420,7 +425,7 @@ class TVL1:
         step = self.chunk if self.chunk and self.chunk < len(i0) else len(i0)
         if step == len(i0):
             return self.solve(i0, i1)
-        return torch.cat([self.solve(i0[k:k + step], i1[k:k + step]) for k in range(0, len(i0), step)])
+        return torch.cat([self.solve(i0[k : k + step], i1[k : k + step]) for k in range(0, len(i0), step)])
 
     @torch.no_grad()
     def solve(self, i0: torch.Tensor, i1: torch.Tensor) -> torch.Tensor:
@@ -491,7 +496,8 @@ def _put_rows(full: torch.Tensor, rows: torch.Tensor | None, part: torch.Tensor)
     return part if rows is None else full.index_copy(0, rows, part)
 
 
-def tvl1_flow(frames0, frames1, params: TVL1Params | None = None, device: str = "cpu",
-              compile: bool | str = False) -> np.ndarray:
+def tvl1_flow(
+    frames0, frames1, params: TVL1Params | None = None, device: str = "cpu", compile: bool | str = False
+) -> np.ndarray:
     """One-shot helper: TV-L1 flow of N pairs as a float32 numpy array (N, 2, H, W)."""
     return TVL1(params, device=device, compile=compile)(frames0, frames1).cpu().numpy()

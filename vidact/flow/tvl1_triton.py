@@ -54,8 +54,7 @@ def available(device: str | torch.device) -> tuple[bool, str]:
 if triton is not None:
 
     @triton.jit
-    def _primal_at(u_ptr, p_ptr, g_ptr, gsq_ptr, rhoc_ptr, ub, pb, sb, r, c, H, W, l_t, theta,
-                   EPS: tl.constexpr):
+    def _primal_at(u_ptr, p_ptr, g_ptr, gsq_ptr, rhoc_ptr, ub, pb, sb, r, c, H, W, l_t, theta, EPS: tl.constexpr):
         """Thresholding and primal update at pixels (r, c): new u, old u and the old p there."""
         m = (r < H) & (c < W)
         hw = H * W
@@ -76,18 +75,43 @@ if triton is not None:
         py0 = tl.load(p_ptr + pb + hw + off, mask=m, other=0.0)
         px1 = tl.load(p_ptr + pb + 2 * hw + off, mask=m, other=0.0)
         py1 = tl.load(p_ptr + pb + 3 * hw + off, mask=m, other=0.0)
-        div0 = (px0 - tl.load(p_ptr + pb + off - 1, mask=left, other=0.0)) + \
-               (py0 - tl.load(p_ptr + pb + hw + off - W, mask=up, other=0.0))
-        div1 = (px1 - tl.load(p_ptr + pb + 2 * hw + off - 1, mask=left, other=0.0)) + \
-               (py1 - tl.load(p_ptr + pb + 3 * hw + off - W, mask=up, other=0.0))
+        div0 = (px0 - tl.load(p_ptr + pb + off - 1, mask=left, other=0.0)) + (
+            py0 - tl.load(p_ptr + pb + hw + off - W, mask=up, other=0.0)
+        )
+        div1 = (px1 - tl.load(p_ptr + pb + 2 * hw + off - 1, mask=left, other=0.0)) + (
+            py1 - tl.load(p_ptr + pb + 3 * hw + off - W, mask=up, other=0.0)
+        )
         un0 = (u0 + fi * g0) + theta * div0
         un1 = (u1 + fi * g1) + theta * div1
         return un0, un1, u0, u1, px0, py0, px1, py1
 
     @triton.jit
-    def tvl1_iteration_kernel(u_in, p_in, u_out, p_out, g, gsq, rhoc, flag_in, flag_out, part_in, part_out,
-                              iters, H, W, n_tiles, tiles_x, l_t, theta, taut, stop_error,
-                              BH: tl.constexpr, BW: tl.constexpr, BT: tl.constexpr, EPS: tl.constexpr):
+    def tvl1_iteration_kernel(
+        u_in,
+        p_in,
+        u_out,
+        p_out,
+        g,
+        gsq,
+        rhoc,
+        flag_in,
+        flag_out,
+        part_in,
+        part_out,
+        iters,
+        H,
+        W,
+        n_tiles,
+        tiles_x,
+        l_t,
+        theta,
+        taut,
+        stop_error,
+        BH: tl.constexpr,
+        BW: tl.constexpr,
+        BT: tl.constexpr,
+        EPS: tl.constexpr,
+    ):
         """One inner iteration of one tile (program_id 0) of one pair (program_id 1)."""
         tile = tl.program_id(0)
         n = tl.program_id(1)
@@ -110,13 +134,16 @@ if triton is not None:
             ub = n64 * 2 * hw
             pb = n64 * 4 * hw
             sb = n64 * hw
-            un0, un1, u0, u1, px0, py0, px1, py1 = _primal_at(u_in, p_in, g, gsq, rhoc, ub, pb, sb, r, c, H, W,
-                                                              l_t, theta, EPS)
+            un0, un1, u0, u1, px0, py0, px1, py1 = _primal_at(
+                u_in, p_in, g, gsq, rhoc, ub, pb, sb, r, c, H, W, l_t, theta, EPS
+            )
             # the forward differences need the new u one pixel right and one below (recomputed here)
-            rn0, rn1, _a, _b, _c, _d, _e, _f = _primal_at(u_in, p_in, g, gsq, rhoc, ub, pb, sb, r, c + 1, H, W,
-                                                          l_t, theta, EPS)
-            dn0, dn1, _g, _h, _i, _j, _k, _l = _primal_at(u_in, p_in, g, gsq, rhoc, ub, pb, sb, r + 1, c, H, W,
-                                                          l_t, theta, EPS)
+            rn0, rn1, _a, _b, _c, _d, _e, _f = _primal_at(
+                u_in, p_in, g, gsq, rhoc, ub, pb, sb, r, c + 1, H, W, l_t, theta, EPS
+            )
+            dn0, dn1, _g, _h, _i, _j, _k, _l = _primal_at(
+                u_in, p_in, g, gsq, rhoc, ub, pb, sb, r + 1, c, H, W, l_t, theta, EPS
+            )
             m = (r < H) & (c < W)
             has_right = (c + 1) < W
             has_below = (r + 1) < H
@@ -182,14 +209,20 @@ class IterationState:
     @classmethod
     def allocate(cls, n: int, h: int, w: int, tiles: int, device: torch.device) -> "IterationState":
         f = dict(device=device, dtype=torch.float32)
-        return cls(u=[torch.zeros(n, 2, h, w, **f) for _ in range(2)], p=[torch.zeros(n, 2, 2, h, w, **f) for _ in range(2)],
-                   med=torch.zeros(n, 2, h, w, **f), grad=torch.zeros(n, 2, h, w, **f),
-                   grad_sq=torch.zeros(n, h, w, **f), rho_c=torch.zeros(n, h, w, **f),
-                   flags=torch.zeros(2, n, dtype=torch.int32, device=device),
-                   partials=torch.zeros(2, n, tiles, **f), iters=torch.zeros(n, dtype=torch.int32, device=device),
-                   running=torch.zeros((), dtype=torch.int32, device=device),
-                   host_flags=[torch.zeros((), dtype=torch.int32, pin_memory=device.type == "cuda") for _ in range(2)],
-                   events=[torch.cuda.Event() for _ in range(2)] if device.type == "cuda" else [None, None])
+        return cls(
+            u=[torch.zeros(n, 2, h, w, **f) for _ in range(2)],
+            p=[torch.zeros(n, 2, 2, h, w, **f) for _ in range(2)],
+            med=torch.zeros(n, 2, h, w, **f),
+            grad=torch.zeros(n, 2, h, w, **f),
+            grad_sq=torch.zeros(n, h, w, **f),
+            rho_c=torch.zeros(n, h, w, **f),
+            flags=torch.zeros(2, n, dtype=torch.int32, device=device),
+            partials=torch.zeros(2, n, tiles, **f),
+            iters=torch.zeros(n, dtype=torch.int32, device=device),
+            running=torch.zeros((), dtype=torch.int32, device=device),
+            host_flags=[torch.zeros((), dtype=torch.int32, pin_memory=device.type == "cuda") for _ in range(2)],
+            events=[torch.cuda.Event() for _ in range(2)] if device.type == "cuda" else [None, None],
+        )
 
     def start_warp(self, u: torch.Tensor, p: torch.Tensor) -> None:
         """Every pair runs the first iteration of a warp (as OpenCV restarts its count per warp)."""
@@ -213,15 +246,30 @@ class FusedTVL1(TVL1):
     (level, warp), coarsest level first, as the torch solver records them.
     """
 
-    def __init__(self, params: TVL1Params | None = None, device: str | torch.device = "cuda",
-                 check_every: int = 10, tile: tuple[int, int] = (16, 64), graphs: bool | None = None,
-                 record_iterations: bool = False, num_warps: int = 4):
+    def __init__(
+        self,
+        params: TVL1Params | None = None,
+        device: str | torch.device = "cuda",
+        check_every: int = 10,
+        tile: tuple[int, int] = (16, 64),
+        graphs: bool | None = None,
+        record_iterations: bool = False,
+        num_warps: int = 4,
+    ):
         ok, why = available(device)
         if not ok:
             raise RuntimeError(why)
         dev = torch.device(device)
-        super().__init__(params, device=dev, compile=dev.type == "cuda", check_every=check_every, threads=None,
-                         chunk=0, compact_below=0.0, record_iterations=record_iterations)
+        super().__init__(
+            params,
+            device=dev,
+            compile=dev.type == "cuda",
+            check_every=check_every,
+            threads=None,
+            chunk=0,
+            compact_below=0.0,
+            record_iterations=record_iterations,
+        )
         self.opencv_median = False  # the sorting network on the device, not cv2 on the host
         self.tile = tile
         self.num_warps = num_warps
@@ -270,8 +318,16 @@ class FusedTVL1(TVL1):
         if key not in self._states:
             self._states[key] = IterationState.allocate(n, h, w, tiles_x * tiles_y, i0.device)
         st = self._states[key]
-        consts = (h, w, tiles_x * tiles_y, tiles_x, prm.lambda_ * prm.theta, prm.theta, prm.tau / prm.theta,
-                  prm.epsilon * prm.epsilon * h * w)
+        consts = (
+            h,
+            w,
+            tiles_x * tiles_y,
+            tiles_x,
+            prm.lambda_ * prm.theta,
+            prm.theta,
+            prm.tau / prm.theta,
+            prm.epsilon * prm.epsilon * h * w,
+        )
         grid = (tiles_x * tiles_y, n)
         i1x, i1y = centered_gradient(i1)
         stack = torch.stack((i1, i1x, i1y), dim=1)
@@ -308,9 +364,25 @@ class FusedTVL1(TVL1):
                 st.med.copy_(self.median(st.u[a], prm.median_filtering))
                 u_in = st.med
             tvl1_iteration_kernel[grid](
-                u_in, st.p[a], st.u[b], st.p[b], st.grad, st.grad_sq, st.rho_c, st.flags[a], st.flags[b],
-                st.partials[a], st.partials[b], st.iters, *consts,
-                BH=self.tile[0], BW=self.tile[1], BT=32, EPS=GRAD_EPS, num_warps=self.num_warps)
+                u_in,
+                st.p[a],
+                st.u[b],
+                st.p[b],
+                st.grad,
+                st.grad_sq,
+                st.rho_c,
+                st.flags[a],
+                st.flags[b],
+                st.partials[a],
+                st.partials[b],
+                st.iters,
+                *consts,
+                BH=self.tile[0],
+                BW=self.tile[1],
+                BT=32,
+                EPS=GRAD_EPS,
+                num_warps=self.num_warps,
+            )
         torch.amax(st.flags[k1 % 2], dim=0, out=st.running)
 
     def _launch_chunk(self, st: IterationState, k0: int, k1: int, grid, consts, shape) -> None:
@@ -353,4 +425,5 @@ class FusedTVL1(TVL1):
         def read() -> bool:
             event.synchronize()
             return bool(host)
+
         return read

@@ -61,15 +61,16 @@ def flow_grid(flows: np.ndarray, columns: int = 4, max_flow: float | None = None
     grid = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), 255, np.uint8)
     for k, flow in enumerate(flows):
         r, c = divmod(k, cols)
-        grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = flow_to_color(flow, max_flow)
+        grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = flow_to_color(flow, max_flow)
     return grid
 
 
 def load_flows_for_show(src: str | Path, max_pairs: int, backend: str = "torch", device: str = "cpu") -> np.ndarray:
     """Up to ``max_pairs`` flows from a flow folder, or computed from the first frames of a video."""
     src = Path(src)
-    if src.is_dir() and (flowio.read_manifest(src) is not None or (src / flowio.NPZ_FILE).is_file()
-                         or any(src.glob("*x_*.jpg"))):
+    if src.is_dir() and (
+        flowio.read_manifest(src) is not None or (src / flowio.NPZ_FILE).is_file() or any(src.glob("*x_*.jpg"))
+    ):
         n = min(flowio.count_flow(src), max_pairs)
         return flowio.read_flow(src, range(n))
     if not src.exists():
@@ -107,8 +108,15 @@ def write_flow_video(path: str | Path, flows: np.ndarray, fps: int = 10) -> Path
     return Path(path)
 
 
-def show_flow(src: str | Path, out: str | Path, max_pairs: int = 8, columns: int = 4, fps: int = 10,
-              backend: str = "torch", device: str = "cpu") -> dict:
+def show_flow(
+    src: str | Path,
+    out: str | Path,
+    max_pairs: int = 8,
+    columns: int = 4,
+    fps: int = 10,
+    backend: str = "torch",
+    device: str = "cpu",
+) -> dict:
     """Render the flow of ``src`` (flow folder or video) to ``out`` (.png/.jpg grid or .mp4)."""
     out = Path(out)
     suffix = out.suffix.lower()
@@ -122,5 +130,11 @@ def show_flow(src: str | Path, out: str | Path, max_pairs: int = 8, columns: int
     else:
         write_flow_image(out, flows, columns)
     mags = np.sqrt((flows.astype(np.float64) ** 2).sum(1))
-    return {"out": str(out), "pairs": int(len(flows)), "height": int(flows.shape[2]), "width": int(flows.shape[3]),
-            "max_flow": float(mags.max()), "mean_flow": float(mags.mean())}
+    return {
+        "out": str(out),
+        "pairs": int(len(flows)),
+        "height": int(flows.shape[2]),
+        "width": int(flows.shape[3]),
+        "max_flow": float(mags.max()),
+        "mean_flow": float(mags.mean()),
+    }

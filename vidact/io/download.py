@@ -88,8 +88,9 @@ def _matches(digest: str, expected: str | None) -> bool:
     return expected is None or digest.startswith(expected)
 
 
-def fetch(source: str | Path, *, sha256: str | None = None, progress: bool | None = None,
-          cache: str | Path | None = None) -> Fetched:
+def fetch(
+    source: str | Path, *, sha256: str | None = None, progress: bool | None = None, cache: str | Path | None = None
+) -> Fetched:
     """A local file for ``source`` (a path or a URL), checked against ``sha256`` (full or prefix)."""
     expected = _check_expected(sha256)
     text = str(source)
@@ -110,8 +111,9 @@ def fetch(source: str | Path, *, sha256: str | None = None, progress: bool | Non
         recorded = record.read_text().split()[0] if record.is_file() else None
         want = expected or recorded
         if not _matches(digest, want):
-            raise DownloadError(f"{dest}: cached file has sha256 {digest[:16]}..., expected {want}; "
-                                f"delete it to download again")
+            raise DownloadError(
+                f"{dest}: cached file has sha256 {digest[:16]}..., expected {want}; delete it to download again"
+            )
         return Fetched(text, dest, digest, url=text, from_cache=True)
 
     digest = _download(text, dest, expected, progress)
@@ -125,23 +127,29 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool | None)
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310 (schemes checked by is_url)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise DownloadError(f"{url}: cannot download ({reason}); nothing is cached for it "
-                            f"(cache: {dest.parent})") from None
+        raise DownloadError(
+            f"{url}: cannot download ({reason}); nothing is cached for it (cache: {dest.parent})"
+        ) from None
     h = hashlib.sha256()
     received = 0
     with response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         try:
-            with atomic_path(dest) as tmp, open(tmp, "wb") as f, \
-                    make_progress(transient=True, disable=None if progress is not False else True) as bar:
+            with (
+                atomic_path(dest) as tmp,
+                open(tmp, "wb") as f,
+                make_progress(transient=True, disable=None if progress is not False else True) as bar,
+            ):
                 task = bar.add_task(f"download {dest.name.split('-', 1)[-1]}", total=total, status="")
                 while True:
                     try:
                         chunk = response.read(CHUNK)
                     except http.client.IncompleteRead as exc:
-                        raise DownloadError(f"{url}: truncated download ({received + len(exc.partial)} of "
-                                            f"{total} bytes); nothing was cached") from None
+                        raise DownloadError(
+                            f"{url}: truncated download ({received + len(exc.partial)} of "
+                            f"{total} bytes); nothing was cached"
+                        ) from None
                     except OSError as exc:
                         raise DownloadError(f"{url}: download failed after {received} bytes ({exc})") from None
                     if not chunk:
@@ -151,12 +159,12 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool | None)
                     received += len(chunk)
                     bar.update(task, advance=len(chunk))
                 if total is not None and received != total:
-                    raise DownloadError(f"{url}: truncated download ({received} of {total} bytes); "
-                                        f"nothing was cached")
+                    raise DownloadError(f"{url}: truncated download ({received} of {total} bytes); nothing was cached")
                 digest = h.hexdigest()
                 if not _matches(digest, expected):
-                    raise DownloadError(f"{url}: sha256 {digest[:16]}... does not match the expected {expected}; "
-                                        f"nothing was cached")
+                    raise DownloadError(
+                        f"{url}: sha256 {digest[:16]}... does not match the expected {expected}; nothing was cached"
+                    )
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:

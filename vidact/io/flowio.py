@@ -135,8 +135,15 @@ def _detect_jpg_layout(folder: Path) -> dict:
     prefix = DEFAULT_PREFIX if DEFAULT_PREFIX in found else ("" if "" in found else sorted(found)[0])
     indices = found[prefix]
     digits, ext = sample[prefix]
-    return {"format": "jpg", "prefix": prefix, "index_base": 0 if min(indices) == 0 else 1,
-            "digits": digits, "ext": ext, "bound": DEFAULT_BOUND, "num_flows": len(indices)}
+    return {
+        "format": "jpg",
+        "prefix": prefix,
+        "index_base": 0 if min(indices) == 0 else 1,
+        "digits": digits,
+        "ext": ext,
+        "bound": DEFAULT_BOUND,
+        "num_flows": len(indices),
+    }
 
 
 def _layout(folder: Path) -> dict:
@@ -149,10 +156,14 @@ def _layout(folder: Path) -> dict:
         fmt = "npz" if (folder / NPZ_FILE).is_file() else "jpg"
     if fmt == "npz":
         return {"format": "npz", **{k: v for k, v in manifest.items() if k != "format"}}
-    layout = _detect_jpg_layout(folder) if not {"prefix", "index_base"} <= manifest.keys() else {
-        "format": "jpg", "digits": DEFAULT_DIGITS, "ext": "jpg", "bound": DEFAULT_BOUND}
-    layout.update({k: manifest[k] for k in ("prefix", "index_base", "digits", "ext", "bound", "num_flows")
-                   if k in manifest})
+    layout = (
+        _detect_jpg_layout(folder)
+        if not {"prefix", "index_base"} <= manifest.keys()
+        else {"format": "jpg", "digits": DEFAULT_DIGITS, "ext": "jpg", "bound": DEFAULT_BOUND}
+    )
+    layout.update(
+        {k: manifest[k] for k in ("prefix", "index_base", "digits", "ext", "bound", "num_flows") if k in manifest}
+    )
     return layout
 
 
@@ -188,8 +199,10 @@ def read_flow(folder: str | Path, indices: Sequence[int] | None = None) -> np.nd
             return flows.astype(np.float32)
         idx = np.asarray(list(indices), dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(flows)):
-            raise VidactError(f"{folder}: flow index {int(idx.max() if idx.max() >= len(flows) else idx.min())} "
-                              f"out of range ({len(flows)} flows)")
+            raise VidactError(
+                f"{folder}: flow index {int(idx.max() if idx.max() >= len(flows) else idx.min())} "
+                f"out of range ({len(flows)} flows)"
+            )
         return flows[idx].astype(np.float32)
     if indices is None:
         indices = range(count_flow(folder))

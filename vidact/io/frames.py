@@ -59,9 +59,7 @@ def _decode_jpeg(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def read_frames(
-    folder: str | Path, indices: Sequence[int], prefix: str = PREFIX, ext: str = EXT
-) -> np.ndarray:
+def read_frames(folder: str | Path, indices: Sequence[int], prefix: str = PREFIX, ext: str = EXT) -> np.ndarray:
     """Frames at 0-based ``indices`` (any order, repeats allowed) as (N, H, W, 3) uint8 RGB."""
     if len(indices) == 0:
         raise ValueError("read_frames needs at least one index")

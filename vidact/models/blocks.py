@@ -23,8 +23,7 @@ def pad_time_to(x: torch.Tensor, frames: int) -> torch.Tensor:
         return x
     before = missing // 2
     first, last = x[:, :, :1], x[:, :, -1:]
-    return torch.cat([first.expand(-1, -1, before, -1, -1), x,
-                      last.expand(-1, -1, missing - before, -1, -1)], dim=2)
+    return torch.cat([first.expand(-1, -1, before, -1, -1), x, last.expand(-1, -1, missing - before, -1, -1)], dim=2)
 
 
 def fit_time(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -32,7 +31,7 @@ def fit_time(x: torch.Tensor, frames: int) -> torch.Tensor:
     t = x.shape[2]
     if t > frames:
         start = (t - frames) // 2
-        return x[:, :, start:start + frames]
+        return x[:, :, start : start + frames]
     return pad_time_to(x, frames)
 
 
@@ -50,8 +49,14 @@ def stack_flow(x: torch.Tensor) -> torch.Tensor:
 class Conv3dBNReLU(nn.Module):
     """Conv3d (no bias) + BatchNorm3d + ReLU: torchvision's ``BasicConv2d`` inflated to 3D."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
-                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+    ):
         super().__init__()
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm3d(out_channels, eps=0.001)
@@ -71,7 +76,7 @@ class PadTimeConv3d(nn.Conv3d):
 def pad_to_window(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
     """Repeat edge values of the trailing dims of ``x`` until each is at least its ``window`` size."""
     pads: list[int] = []
-    for size, k in zip(reversed(x.shape[-len(window):]), reversed(window)):
+    for size, k in zip(reversed(x.shape[-len(window) :]), reversed(window)):
         missing = max(0, k - size)
         pads += [missing // 2, missing - missing // 2]
     return F.pad(x, pads, mode="replicate") if any(pads) else x
@@ -97,8 +102,7 @@ class FCHead(nn.Module):
     The adaptive pool is an identity at the paper's input size and lets any T/H/W through.
     """
 
-    def __init__(self, channels: int, grid: Sequence[int], hidden: Sequence[int], num_classes: int,
-                 dropout: float):
+    def __init__(self, channels: int, grid: Sequence[int], hidden: Sequence[int], num_classes: int, dropout: float):
         super().__init__()
         pool = nn.AdaptiveAvgPool3d if len(grid) == 3 else nn.AdaptiveAvgPool2d
         self.pool = pool(tuple(grid))
@@ -142,5 +146,17 @@ def init_conv_linear(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-__all__ = ["Conv3dBNReLU", "FCHead", "MaxPool2dMinSize", "MaxPool3dMinSize", "PadTimeConv3d", "centre_frame",
-           "fit_time", "init_conv_linear", "pad_time_to", "pad_to_window", "scaled", "stack_flow"]
+__all__ = [
+    "Conv3dBNReLU",
+    "FCHead",
+    "MaxPool2dMinSize",
+    "MaxPool3dMinSize",
+    "PadTimeConv3d",
+    "centre_frame",
+    "fit_time",
+    "init_conv_linear",
+    "pad_time_to",
+    "pad_to_window",
+    "scaled",
+    "stack_flow",
+]

@@ -32,8 +32,14 @@ def _pool(name: str) -> nn.MaxPool3d:
 class C3D(nn.Module):
     """C3D on (B, C, T, H, W); an adaptive pool to 1x4x4 (identity at 16x112x112) precedes fc6."""
 
-    def __init__(self, num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5,
-                 width_mult: float = 1.0, batch_norm: bool = False):
+    def __init__(
+        self,
+        num_classes: int = 101,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        batch_norm: bool = False,
+    ):
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
@@ -62,13 +68,21 @@ class C3D(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("c3d", input=InputSpec(3, 16, 112, 1, "rgb"), family="c3d",
-                description="Tran et al. 2015: eight 3x3x3 convs, fc6/fc7 4096")
+@register_model(
+    "c3d",
+    input=InputSpec(3, 16, 112, 1, "rgb"),
+    family="c3d",
+    description="Tran et al. 2015: eight 3x3x3 convs, fc6/fc7 4096",
+)
 def c3d(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0) -> C3D:
     return C3D(num_classes, in_channels, dropout, width_mult)
 
 
-@register_model("c3d-bn", input=InputSpec(3, 16, 112, 1, "rgb"), family="c3d",
-                description="C3D with BatchNorm after every conv (MMAction2's norm_cfg=BN); trains from scratch")
+@register_model(
+    "c3d-bn",
+    input=InputSpec(3, 16, 112, 1, "rgb"),
+    family="c3d",
+    description="C3D with BatchNorm after every conv (MMAction2's norm_cfg=BN); trains from scratch",
+)
 def c3d_bn(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0) -> C3D:
     return C3D(num_classes, in_channels, dropout, width_mult, batch_norm=True)

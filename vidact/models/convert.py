@@ -22,11 +22,16 @@ from vidact.models.resnet3d import BN_EPS
 SOURCES = ("pytorchvideo", "pyslowfast")
 
 _BLOCK = {  # vidact bottleneck / shortcut names -> PyTorchVideo's
-    "branch1": "branch1_conv", "branch1_bn": "branch1_norm",
-    "branch2.a": "branch2.conv_a", "branch2.a_bn": "branch2.norm_a",
-    "branch2.b": "branch2.conv_b", "branch2.c": "branch2.conv_c", "branch2.c_bn": "branch2.norm_c",
+    "branch1": "branch1_conv",
+    "branch1_bn": "branch1_norm",
+    "branch2.a": "branch2.conv_a",
+    "branch2.a_bn": "branch2.norm_a",
+    "branch2.b": "branch2.conv_b",
+    "branch2.c": "branch2.conv_c",
+    "branch2.c_bn": "branch2.norm_c",
     "branch2.b_bn": "branch2.norm_b.0",  # X3D wraps BN and SE in one Sequential
-    "branch2.se.fc1": "branch2.norm_b.1.block.0", "branch2.se.fc2": "branch2.norm_b.1.block.2",
+    "branch2.se.fc1": "branch2.norm_b.1.block.0",
+    "branch2.se.fc2": "branch2.norm_b.1.block.2",
 }
 _SLOWFAST_PTV_BN = {"branch2.b_bn": "branch2.norm_b"}  # plain BN in PyTorchVideo's ResNet
 
@@ -34,6 +39,7 @@ _SLOWFAST_PTV_BN = {"branch2.b_bn": "branch2.norm_b"}  # plain BN in PyTorchVide
 def _res_block_rule(prefix: str, table: dict[str, str]):
     def rule(m: re.Match) -> str:
         return f"{prefix.format(stage=int(m['stage']) - 1)}.res_blocks.{m['block']}.{table[m['part']]}"
+
     return rule
 
 
@@ -83,17 +89,23 @@ _RULES: dict[tuple[str, str], list] = {
         (r"stem\.fast\.bn", "blocks.0.multipathway_blocks.1.norm"),
         (r"stem_fuse\.conv", "blocks.0.multipathway_fusion.conv_fast_to_slow"),
         (r"stem_fuse\.bn", "blocks.0.multipathway_fusion.norm"),
-        (rf"res(?P<stage>\d)\.slow\.(?P<block>\d+)\.{_PART}",
-         _res_block_rule("blocks.{stage}.multipathway_blocks.0", {**_BLOCK, **_SLOWFAST_PTV_BN})),
-        (rf"res(?P<stage>\d)\.fast\.(?P<block>\d+)\.{_PART}",
-         _res_block_rule("blocks.{stage}.multipathway_blocks.1", {**_BLOCK, **_SLOWFAST_PTV_BN})),
+        (
+            rf"res(?P<stage>\d)\.slow\.(?P<block>\d+)\.{_PART}",
+            _res_block_rule("blocks.{stage}.multipathway_blocks.0", {**_BLOCK, **_SLOWFAST_PTV_BN}),
+        ),
+        (
+            rf"res(?P<stage>\d)\.fast\.(?P<block>\d+)\.{_PART}",
+            _res_block_rule("blocks.{stage}.multipathway_blocks.1", {**_BLOCK, **_SLOWFAST_PTV_BN}),
+        ),
         (r"res(?P<stage>\d)_fuse\.conv", lambda m: f"{_ptv_fusion(m)}.conv_fast_to_slow"),
         (r"res(?P<stage>\d)_fuse\.bn", lambda m: f"{_ptv_fusion(m)}.norm"),
         (r"head\.projection", "blocks.6.proj"),
     ],
 }
-_PROJECTION = {"pytorchvideo": {"x3d": "blocks.5.proj.weight", "slowfast": "blocks.6.proj.weight"},
-               "pyslowfast": {"x3d": "head.projection.weight", "slowfast": "head.projection.weight"}}
+_PROJECTION = {
+    "pytorchvideo": {"x3d": "blocks.5.proj.weight", "slowfast": "blocks.6.proj.weight"},
+    "pyslowfast": {"x3d": "head.projection.weight", "slowfast": "head.projection.weight"},
+}
 
 
 @dataclass
@@ -138,8 +150,10 @@ def detect_source(state: dict[str, torch.Tensor]) -> str:
     if any(k.startswith("s1.") for k in state):
         return "pyslowfast"
     first = next(iter(state))
-    raise CheckpointError(f"cannot tell the checkpoint's origin from its keys (first key {first!r}); "
-                          f"pass --from pytorchvideo or --from pyslowfast")
+    raise CheckpointError(
+        f"cannot tell the checkpoint's origin from its keys (first key {first!r}); "
+        f"pass --from pytorchvideo or --from pyslowfast"
+    )
 
 
 def _identity_bn(name: str, like: torch.Tensor) -> torch.Tensor:
@@ -150,8 +164,9 @@ def _identity_bn(name: str, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like)
 
 
-def convert_state_dict(state: dict[str, torch.Tensor], arch: str, source: str = "auto"
-                       ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
+def convert_state_dict(
+    state: dict[str, torch.Tensor], arch: str, source: str = "auto"
+) -> tuple[dict[str, torch.Tensor], ConversionReport]:
     """Map a PyTorchVideo/PySlowFast state dict onto the vidact model ``arch``."""
     entry = get_entry(arch)
     if entry.family not in ("x3d", "slowfast"):
@@ -180,8 +195,10 @@ def convert_state_dict(state: dict[str, torch.Tensor], arch: str, source: str = 
             raise CheckpointError(f"missing key {src!r} (vidact {key!r}): checkpoint does not fit {arch}")
         value = state[src]
         if tuple(value.shape) != tuple(like.shape):
-            raise CheckpointError(f"shape mismatch at {src!r}: {tuple(value.shape)} in the checkpoint, "
-                                  f"{tuple(like.shape)} for vidact {key!r} in {arch}")
+            raise CheckpointError(
+                f"shape mismatch at {src!r}: {tuple(value.shape)} in the checkpoint, "
+                f"{tuple(like.shape)} for vidact {key!r} in {arch}"
+            )
         out[key] = value.detach().clone().to(like.dtype)
         used.add(src)
     extra = [k for k in state if k not in used]
@@ -190,8 +207,9 @@ def convert_state_dict(state: dict[str, torch.Tensor], arch: str, source: str = 
     return out, ConversionReport(entry.name, source, int(num_classes), len(out), filled)
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, arch: str, source: str = "auto",
-                       classes: list[str] | None = None) -> ConversionReport:
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, arch: str, source: str = "auto", classes: list[str] | None = None
+) -> ConversionReport:
     """Read ``src`` (PyTorchVideo/PySlowFast), write a vidact checkpoint to ``dst`` atomically."""
     from vidact.runtime.checkpoint import save_checkpoint
 
@@ -212,7 +230,12 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str, source: str 
     elif len(classes) != report.num_classes:
         raise UsageError(f"{len(classes)} class names given but the checkpoint has {report.num_classes} classes")
     entry = get_entry(arch)
-    save_checkpoint(dst, arch=entry.name, classes=list(classes),
-                    config={"arch": entry.name, "num_classes": report.num_classes, "converted_from": report.source},
-                    input=asdict(entry.input), model=state)
+    save_checkpoint(
+        dst,
+        arch=entry.name,
+        classes=list(classes),
+        config={"arch": entry.name, "num_classes": report.num_classes, "converted_from": report.source},
+        input=asdict(entry.input),
+        model=state,
+    )
     return report

@@ -20,9 +20,13 @@ import torch
 from vidact.errors import CheckpointError
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
 }
 _BN = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
 _PARAM = {"w": "weight", "b": "bias"}
@@ -71,7 +75,10 @@ def caffe2_name(name: str) -> str | None:
         (r"res_conv1_bn_(\w+)", lambda m: (f"s1.{way}_stem.bn", m[1], True)),
         (r"conv1_(\w+)", lambda m: (f"s1.{way}_stem.conv", m[1], False)),
         # residual blocks: res<stage>_<block>_branch2<a|b|c>[_bn]_<x>, res<stage>_<block>_branch1[_bn]_<x>
-        (r"res(\d+)_(\d+)_branch2([abc])_bn_(\w+)", lambda m: (f"s{m[1]}.{way}_res{m[2]}.branch2.{m[3]}_bn", m[4], True)),
+        (
+            r"res(\d+)_(\d+)_branch2([abc])_bn_(\w+)",
+            lambda m: (f"s{m[1]}.{way}_res{m[2]}.branch2.{m[3]}_bn", m[4], True),
+        ),
         (r"res(\d+)_(\d+)_branch2([abc])_(\w+)", lambda m: (f"s{m[1]}.{way}_res{m[2]}.branch2.{m[3]}", m[4], False)),
         (r"res(\d+)_(\d+)_branch1_bn_(\w+)", lambda m: (f"s{m[1]}.{way}_res{m[2]}.branch1_bn", m[3], True)),
         (r"res(\d+)_(\d+)_branch1_(\w+)", lambda m: (f"s{m[1]}.{way}_res{m[2]}.branch1", m[3], False)),

@@ -51,16 +51,24 @@ class KarpathyTower(nn.Sequential):
     def __init__(self, in_channels: int, temporal, width_mult: float = 1.0, last_pool: bool = True):
         c1, c2, c3, c5 = (scaled(c, width_mult) for c in (96, 256, 384, 256))
         (k1, s1), (k2, s2), (k3, s3) = temporal
-        layers = OrderedDict([
-            ("conv1", PadTimeConv3d(in_channels, c1, (k1, 11, 11), (s1, 3, 3), (0, 5, 5))),
-            ("relu1", nn.ReLU(inplace=True)), ("norm1", _lrn()), ("pool1", _pool()),
-            ("conv2", PadTimeConv3d(c1, c2, (k2, 5, 5), (s2, 1, 1), (0, 2, 2))),
-            ("relu2", nn.ReLU(inplace=True)), ("norm2", _lrn()), ("pool2", _pool()),
-            ("conv3", PadTimeConv3d(c2, c3, (k3, 3, 3), (s3, 1, 1), (0, 1, 1))),
-            ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv3d(c3, c3, (1, 3, 3), padding=(0, 1, 1))), ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv3d(c3, c5, (1, 3, 3), padding=(0, 1, 1))), ("relu5", nn.ReLU(inplace=True)),
-        ])
+        layers = OrderedDict(
+            [
+                ("conv1", PadTimeConv3d(in_channels, c1, (k1, 11, 11), (s1, 3, 3), (0, 5, 5))),
+                ("relu1", nn.ReLU(inplace=True)),
+                ("norm1", _lrn()),
+                ("pool1", _pool()),
+                ("conv2", PadTimeConv3d(c1, c2, (k2, 5, 5), (s2, 1, 1), (0, 2, 2))),
+                ("relu2", nn.ReLU(inplace=True)),
+                ("norm2", _lrn()),
+                ("pool2", _pool()),
+                ("conv3", PadTimeConv3d(c2, c3, (k3, 3, 3), (s3, 1, 1), (0, 1, 1))),
+                ("relu3", nn.ReLU(inplace=True)),
+                ("conv4", nn.Conv3d(c3, c3, (1, 3, 3), padding=(0, 1, 1))),
+                ("relu4", nn.ReLU(inplace=True)),
+                ("conv5", nn.Conv3d(c3, c5, (1, 3, 3), padding=(0, 1, 1))),
+                ("relu5", nn.ReLU(inplace=True)),
+            ]
+        )
         if last_pool:
             layers["pool5"] = _pool()
         super().__init__(layers)
@@ -70,9 +78,16 @@ class KarpathyTower(nn.Sequential):
 class FusionNet(nn.Module):
     """Karpathy's tower with single/early/late/slow fusion in time; input (B, C, T, H, W)."""
 
-    def __init__(self, fusion: str = "single", num_classes: int = 487, in_channels: int = 3,
-                 dropout: float = 0.5, width_mult: float = 1.0, multires: bool = False,
-                 frames_apart: int = 15):
+    def __init__(
+        self,
+        fusion: str = "single",
+        num_classes: int = 487,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        multires: bool = False,
+        frames_apart: int = 15,
+    ):
         super().__init__()
         if fusion not in TEMPORAL_LAYOUT:
             raise ValueError(f"fusion must be one of {', '.join(TEMPORAL_LAYOUT)}, not {fusion!r}")
@@ -82,7 +97,8 @@ class FusionNet(nn.Module):
         streams = 2 if multires else 1
         self.towers = nn.ModuleList(
             KarpathyTower(in_channels, TEMPORAL_LAYOUT[fusion], width_mult, last_pool=not multires)
-            for _ in range(streams))
+            for _ in range(streams)
+        )
         channels = self.towers[0].out_channels * streams * (2 if fusion == "late" else 1)
         fc = scaled(4096, width_mult)
         self.head = FCHead(channels, (1, 7, 7), (fc, fc), num_classes, dropout)
@@ -94,7 +110,7 @@ class FusionNet(nn.Module):
             return [x]
         h, w = x.shape[-2:]
         top, left = (h - h // 2) // 2, (w - w // 2) // 2
-        fovea = x[..., top:top + h // 2, left:left + w // 2]
+        fovea = x[..., top : top + h // 2, left : left + w // 2]
         context = F.avg_pool3d(x, (1, 2, 2))
         return [fovea, context]
 
@@ -118,29 +134,51 @@ def _spec(frames: int) -> InputSpec:
     return InputSpec(channels=3, frames=frames, size=170, stride=1, modality="rgb")
 
 
-@register_model("single-frame", input=_spec(1), family="karpathy",
-                description="Karpathy 2014 single-frame tower (per-frame features averaged)")
-def single_frame(num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0,
-                 multires: bool = False) -> FusionNet:
+@register_model(
+    "single-frame",
+    input=_spec(1),
+    family="karpathy",
+    description="Karpathy 2014 single-frame tower (per-frame features averaged)",
+)
+def single_frame(
+    num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0, multires: bool = False
+) -> FusionNet:
     return FusionNet("single", num_classes, in_channels, dropout, width_mult, multires)
 
 
-@register_model("early-fusion", input=_spec(10), family="karpathy",
-                description="Karpathy 2014 early fusion: conv1 spans 10 frames")
-def early_fusion(num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0,
-                 multires: bool = False) -> FusionNet:
+@register_model(
+    "early-fusion", input=_spec(10), family="karpathy", description="Karpathy 2014 early fusion: conv1 spans 10 frames"
+)
+def early_fusion(
+    num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0, multires: bool = False
+) -> FusionNet:
     return FusionNet("early", num_classes, in_channels, dropout, width_mult, multires)
 
 
-@register_model("late-fusion", input=_spec(16), family="karpathy",
-                description="Karpathy 2014 late fusion: shared tower on two frames 15 apart, merged at FC6")
-def late_fusion(num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0,
-                multires: bool = False, frames_apart: int = 15) -> FusionNet:
+@register_model(
+    "late-fusion",
+    input=_spec(16),
+    family="karpathy",
+    description="Karpathy 2014 late fusion: shared tower on two frames 15 apart, merged at FC6",
+)
+def late_fusion(
+    num_classes: int = 487,
+    in_channels: int = 3,
+    dropout: float = 0.5,
+    width_mult: float = 1.0,
+    multires: bool = False,
+    frames_apart: int = 15,
+) -> FusionNet:
     return FusionNet("late", num_classes, in_channels, dropout, width_mult, multires, frames_apart)
 
 
-@register_model("slow-fusion", input=_spec(10), family="karpathy",
-                description="Karpathy 2014 slow fusion: temporal extent grows 4 -> 2 -> 2 (stride 2)")
-def slow_fusion(num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0,
-                multires: bool = False) -> FusionNet:
+@register_model(
+    "slow-fusion",
+    input=_spec(10),
+    family="karpathy",
+    description="Karpathy 2014 slow fusion: temporal extent grows 4 -> 2 -> 2 (stride 2)",
+)
+def slow_fusion(
+    num_classes: int = 487, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0, multires: bool = False
+) -> FusionNet:
     return FusionNet("slow", num_classes, in_channels, dropout, width_mult, multires)

@@ -22,8 +22,16 @@ from vidact.errors import CheckpointError
 from vidact.models.blocks import Conv3dBNReLU, MaxPool3dMinSize, scaled
 from vidact.models.registry import InputSpec, register_model
 
-__all__ = ["I3D", "I3DTwoStream", "Inception3d", "i3d", "i3d_flow", "i3d_two_stream", "inflate_2d_weights",
-           "load_inflated"]
+__all__ = [
+    "I3D",
+    "I3DTwoStream",
+    "Inception3d",
+    "i3d",
+    "i3d_flow",
+    "i3d_two_stream",
+    "inflate_2d_weights",
+    "load_inflated",
+]
 
 # in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5" (3x3 as in torchvision/TF-slim), pool proj
 INCEPTION = {
@@ -42,16 +50,20 @@ INCEPTION = {
 class Inception3d(nn.Module):
     """An inflated Inception module: four branches concatenated along channels."""
 
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-                 pool_proj: int):
+    def __init__(
+        self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+    ):
         super().__init__()
         self.branch1 = Conv3dBNReLU(in_channels, ch1x1, 1)
-        self.branch2 = nn.Sequential(Conv3dBNReLU(in_channels, ch3x3red, 1),
-                                     Conv3dBNReLU(ch3x3red, ch3x3, 3, padding=1))
-        self.branch3 = nn.Sequential(Conv3dBNReLU(in_channels, ch5x5red, 1),
-                                     Conv3dBNReLU(ch5x5red, ch5x5, 3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool3d(3, 1, padding=1, ceil_mode=True),
-                                     Conv3dBNReLU(in_channels, pool_proj, 1))
+        self.branch2 = nn.Sequential(
+            Conv3dBNReLU(in_channels, ch3x3red, 1), Conv3dBNReLU(ch3x3red, ch3x3, 3, padding=1)
+        )
+        self.branch3 = nn.Sequential(
+            Conv3dBNReLU(in_channels, ch5x5red, 1), Conv3dBNReLU(ch5x5red, ch5x5, 3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool3d(3, 1, padding=1, ceil_mode=True), Conv3dBNReLU(in_channels, pool_proj, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
@@ -60,8 +72,7 @@ class Inception3d(nn.Module):
 class I3D(nn.Module):
     """Inflated Inception-v1 on (B, C, T, H, W); global average pool, dropout, linear classifier."""
 
-    def __init__(self, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5,
-                 width_mult: float = 1.0):
+    def __init__(self, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0):
         super().__init__()
 
         def w(c: int) -> int:
@@ -128,8 +139,13 @@ class I3DTwoStream(nn.Module):
     def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Summed logits, or with ``pre_logits`` both streams' pooled features side by side."""
         if pre_logits:
-            return torch.cat([self.rgb.forward_head(features[0], pre_logits=True),
-                              self.flow.forward_head(features[1], pre_logits=True)], dim=1)
+            return torch.cat(
+                [
+                    self.rgb.forward_head(features[0], pre_logits=True),
+                    self.flow.forward_head(features[1], pre_logits=True),
+                ],
+                dim=1,
+            )
         return self.rgb.forward_head(features[0]) + self.flow.forward_head(features[1])
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
@@ -158,8 +174,7 @@ def inflate_2d_weights(state_dict: Mapping[str, torch.Tensor], model: nn.Module)
             if key.startswith("fc."):
                 inflated[key] = target.clone()
                 continue
-            raise CheckpointError(f"{key}: 2D shape {tuple(state_dict[key].shape)} cannot become "
-                                  f"{tuple(target.shape)}")
+            raise CheckpointError(f"{key}: 2D shape {tuple(state_dict[key].shape)} cannot become {tuple(target.shape)}")
         inflated[key] = source.clone()
     return inflated
 
@@ -183,22 +198,33 @@ def _two_stream_input(batch: int, frames: int | None, size: int | None) -> list[
     return [torch.randn(batch, 3, t, s, s), torch.randn(batch, 2, t, s, s)]
 
 
-@register_model("i3d", input=InputSpec(3, 64, 224, 1, "rgb"), family="i3d",
-                description="Carreira & Zisserman 2017: inflated Inception-v1, RGB")
+@register_model(
+    "i3d",
+    input=InputSpec(3, 64, 224, 1, "rgb"),
+    family="i3d",
+    description="Carreira & Zisserman 2017: inflated Inception-v1, RGB",
+)
 def i3d(num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0) -> I3D:
     return I3D(num_classes, in_channels, dropout, width_mult)
 
 
-@register_model("i3d-flow", input=InputSpec(2, 64, 224, 1, "flow"), family="i3d",
-                description="I3D on 2-channel optical flow")
+@register_model(
+    "i3d-flow", input=InputSpec(2, 64, 224, 1, "flow"), family="i3d", description="I3D on 2-channel optical flow"
+)
 def i3d_flow(num_classes: int = 400, in_channels: int = 2, dropout: float = 0.5, width_mult: float = 1.0) -> I3D:
     return I3D(num_classes, in_channels, dropout, width_mult)
 
 
-@register_model("i3d-two-stream", input=InputSpec(3, 64, 224, 1, "rgb+flow"), family="i3d",
-                description="RGB I3D + flow I3D, logits summed", make_input=_two_stream_input)
-def i3d_two_stream(num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5,
-                   width_mult: float = 1.0) -> I3DTwoStream:
+@register_model(
+    "i3d-two-stream",
+    input=InputSpec(3, 64, 224, 1, "rgb+flow"),
+    family="i3d",
+    description="RGB I3D + flow I3D, logits summed",
+    make_input=_two_stream_input,
+)
+def i3d_two_stream(
+    num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0
+) -> I3DTwoStream:
     if in_channels != 3:
         raise ValueError("i3d-two-stream takes 3-channel RGB and 2-channel flow; in_channels must be 3")
     return I3DTwoStream(num_classes, dropout, width_mult)

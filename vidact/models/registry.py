@@ -39,8 +39,9 @@ class ModelEntry:
     make_input: Callable[[int, int | None, int | None], object] | None = None
     defaults: dict = field(default_factory=dict)
 
-    def example_input(self, batch: int = 1, frames: int | None = None, size: int | None = None,
-                      device: str | torch.device = "cpu"):
+    def example_input(
+        self, batch: int = 1, frames: int | None = None, size: int | None = None, device: str | torch.device = "cpu"
+    ):
         if self.make_input is not None:
             x = self.make_input(batch, frames, size)
         else:
@@ -57,8 +58,7 @@ def _to(x, device):
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, input: InputSpec, family: str, description: str = "",
-                   make_input=None, **defaults):
+def register_model(name: str, *, input: InputSpec, family: str, description: str = "", make_input=None, **defaults):
     """Decorator: register ``builder`` under ``name``; ``defaults`` are builder kwargs."""
 
     def wrap(builder):

@@ -51,8 +51,7 @@ class PointwiseConv3d(nn.Conv3d):
     stride is a slice.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int | tuple[int, int, int] = 1,
-                 bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, stride: int | tuple[int, int, int] = 1, bias: bool = False):
         super().__init__(in_channels, out_channels, 1, stride=stride, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,17 +95,36 @@ class Bottleneck(nn.Module):
     adds squeeze-excitation after ``b_bn``; ``b_act`` is ``relu`` or ``swish``.
     """
 
-    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, stride: int = 1,
-                 temporal_kernel_a: int = 1, temporal_kernel_b: int = 1, groups_b: int = 1,
-                 se_ratio: float = 0.0, b_act: str = "relu"):
+    def __init__(
+        self,
+        dim_in: int,
+        dim_inner: int,
+        dim_out: int,
+        stride: int = 1,
+        temporal_kernel_a: int = 1,
+        temporal_kernel_b: int = 1,
+        groups_b: int = 1,
+        se_ratio: float = 0.0,
+        b_act: str = "relu",
+    ):
         super().__init__()
         ka, kb = temporal_kernel_a, temporal_kernel_b
-        self.a = PointwiseConv3d(dim_in, dim_inner) if ka == 1 else \
-            nn.Conv3d(dim_in, dim_inner, (ka, 1, 1), padding=(ka // 2, 0, 0), bias=False)
+        self.a = (
+            PointwiseConv3d(dim_in, dim_inner)
+            if ka == 1
+            else nn.Conv3d(dim_in, dim_inner, (ka, 1, 1), padding=(ka // 2, 0, 0), bias=False)
+        )
         self.a_bn = batch_norm(dim_inner)
         self.a_relu = nn.ReLU(inplace=True)
-        self.b = nn.Conv3d(dim_inner, dim_inner, (kb, 3, 3), stride=(1, stride, stride),
-                           padding=(kb // 2, 1, 1), groups=groups_b, bias=False)
+        self.b = nn.Conv3d(
+            dim_inner,
+            dim_inner,
+            (kb, 3, 3),
+            stride=(1, stride, stride),
+            padding=(kb // 2, 1, 1),
+            groups=groups_b,
+            bias=False,
+        )
         self.b_bn = batch_norm(dim_inner)
         self.se = SqueezeExcitation(dim_inner, se_ratio) if se_ratio > 0 else None
         self.b_relu = nn.SiLU() if b_act == "swish" else nn.ReLU(inplace=True)
@@ -142,9 +160,17 @@ class ResBlock(nn.Module):
         return self.relu(shortcut + self.branch2(x))
 
 
-def res_stage(depth: int, dim_in: int, dim_inner: int, dim_out: int, stride: int,
-              se_every_other: float = 0.0, temporal_blocks: int | None = None,
-              temporal_kernel_a: int = 1, **bottleneck_kw) -> nn.Sequential:
+def res_stage(
+    depth: int,
+    dim_in: int,
+    dim_inner: int,
+    dim_out: int,
+    stride: int,
+    se_every_other: float = 0.0,
+    temporal_blocks: int | None = None,
+    temporal_kernel_a: int = 1,
+    **bottleneck_kw,
+) -> nn.Sequential:
     """``depth`` residual blocks; the first carries the stride. SE (ratio ``se_every_other``)
     goes on blocks 1, 3, 5, ... (PySlowFast's ``(i + 1) % 2``). Only the first
     ``temporal_blocks`` blocks (all when None) keep ``temporal_kernel_a``; later ones use 1."""
@@ -153,8 +179,14 @@ def res_stage(depth: int, dim_in: int, dim_inner: int, dim_out: int, stride: int
         d_in, s = (dim_in, stride) if i == 0 else (dim_out, 1)
         se = se_every_other if (i + 1) % 2 else 0.0
         ka = temporal_kernel_a if temporal_blocks is None or i < temporal_blocks else 1
-        blocks.append(ResBlock(d_in, dim_out, s, Bottleneck(d_in, dim_inner, dim_out, s, se_ratio=se,
-                                                            temporal_kernel_a=ka, **bottleneck_kw)))
+        blocks.append(
+            ResBlock(
+                d_in,
+                dim_out,
+                s,
+                Bottleneck(d_in, dim_inner, dim_out, s, se_ratio=se, temporal_kernel_a=ka, **bottleneck_kw),
+            )
+        )
     return nn.Sequential(*blocks)
 
 

@@ -32,8 +32,14 @@ class ResNetStem(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int):
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, (temporal_kernel, 7, 7), stride=(1, 2, 2),
-                              padding=(temporal_kernel // 2, 3, 3), bias=False)
+        self.conv = nn.Conv3d(
+            in_channels,
+            out_channels,
+            (temporal_kernel, 7, 7),
+            stride=(1, 2, 2),
+            padding=(temporal_kernel // 2, 3, 3),
+            bias=False,
+        )
         self.bn = batch_norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
@@ -59,8 +65,14 @@ class FuseFastToSlow(nn.Module):
 
     def __init__(self, fast_channels: int, channel_ratio: int, kernel: int, alpha: int):
         super().__init__()
-        self.conv = nn.Conv3d(fast_channels, fast_channels * channel_ratio, (kernel, 1, 1), stride=(alpha, 1, 1),
-                              padding=(kernel // 2, 0, 0), bias=False)
+        self.conv = nn.Conv3d(
+            fast_channels,
+            fast_channels * channel_ratio,
+            (kernel, 1, 1),
+            stride=(alpha, 1, 1),
+            padding=(kernel // 2, 0, 0),
+            bias=False,
+        )
         self.bn = batch_norm(fast_channels * channel_ratio)
         self.relu = nn.ReLU(inplace=True)
 
@@ -97,10 +109,20 @@ class SlowFast(DevicePreferences, nn.Module):
     memory_formats = {"cpu": torch.contiguous_format, "cuda": torch.channels_last_3d}
     amp_dtypes = {"cpu": torch.bfloat16, "cuda": torch.bfloat16}
 
-    def __init__(self, depth: int = 50, alpha: int = 4, beta_inv: int = 8, fusion_channel_ratio: int = 2,
-                 fusion_kernel: int = 7, num_classes: int = 400, in_channels: int = 3, dropout: float = 0.5,
-                 width_mult: float = 1.0, depth_mult: float = 1.0,
-                 temporal_blocks: Sequence[int] | None = None):
+    def __init__(
+        self,
+        depth: int = 50,
+        alpha: int = 4,
+        beta_inv: int = 8,
+        fusion_channel_ratio: int = 2,
+        fusion_kernel: int = 7,
+        num_classes: int = 400,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        temporal_blocks: Sequence[int] | None = None,
+    ):
         super().__init__()
         if depth not in STAGE_DEPTHS:
             raise ValueError(f"SlowFast depth must be one of {sorted(STAGE_DEPTHS)}, got {depth}")
@@ -110,19 +132,35 @@ class SlowFast(DevicePreferences, nn.Module):
         fast_width = width // beta_inv
         fuse = dict(channel_ratio=fusion_channel_ratio, kernel=fusion_kernel, alpha=alpha)
 
-        self.stem = TwoPathway(ResNetStem(in_channels, width, SLOW_TEMPORAL_KERNELS[0]),
-                               ResNetStem(in_channels, fast_width, FAST_TEMPORAL_KERNELS[0]))
+        self.stem = TwoPathway(
+            ResNetStem(in_channels, width, SLOW_TEMPORAL_KERNELS[0]),
+            ResNetStem(in_channels, fast_width, FAST_TEMPORAL_KERNELS[0]),
+        )
         self.stem_fuse = FuseFastToSlow(fast_width, **fuse)
         slow_in, fast_in = width + fast_width * fusion_channel_ratio, fast_width
         for i, blocks in enumerate(STAGE_DEPTHS[depth]):
             blocks = round_repeats(blocks, depth_mult)
-            inner, stride = width * 2 ** i, 1 if i == 0 else 2
+            inner, stride = width * 2**i, 1 if i == 0 else 2
             slow_out, fast_out = 4 * inner, 4 * inner // beta_inv
             t_blocks = None if temporal_blocks is None else temporal_blocks[i]
-            slow = res_stage(blocks, slow_in, inner, slow_out, stride, temporal_blocks=t_blocks,
-                             temporal_kernel_a=SLOW_TEMPORAL_KERNELS[i + 1])
-            fast = res_stage(blocks, fast_in, inner // beta_inv, fast_out, stride, temporal_blocks=t_blocks,
-                             temporal_kernel_a=FAST_TEMPORAL_KERNELS[i + 1])
+            slow = res_stage(
+                blocks,
+                slow_in,
+                inner,
+                slow_out,
+                stride,
+                temporal_blocks=t_blocks,
+                temporal_kernel_a=SLOW_TEMPORAL_KERNELS[i + 1],
+            )
+            fast = res_stage(
+                blocks,
+                fast_in,
+                inner // beta_inv,
+                fast_out,
+                stride,
+                temporal_blocks=t_blocks,
+                temporal_kernel_a=FAST_TEMPORAL_KERNELS[i + 1],
+            )
             self.add_module(f"res{i + 2}", TwoPathway(slow, fast))
             if i < 3:
                 self.add_module(f"res{i + 2}_fuse", FuseFastToSlow(fast_out, **fuse))
@@ -135,7 +173,7 @@ class SlowFast(DevicePreferences, nn.Module):
     def pathways(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``[slow, fast]`` from a fast-rate clip (slow = every ``alpha``-th frame) or a pair."""
         if isinstance(x, torch.Tensor):
-            return [x[:, :, ::self.alpha], x]
+            return [x[:, :, :: self.alpha], x]
         if len(x) != 2:
             raise ValueError(f"SlowFast takes one clip tensor or [slow, fast], got {len(x)} tensors")
         return [x[0], x[1]]
@@ -159,19 +197,31 @@ class SlowFast(DevicePreferences, nn.Module):
 _INPUT = InputSpec(channels=3, frames=32, size=224, stride=2)
 
 
-@register_model("slowfast-r50-4x16", input=_INPUT, family="slowfast",
-                description="SlowFast R50 4x16 (alpha 8, 5x1x1 laterals), Feichtenhofer 2019")
+@register_model(
+    "slowfast-r50-4x16",
+    input=_INPUT,
+    family="slowfast",
+    description="SlowFast R50 4x16 (alpha 8, 5x1x1 laterals), Feichtenhofer 2019",
+)
 def slowfast_r50_4x16(**kwargs) -> SlowFast:
     return SlowFast(depth=50, alpha=8, fusion_kernel=5, **kwargs)
 
 
-@register_model("slowfast-r50-8x8", input=_INPUT, family="slowfast",
-                description="SlowFast R50 8x8 (alpha 4, 7x1x1 laterals), Feichtenhofer 2019")
+@register_model(
+    "slowfast-r50-8x8",
+    input=_INPUT,
+    family="slowfast",
+    description="SlowFast R50 8x8 (alpha 4, 7x1x1 laterals), Feichtenhofer 2019",
+)
 def slowfast_r50_8x8(**kwargs) -> SlowFast:
     return SlowFast(depth=50, alpha=4, fusion_kernel=7, **kwargs)
 
 
-@register_model("slowfast-r101-8x8", input=_INPUT, family="slowfast",
-                description="SlowFast R101 8x8 (alpha 4, 5x1x1 laterals as PySlowFast's config), Feichtenhofer 2019")
+@register_model(
+    "slowfast-r101-8x8",
+    input=_INPUT,
+    family="slowfast",
+    description="SlowFast R101 8x8 (alpha 4, 5x1x1 laterals as PySlowFast's config), Feichtenhofer 2019",
+)
 def slowfast_r101_8x8(**kwargs) -> SlowFast:
     return SlowFast(depth=101, alpha=4, fusion_kernel=5, **kwargs)

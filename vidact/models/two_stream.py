@@ -16,12 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidact.models.blocks import (FCHead, MaxPool2dMinSize, centre_frame, fit_time, init_conv_linear, scaled,
-                                  stack_flow)
+from vidact.models.blocks import FCHead, MaxPool2dMinSize, centre_frame, fit_time, init_conv_linear, scaled, stack_flow
 from vidact.models.registry import InputSpec, register_model
 
-__all__ = ["CNNM2048", "SpatialStream", "TemporalStream", "TwoStream",
-           "two_stream", "two_stream_spatial", "two_stream_temporal"]
+__all__ = [
+    "CNNM2048",
+    "SpatialStream",
+    "TemporalStream",
+    "TwoStream",
+    "two_stream",
+    "two_stream_spatial",
+    "two_stream_temporal",
+]
 
 FLOW_FRAMES = 10  # L in the paper
 
@@ -29,25 +35,40 @@ FLOW_FRAMES = 10  # L in the paper
 class CNNM2048(nn.Module):
     """CNN-M-2048 on (B, C, H, W); the adaptive pool before full6 is an identity at 224x224."""
 
-    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, width_mult: float = 1.0,
-                 second_norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        second_norm: bool = True,
+    ):
         super().__init__()
         c1, c2, c3 = (scaled(c, width_mult) for c in (96, 256, 512))
-        layers = OrderedDict([
-            ("conv1", nn.Conv2d(in_channels, c1, 7, stride=2)), ("relu1", nn.ReLU(inplace=True)),
-            ("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)),
-            ("pool1", MaxPool2dMinSize(3, 2, ceil_mode=True)),
-            ("conv2", nn.Conv2d(c1, c2, 5, stride=2, padding=1)), ("relu2", nn.ReLU(inplace=True)),
-        ])
+        layers = OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, c1, 7, stride=2)),
+                ("relu1", nn.ReLU(inplace=True)),
+                ("norm1", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)),
+                ("pool1", MaxPool2dMinSize(3, 2, ceil_mode=True)),
+                ("conv2", nn.Conv2d(c1, c2, 5, stride=2, padding=1)),
+                ("relu2", nn.ReLU(inplace=True)),
+            ]
+        )
         if second_norm:
             layers["norm2"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
-        layers.update([
-            ("pool2", MaxPool2dMinSize(3, 2, ceil_mode=True)),
-            ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
-            ("conv4", nn.Conv2d(c3, c3, 3, padding=1)), ("relu4", nn.ReLU(inplace=True)),
-            ("conv5", nn.Conv2d(c3, c3, 3, padding=1)), ("relu5", nn.ReLU(inplace=True)),
-            ("pool5", MaxPool2dMinSize(3, 2, ceil_mode=True)),
-        ])
+        layers.update(
+            [
+                ("pool2", MaxPool2dMinSize(3, 2, ceil_mode=True)),
+                ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
+                ("relu3", nn.ReLU(inplace=True)),
+                ("conv4", nn.Conv2d(c3, c3, 3, padding=1)),
+                ("relu4", nn.ReLU(inplace=True)),
+                ("conv5", nn.Conv2d(c3, c3, 3, padding=1)),
+                ("relu5", nn.ReLU(inplace=True)),
+                ("pool5", MaxPool2dMinSize(3, 2, ceil_mode=True)),
+            ]
+        )
         self.features = nn.Sequential(layers)
         self.head = FCHead(c3, (6, 6), (scaled(4096, width_mult), scaled(2048, width_mult)), num_classes, dropout)
         self.num_features = self.head.num_features
@@ -66,8 +87,7 @@ class CNNM2048(nn.Module):
 class SpatialStream(CNNM2048):
     """The appearance stream: CNN-M-2048 on the middle RGB frame of (B, 3, T, H, W)."""
 
-    def __init__(self, num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5,
-                 width_mult: float = 1.0):
+    def __init__(self, num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0):
         super().__init__(in_channels, num_classes, dropout, width_mult, second_norm=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +100,14 @@ class TemporalStream(CNNM2048):
     A clip longer than L gives its middle L flow fields, a shorter one repeats its edge fields.
     """
 
-    def __init__(self, num_classes: int = 101, in_channels: int = 2, dropout: float = 0.5,
-                 width_mult: float = 1.0, flow_frames: int = FLOW_FRAMES):
+    def __init__(
+        self,
+        num_classes: int = 101,
+        in_channels: int = 2,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        flow_frames: int = FLOW_FRAMES,
+    ):
         super().__init__(in_channels * flow_frames, num_classes, dropout, width_mult, second_norm=False)
         self.flow_frames = flow_frames
 
@@ -97,8 +123,14 @@ class TwoStream(nn.Module):
     softmax scores (the paper's SVM, trained end to end).
     """
 
-    def __init__(self, num_classes: int = 101, dropout: float = 0.5, width_mult: float = 1.0,
-                 fusion: str = "average", flow_frames: int = FLOW_FRAMES):
+    def __init__(
+        self,
+        num_classes: int = 101,
+        dropout: float = 0.5,
+        width_mult: float = 1.0,
+        fusion: str = "average",
+        flow_frames: int = FLOW_FRAMES,
+    ):
         super().__init__()
         if fusion not in ("average", "linear"):
             raise ValueError(f"fusion must be 'average' or 'linear', not {fusion!r}")
@@ -115,8 +147,13 @@ class TwoStream(nn.Module):
     def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Fused scores, or with ``pre_logits`` both streams' classifier inputs side by side."""
         if pre_logits:
-            return torch.cat([self.spatial.forward_head(features[0], pre_logits=True),
-                              self.temporal.forward_head(features[1], pre_logits=True)], dim=1)
+            return torch.cat(
+                [
+                    self.spatial.forward_head(features[0], pre_logits=True),
+                    self.temporal.forward_head(features[1], pre_logits=True),
+                ],
+                dim=1,
+            )
         spatial = self.spatial.forward_head(features[0])
         temporal = self.temporal.forward_head(features[1])
         if self.fuse is None:
@@ -135,25 +172,49 @@ def _two_stream_input(batch: int, frames: int | None, size: int | None) -> list[
     return [torch.randn(batch, 3, 1, s, s), torch.randn(batch, 2, frames or FLOW_FRAMES, s, s)]
 
 
-@register_model("two-stream", input=InputSpec(3, 1, 224, 1, "rgb+flow"), family="two-stream",
-                description="Simonyan & Zisserman 2014: CNN-M-2048 spatial + temporal (L=10) streams",
-                make_input=_two_stream_input)
-def two_stream(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0,
-               fusion: str = "average", flow_frames: int = FLOW_FRAMES) -> TwoStream:
+@register_model(
+    "two-stream",
+    input=InputSpec(3, 1, 224, 1, "rgb+flow"),
+    family="two-stream",
+    description="Simonyan & Zisserman 2014: CNN-M-2048 spatial + temporal (L=10) streams",
+    make_input=_two_stream_input,
+)
+def two_stream(
+    num_classes: int = 101,
+    in_channels: int = 3,
+    dropout: float = 0.5,
+    width_mult: float = 1.0,
+    fusion: str = "average",
+    flow_frames: int = FLOW_FRAMES,
+) -> TwoStream:
     if in_channels != 3:
         raise ValueError("two-stream takes 3-channel RGB and 2-channel flow; in_channels must be 3")
     return TwoStream(num_classes, dropout, width_mult, fusion, flow_frames)
 
 
-@register_model("two-stream-spatial", input=InputSpec(3, 1, 224, 1, "rgb"), family="two-stream",
-                description="Two-stream spatial net alone (one RGB frame)")
-def two_stream_spatial(num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5,
-                       width_mult: float = 1.0) -> SpatialStream:
+@register_model(
+    "two-stream-spatial",
+    input=InputSpec(3, 1, 224, 1, "rgb"),
+    family="two-stream",
+    description="Two-stream spatial net alone (one RGB frame)",
+)
+def two_stream_spatial(
+    num_classes: int = 101, in_channels: int = 3, dropout: float = 0.5, width_mult: float = 1.0
+) -> SpatialStream:
     return SpatialStream(num_classes, in_channels, dropout, width_mult)
 
 
-@register_model("two-stream-temporal", input=InputSpec(2, FLOW_FRAMES, 224, 1, "flow"), family="two-stream",
-                description="Two-stream temporal net alone (L=10 stacked flow fields)")
-def two_stream_temporal(num_classes: int = 101, in_channels: int = 2, dropout: float = 0.5,
-                        width_mult: float = 1.0, flow_frames: int = FLOW_FRAMES) -> TemporalStream:
+@register_model(
+    "two-stream-temporal",
+    input=InputSpec(2, FLOW_FRAMES, 224, 1, "flow"),
+    family="two-stream",
+    description="Two-stream temporal net alone (L=10 stacked flow fields)",
+)
+def two_stream_temporal(
+    num_classes: int = 101,
+    in_channels: int = 2,
+    dropout: float = 0.5,
+    width_mult: float = 1.0,
+    flow_frames: int = FLOW_FRAMES,
+) -> TemporalStream:
     return TemporalStream(num_classes, in_channels, dropout, width_mult, flow_frames)

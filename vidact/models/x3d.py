@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import (DevicePreferences, PointwiseConv3d, batch_norm, init_weights, res_stage,
-                                    round_repeats, round_width)
+from vidact.models.resnet3d import (
+    DevicePreferences,
+    PointwiseConv3d,
+    batch_norm,
+    init_weights,
+    res_stage,
+    round_repeats,
+    round_width,
+)
 
 STEM_WIDTH = 12  # X2D's stem and res2 width before gamma_w
 STAGE_DEPTHS = (1, 2, 5, 3)  # X2D's blocks per stage before gamma_d
@@ -75,10 +82,15 @@ class X3DStem(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 5):
         super().__init__()
-        self.conv_xy = nn.Conv3d(in_channels, out_channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1),
-                                 bias=False)
-        self.conv_t = nn.Conv3d(out_channels, out_channels, (temporal_kernel, 1, 1),
-                                padding=(temporal_kernel // 2, 0, 0), groups=out_channels, bias=False)
+        self.conv_xy = nn.Conv3d(in_channels, out_channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False)
+        self.conv_t = nn.Conv3d(
+            out_channels,
+            out_channels,
+            (temporal_kernel, 1, 1),
+            padding=(temporal_kernel // 2, 0, 0),
+            groups=out_channels,
+            bias=False,
+        )
         self.bn = batch_norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
@@ -112,8 +124,15 @@ class X3D(DevicePreferences, nn.Module):
     memory_formats = {"cpu": torch.channels_last_3d, "cuda": torch.contiguous_format}
     amp_dtypes: dict[str, torch.dtype] = {}
 
-    def __init__(self, factors: X3DFactors, num_classes: int = 400, in_channels: int = 3,
-                 dropout: float = 0.5, se_ratio: float = SE_RATIO, head_width: int = HEAD_WIDTH):
+    def __init__(
+        self,
+        factors: X3DFactors,
+        num_classes: int = 400,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+        se_ratio: float = SE_RATIO,
+        head_width: int = HEAD_WIDTH,
+    ):
         super().__init__()
         self.factors = factors
         self.num_classes = num_classes
@@ -121,9 +140,19 @@ class X3D(DevicePreferences, nn.Module):
         self.stem = X3DStem(in_channels, stem_out)
         dim_in = stem_out
         for i, (depth, dim_out, dim_inner) in enumerate(
-                zip(factors.stage_depths(), factors.stage_widths(), factors.inner_widths())):
-            stage = res_stage(depth, dim_in, dim_inner, dim_out, stride=2, se_every_other=se_ratio,
-                              temporal_kernel_b=3, groups_b=dim_inner, b_act="swish")
+            zip(factors.stage_depths(), factors.stage_widths(), factors.inner_widths())
+        ):
+            stage = res_stage(
+                depth,
+                dim_in,
+                dim_inner,
+                dim_out,
+                stride=2,
+                se_every_other=se_ratio,
+                temporal_kernel_b=3,
+                groups_b=dim_inner,
+                b_act="swish",
+            )
             self.add_module(f"res{i + 2}", stage)
             dim_in = dim_out
         self.conv5 = PointwiseConv3d(dim_in, dim_inner)
@@ -146,9 +175,15 @@ class X3D(DevicePreferences, nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def x3d_from_factors(factors: X3DFactors, num_classes: int = 400, in_channels: int = 3,
-                     dropout: float = 0.5, width_mult: float = 1.0, depth_mult: float = 1.0,
-                     **kwargs) -> X3D:
+def x3d_from_factors(
+    factors: X3DFactors,
+    num_classes: int = 400,
+    in_channels: int = 3,
+    dropout: float = 0.5,
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    **kwargs,
+) -> X3D:
     """Build the X3D network at ``factors`` (``width_mult``/``depth_mult`` scale gamma_w/gamma_d)."""
     if width_mult != 1.0 or depth_mult != 1.0:
         factors = replace(factors, gamma_w=factors.gamma_w * width_mult, gamma_d=factors.gamma_d * depth_mult)

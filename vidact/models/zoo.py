@@ -45,20 +45,51 @@ class ZooEntry:
 
 
 def _pysf_x3d(size: str, top1_10: float, top1_30: float, frames: str) -> ZooEntry:
-    return ZooEntry(f"pyslowfast-x3d-{size}", f"x3d-{size}", "pyslowfast", "Kinetics-400", top1_30,
-                    "10 clips x 3 crops", f"{_PYSF}/x3d_models/x3d_{size}.pyth", frames=frames,
-                    format="pyslowfast", page=PYSLOWFAST_PAGE, note=f"{top1_10} with 10 views")
+    return ZooEntry(
+        f"pyslowfast-x3d-{size}",
+        f"x3d-{size}",
+        "pyslowfast",
+        "Kinetics-400",
+        top1_30,
+        "10 clips x 3 crops",
+        f"{_PYSF}/x3d_models/x3d_{size}.pyth",
+        frames=frames,
+        format="pyslowfast",
+        page=PYSLOWFAST_PAGE,
+        note=f"{top1_10} with 10 views",
+    )
 
 
 def _ptv(name: str, arch: str | None, top1: float, file: str, frames: str, note: str = "") -> ZooEntry:
-    return ZooEntry(f"pytorchvideo-{name}", arch, "pytorchvideo", "Kinetics-400", top1, "10 clips x 3 crops",
-                    f"{_PTV}/{file}", frames=frames, format="pytorchvideo", page=PYTORCHVIDEO_PAGE, note=note)
+    return ZooEntry(
+        f"pytorchvideo-{name}",
+        arch,
+        "pytorchvideo",
+        "Kinetics-400",
+        top1,
+        "10 clips x 3 crops",
+        f"{_PTV}/{file}",
+        frames=frames,
+        format="pytorchvideo",
+        page=PYTORCHVIDEO_PAGE,
+        note=note,
+    )
 
 
 def _pysf_c2(name: str, arch: str | None, top1: float, file: str, frames: str, note: str = "") -> ZooEntry:
-    return ZooEntry(f"pyslowfast-{name}", arch, "pyslowfast", "Kinetics-400", top1, "10 clips x 3 crops",
-                    f"{_PYSF}/model_zoo/kinetics400/{file}", frames=frames, format="pyslowfast-caffe2",
-                    page=PYSLOWFAST_PAGE, note=note)
+    return ZooEntry(
+        f"pyslowfast-{name}",
+        arch,
+        "pyslowfast",
+        "Kinetics-400",
+        top1,
+        "10 clips x 3 crops",
+        f"{_PYSF}/model_zoo/kinetics400/{file}",
+        frames=frames,
+        format="pyslowfast-caffe2",
+        page=PYSLOWFAST_PAGE,
+        note=note,
+    )
 
 
 _RESNET_I3D = "ResNet-50 I3D/C2D: not a vidact architecture (vidact's i3d is Inception-v1)"
@@ -81,10 +112,19 @@ ZOO: tuple[ZooEntry, ...] = (
     _ptv("slowfast-r101-8x8", "slowfast-r101-8x8", 77.90, "SLOWFAST_8x8_R101.pyth", "8x8"),
     _ptv("i3d-r50-8x8", None, 73.27, "I3D_8x8_R50.pyth", "8x8", _RESNET_I3D),
     _ptv("c2d-r50-8x8", None, 71.46, "C2D_8x8_R50.pyth", "8x8", _RESNET_I3D),
-    ZooEntry("torchvision-googlenet", "i3d", "torchvision", "ImageNet-1k", 69.778, "1 centre crop 224",
-             "https://download.pytorch.org/models/googlenet-1378be20.pth", sha256="1378be20",
-             format="torchvision", page=TORCHVISION_PAGE,
-             note="2D GoogLeNet, inflated into i3d / i3d-flow (--pretrained imagenet)"),
+    ZooEntry(
+        "torchvision-googlenet",
+        "i3d",
+        "torchvision",
+        "ImageNet-1k",
+        69.778,
+        "1 centre crop 224",
+        "https://download.pytorch.org/models/googlenet-1378be20.pth",
+        sha256="1378be20",
+        format="torchvision",
+        page=TORCHVISION_PAGE,
+        note="2D GoogLeNet, inflated into i3d / i3d-flow (--pretrained imagenet)",
+    ),
 )
 
 IMAGENET = "imagenet"  # --pretrained imagenet: the 2D ImageNet network an architecture inflates
@@ -114,8 +154,10 @@ def imagenet_entry(arch: str, family: str) -> ZooEntry:
     name = _IMAGENET_FOR_FAMILY.get(family)
     if name is None:
         families = ", ".join(sorted(_IMAGENET_FOR_FAMILY))
-        raise UsageError(f"--pretrained imagenet inflates 2D ImageNet weights for the {families} family only, "
-                         f"not {arch!r} ({family})")
+        raise UsageError(
+            f"--pretrained imagenet inflates 2D ImageNet weights for the {families} family only, "
+            f"not {arch!r} ({family})"
+        )
     return get_zoo_entry(name)
 
 

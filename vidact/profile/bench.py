@@ -55,8 +55,9 @@ def _median_ms(fn, device: torch.device, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def benchmark(model: nn.Module, inputs, device: str | torch.device = "cpu", amp: bool = False,
-              warmup: int = 2, iters: int = 5) -> BenchResult:
+def benchmark(
+    model: nn.Module, inputs, device: str | torch.device = "cpu", amp: bool = False, warmup: int = 2, iters: int = 5
+) -> BenchResult:
     """Time inference (eval, no grad) and a training step (train mode, backward of the summed logits).
 
     ``amp`` runs under bf16 autocast. Peak memory is CUDA's max allocated on a GPU and the process's
@@ -86,13 +87,34 @@ def benchmark(model: nn.Module, inputs, device: str | torch.device = "cpu", amp:
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
     else:
         peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
-    return BenchResult(str(device), batch, amp, iters, forward_ms, train_ms, 1000 * batch / forward_ms,
-                       1000 * batch / train_ms, peak, kind, torch.get_num_threads())
+    return BenchResult(
+        str(device),
+        batch,
+        amp,
+        iters,
+        forward_ms,
+        train_ms,
+        1000 * batch / forward_ms,
+        1000 * batch / train_ms,
+        peak,
+        kind,
+        torch.get_num_threads(),
+    )
 
 
-def benchmark_arch(arch: str, frames: int | None = None, size: int | None = None, batch: int = 1,
-                   num_classes: int | None = None, device: str = "cpu", amp: bool = False,
-                   warmup: int = 2, iters: int = 5, threads: int | None = None, **model_kwargs) -> BenchResult:
+def benchmark_arch(
+    arch: str,
+    frames: int | None = None,
+    size: int | None = None,
+    batch: int = 1,
+    num_classes: int | None = None,
+    device: str = "cpu",
+    amp: bool = False,
+    warmup: int = 2,
+    iters: int = 5,
+    threads: int | None = None,
+    **model_kwargs,
+) -> BenchResult:
     """Build ``arch`` with random weights on ``device`` and :func:`benchmark` it at its default input.
 
     ``threads`` sets torch's CPU thread count for the run (restored afterwards).

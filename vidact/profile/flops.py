@@ -22,18 +22,73 @@ from torch.utils.flop_counter import flop_registry
 
 from vidact.errors import UsageError
 
-__all__ = ["FlopReport", "LayerCost", "count_flops", "op_summary", "parse_views", "profile_arch", "shape_text",
-           "summarize_models"]
+__all__ = [
+    "FlopReport",
+    "LayerCost",
+    "count_flops",
+    "op_summary",
+    "parse_views",
+    "profile_arch",
+    "shape_text",
+    "summarize_models",
+]
 
 # Ops that only move or reshape data (no arithmetic), beyond the aliasing views torch tags itself.
 DATA_MOVEMENT = {
-    "cat", "stack", "clone", "copy", "copy_", "_to_copy", "contiguous", "constant_pad_nd", "repeat",
-    "index", "index_select", "gather", "scatter", "slice_scatter", "select_scatter", "flip", "roll",
-    "replication_pad1d", "replication_pad2d", "replication_pad3d", "reflection_pad1d", "reflection_pad2d",
-    "reflection_pad3d", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros",
-    "zeros_like", "ones", "ones_like", "full", "full_like", "fill", "fill_", "zero_", "arange", "lift_fresh",
-    "lift_fresh_copy", "detach", "_unsafe_view", "split_with_sizes", "unbind", "scalar_tensor", "alias",
-    "_local_scalar_dense", "randn", "rand", "normal_", "uniform_", "bernoulli_", "resize_", "set_",
+    "cat",
+    "stack",
+    "clone",
+    "copy",
+    "copy_",
+    "_to_copy",
+    "contiguous",
+    "constant_pad_nd",
+    "repeat",
+    "index",
+    "index_select",
+    "gather",
+    "scatter",
+    "slice_scatter",
+    "select_scatter",
+    "flip",
+    "roll",
+    "replication_pad1d",
+    "replication_pad2d",
+    "replication_pad3d",
+    "reflection_pad1d",
+    "reflection_pad2d",
+    "reflection_pad3d",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "new_empty",
+    "new_empty_strided",
+    "zeros",
+    "zeros_like",
+    "ones",
+    "ones_like",
+    "full",
+    "full_like",
+    "fill",
+    "fill_",
+    "zero_",
+    "arange",
+    "lift_fresh",
+    "lift_fresh_copy",
+    "detach",
+    "_unsafe_view",
+    "split_with_sizes",
+    "unbind",
+    "scalar_tensor",
+    "alias",
+    "_local_scalar_dense",
+    "randn",
+    "rand",
+    "normal_",
+    "uniform_",
+    "bernoulli_",
+    "resize_",
+    "set_",
 }
 NORM_WORDS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
 
@@ -179,15 +234,21 @@ def count_flops(model: nn.Module, inputs) -> FlopReport:
 
     Build the model and inputs under ``torch.device("meta")`` to count big models without memory.
     """
-    report = FlopReport(_input_shapes(inputs), sum(p.numel() for p in model.parameters()), 0, 0,
-                        {}, {}, {}, {}, {}, {}, {})
+    report = FlopReport(
+        _input_shapes(inputs), sum(p.numel() for p in model.parameters()), 0, 0, {}, {}, {}, {}, {}, {}, {}
+    )
     stack: list[LayerCost] = []
     handles = []
     for name, module in model.named_modules():
         if not name:
             continue
-        layer = LayerCost(name, type(module).__name__, name.count(".") + 1, not any(module.children()),
-                          params=sum(p.numel() for p in module.parameters()))
+        layer = LayerCost(
+            name,
+            type(module).__name__,
+            name.count(".") + 1,
+            not any(module.children()),
+            params=sum(p.numel() for p in module.parameters()),
+        )
         report.layers.append(layer)
 
         def push(_m, _inp, layer=layer):
@@ -214,8 +275,15 @@ def count_flops(model: nn.Module, inputs) -> FlopReport:
     return report
 
 
-def profile_arch(arch: str, frames: int | None = None, size: int | None = None, batch: int = 1,
-                 num_classes: int | None = None, views: int = 1, **model_kwargs) -> FlopReport:
+def profile_arch(
+    arch: str,
+    frames: int | None = None,
+    size: int | None = None,
+    batch: int = 1,
+    num_classes: int | None = None,
+    views: int = 1,
+    **model_kwargs,
+) -> FlopReport:
     """Count ``arch`` on the meta device at its default input (or the given frames/size/batch)."""
     from vidact.models.registry import get_entry
 
@@ -234,8 +302,10 @@ def profile_arch(arch: str, frames: int | None = None, size: int | None = None, 
         raise UsageError(f"{arch}: input {shapes} is too small for this architecture ({reason})") from None
     empty = next((layer for layer in report.layers if layer.output_shape and 0 in layer.output_shape), None)
     if empty is not None:  # the meta device lets pooling shrink a dimension to nothing
-        raise UsageError(f"{arch}: input {shapes} is too small for this architecture "
-                         f"({empty.name} would output {shape_text([empty.output_shape])})")
+        raise UsageError(
+            f"{arch}: input {shapes} is too small for this architecture "
+            f"({empty.name} would output {shape_text([empty.output_shape])})"
+        )
     report.views = views
     return report
 
@@ -251,7 +321,6 @@ def _human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return str(int(n))
-
 
 
 def summarize_models(names: list[str] | None = None, family: str | None = None) -> list[dict]:
@@ -271,10 +340,21 @@ def summarize_models(names: list[str] | None = None, family: str | None = None) 
         shapes = [s[1:] for s in report.input_shapes]
         spec = entry.input
         classes = report.output_shape[-1] if report.output_shape else None
-        rows.append({
-            "name": name, "family": entry.family, "modality": spec.modality, "channels": spec.channels,
-            "frames": spec.frames, "size": spec.size, "stride": spec.stride, "input_shapes": shapes,
-            "input_text": " + ".join(f"{c}x{t}x{h}x{w}" for c, t, h, w in shapes), "params": report.params,
-            "gflops": report.gflops, "num_classes": classes, "description": entry.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "modality": spec.modality,
+                "channels": spec.channels,
+                "frames": spec.frames,
+                "size": spec.size,
+                "stride": spec.stride,
+                "input_shapes": shapes,
+                "input_text": " + ".join(f"{c}x{t}x{h}x{w}" for c, t, h, w in shapes),
+                "params": report.params,
+                "gflops": report.gflops,
+                "num_classes": classes,
+                "description": entry.description,
+            }
+        )
     return rows

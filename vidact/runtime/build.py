@@ -50,8 +50,14 @@ def builder_options(builder) -> set[str] | None:
     return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def build_model(arch: str, num_classes: int, *, in_channels: int | None = None, dropout: float | None = None,
-                width_mult: float = 1.0) -> nn.Module:
+def build_model(
+    arch: str,
+    num_classes: int,
+    *,
+    in_channels: int | None = None,
+    dropout: float | None = None,
+    width_mult: float = 1.0,
+) -> nn.Module:
     """``create_model`` with only the options the run changes; an option the arch lacks is a UsageError.
 
     The options are checked against the builder's signature before the call, so an error raised
@@ -70,8 +76,9 @@ def build_model(arch: str, num_classes: int, *, in_channels: int | None = None, 
     accepted = builder_options(entry.builder)
     unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
     if unknown:
-        raise UsageError(f"arch {arch!r} does not accept option {unknown[0]!r} "
-                         f"(it takes {', '.join(sorted(accepted))})")
+        raise UsageError(
+            f"arch {arch!r} does not accept option {unknown[0]!r} (it takes {', '.join(sorted(accepted))})"
+        )
     return create_model(arch, **kwargs)
 
 
@@ -81,9 +88,15 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) ->
     if "input" in ckpt:
         inp = ResolvedInput(**ckpt["input"])
     else:
-        inp = resolve_input(ckpt["arch"], cfg.get("modality", ""), cfg.get("frames", 0), cfg.get("size", 0),
-                            cfg.get("stride", 0))
-    model = build_model(ckpt["arch"], len(ckpt["classes"]), in_channels=inp.channels,
-                        dropout=cfg.get("dropout", 0.5), width_mult=cfg.get("width_mult", 1.0))
+        inp = resolve_input(
+            ckpt["arch"], cfg.get("modality", ""), cfg.get("frames", 0), cfg.get("size", 0), cfg.get("stride", 0)
+        )
+    model = build_model(
+        ckpt["arch"],
+        len(ckpt["classes"]),
+        in_channels=inp.channels,
+        dropout=cfg.get("dropout", 0.5),
+        width_mult=cfg.get("width_mult", 1.0),
+    )
     load_model_state(model, ckpt["model"], path)
     return model.to(device).eval(), inp

@@ -33,8 +33,12 @@ def capture_rng_state() -> dict:
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_version, "state": list(py_state), "gauss_next": py_gauss},
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -45,8 +49,9 @@ def restore_rng_state(state: dict) -> None:
     """Undo :func:`capture_rng_state`: every generator continues where it was saved."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if state.get("cuda") and torch.cuda.is_available():
@@ -68,8 +73,10 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
         if "weights only" in reason.lower() or "weights_only" in reason.lower():
-            raise CheckpointError(f"{path}: refused: the file holds pickled Python objects, which "
-                                  f"weights_only loading does not run (not a plain vidact checkpoint)") from None
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled Python objects, which "
+                f"weights_only loading does not run (not a plain vidact checkpoint)"
+            ) from None
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -91,12 +98,12 @@ def check_arch(ckpt: dict, arch: str, path: str | Path) -> None:
 def check_classes(ckpt: dict, classes: list[str], path: str | Path, data: str | Path) -> None:
     """The data's classes must be the checkpoint's (same count; names when both are known)."""
     if len(ckpt["classes"]) != len(classes):
-        raise CheckpointError(f"{path}: checkpoint has {len(ckpt['classes'])} classes but {data} has "
-                              f"{len(classes)}")
+        raise CheckpointError(f"{path}: checkpoint has {len(ckpt['classes'])} classes but {data} has {len(classes)}")
     if list(ckpt["classes"]) != list(classes):
         first = next(i for i, (a, b) in enumerate(zip(ckpt["classes"], classes)) if a != b)
-        raise CheckpointError(f"{path}: class {first} is {ckpt['classes'][first]!r} in the checkpoint but "
-                              f"{classes[first]!r} in {data}")
+        raise CheckpointError(
+            f"{path}: class {first} is {ckpt['classes'][first]!r} in the checkpoint but {classes[first]!r} in {data}"
+        )
 
 
 def load_model_state(model: nn.Module, state: dict, path: str | Path) -> None:
@@ -107,10 +114,13 @@ def load_model_state(model: nn.Module, state: dict, path: str | Path) -> None:
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         what = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
-        raise CheckpointError(f"{path}: weights do not fit the model ({what}; "
-                              f"{len(missing)} missing, {len(unexpected)} unexpected)")
+        raise CheckpointError(
+            f"{path}: weights do not fit the model ({what}; {len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: weights do not fit the model ({k!r} has shape "
-                                  f"{tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} in the model)")
+            raise CheckpointError(
+                f"{path}: weights do not fit the model ({k!r} has shape "
+                f"{tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} in the model)"
+            )
     target.load_state_dict(state)

@@ -10,8 +10,15 @@ from pathlib import Path
 
 from vidact.io.atomic import atomic_path
 
-AXIS_COLORS = {"t": "tab:blue", "tau": "tab:cyan", "s": "tab:green", "w": "tab:red", "b": "tab:purple",
-               "d": "tab:brown", "base": "black"}
+AXIS_COLORS = {
+    "t": "tab:blue",
+    "tau": "tab:cyan",
+    "s": "tab:green",
+    "w": "tab:red",
+    "b": "tab:purple",
+    "d": "tab:brown",
+    "base": "black",
+}
 
 
 def plot_trajectory(records: list[dict], out: str | Path) -> Path | None:
@@ -34,21 +41,35 @@ def plot_trajectory(records: list[dict], out: str | Path) -> Path | None:
     path = sorted((r for r in records if r.get("chosen")), key=lambda r: r["step"])
     grown = [r for r in path if r["kind"] != "contract"]
     if grown:
-        ax.plot([r["gflops"] for r in grown], [100 * r["top1"] for r in grown], color="black", lw=1.6,
-                marker="o", ms=5, zorder=3, label="chosen path")
+        ax.plot(
+            [r["gflops"] for r in grown],
+            [100 * r["top1"] for r in grown],
+            color="black",
+            lw=1.6,
+            marker="o",
+            ms=5,
+            zorder=3,
+            label="chosen path",
+        )
     contracted = [r for r in path if r["kind"] == "contract"]
     if grown and contracted:
         leg = [grown[-1], contracted[0]]
-        ax.plot([r["gflops"] for r in leg], [100 * r["top1"] for r in leg], color="black", lw=1.2, ls="--",
-                zorder=3)
-        ax.scatter([contracted[0]["gflops"]], [100 * contracted[0]["top1"]], marker="*", s=180, color="gold",
-                   edgecolor="black", zorder=4, label="contracted")
+        ax.plot([r["gflops"] for r in leg], [100 * r["top1"] for r in leg], color="black", lw=1.2, ls="--", zorder=3)
+        ax.scatter(
+            [contracted[0]["gflops"]],
+            [100 * contracted[0]["top1"]],
+            marker="*",
+            s=180,
+            color="gold",
+            edgecolor="black",
+            zorder=4,
+            label="contracted",
+        )
     for axis, color in AXIS_COLORS.items():
         if axis != "base" and any(r["axis"] == axis for r in records):
             ax.scatter([], [], color=color, s=28, label=f"expand {axis}")
     ax.set_xscale("log")
-    ax.set(xlabel="model capacity (GFLOPs, one clip)", ylabel="validation top-1 (%)",
-           title="X3D progressive expansion")
+    ax.set(xlabel="model capacity (GFLOPs, one clip)", ylabel="validation top-1 (%)", title="X3D progressive expansion")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

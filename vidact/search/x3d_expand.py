@@ -64,14 +64,17 @@ class Axis:
         return int(round(k * self.step)) if float(self.step).is_integer() else round(k * self.step, 6)
 
 
-AXES: dict[str, Axis] = {a.name: a for a in (
-    Axis("t", "temporal duration (X-Temporal)", "gamma_t", 1, 1, 256, 1.0),
-    Axis("tau", "frame rate (X-Fast)", "gamma_t", 1, 1, 256, 1.0),
-    Axis("s", "spatial resolution (X-Spatial)", "gamma_s", 8, 32, 1024, 2.0),
-    Axis("w", "width (X-Width)", "gamma_w", 0.05, 0.25, 16.0, 2.0),
-    Axis("b", "bottleneck width (X-Bottleneck)", "gamma_b", 0.05, 0.25, 16.0, 1.0),
-    Axis("d", "depth (X-Depth)", "gamma_d", 0.05, 0.05, 16.0, 1.0),
-)}
+AXES: dict[str, Axis] = {
+    a.name: a
+    for a in (
+        Axis("t", "temporal duration (X-Temporal)", "gamma_t", 1, 1, 256, 1.0),
+        Axis("tau", "frame rate (X-Fast)", "gamma_t", 1, 1, 256, 1.0),
+        Axis("s", "spatial resolution (X-Spatial)", "gamma_s", 8, 32, 1024, 2.0),
+        Axis("w", "width (X-Width)", "gamma_w", 0.05, 0.25, 16.0, 2.0),
+        Axis("b", "bottleneck width (X-Bottleneck)", "gamma_b", 0.05, 0.25, 16.0, 1.0),
+        Axis("d", "depth (X-Depth)", "gamma_d", 0.05, 0.05, 16.0, 1.0),
+    )
+}
 
 
 def set_axis(factors: X3DFactors, axis: str, value: float) -> X3DFactors:
@@ -126,15 +129,22 @@ def count_x3d(factors: X3DFactors, num_classes: int, in_channels: int = 3) -> Co
 
 def structure_key(factors: X3DFactors) -> str:
     """What the cost depends on: input frames and size, and the layer widths and depths."""
-    return (f"{factors.gamma_t}x{factors.gamma_s}|{factors.stem_width()}|{factors.stage_widths()}|"
-            f"{factors.inner_widths()}|{factors.stage_depths()}")
+    return (
+        f"{factors.gamma_t}x{factors.gamma_s}|{factors.stem_width()}|{factors.stage_widths()}|"
+        f"{factors.inner_widths()}|{factors.stage_depths()}"
+    )
 
 
 class CostModel:
     """Cost of the X3D at given factors, cached per architecture (and on disk when ``path`` is given)."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, path: str | Path | None = None,
-                 count: Callable[[X3DFactors, int, int], Cost] = count_x3d):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        path: str | Path | None = None,
+        count: Callable[[X3DFactors, int, int], Cost] = count_x3d,
+    ):
         self.num_classes, self.in_channels, self.count = num_classes, in_channels, count
         self.path = Path(path) if path is not None else None
         self.cache: dict[str, Cost] = {}
@@ -181,8 +191,9 @@ def _bracket(value_at: Callable[[int], float], below: int, above: int, goal: flo
     return below, above
 
 
-def _first_reaching(value_at: Callable[[int], float], start: int, hi: int, goal: float,
-                    exponent: float) -> tuple[int, int | None]:
+def _first_reaching(
+    value_at: Callable[[int], float], start: int, hi: int, goal: float, exponent: float
+) -> tuple[int, int | None]:
     """Walk up from ``start`` (below ``goal``) to ``(below, above)`` around ``goal``; ``above`` is None
     when even ``hi`` falls short. Each guess assumes value ~ index ** exponent (measured once possible)."""
     below = start
@@ -218,8 +229,9 @@ def expand(factors: X3DFactors, axis: str, cost: CostModel, goal: float = 2.0) -
         pick = below
     else:
         below, above = _bracket(macs_at, below, above, goal * base)
-        pick = above if below <= k0 else min(
-            (below, above), key=lambda k: (abs(math.log(macs_at(k) / (goal * base))), k))
+        pick = (
+            above if below <= k0 else min((below, above), key=lambda k: (abs(math.log(macs_at(k) / (goal * base))), k))
+        )
     if pick <= k0:
         return None
     out = set_axis(factors, axis, ax.at(pick))
@@ -239,8 +251,10 @@ def contract(factors: X3DFactors, axis: str, cost: CostModel, target_macs: int) 
 
     if macs_at(lo) > target_macs:
         smallest = cost(set_axis(factors, axis, ax.at(lo))).gflops
-        raise UsageError(f"cannot contract {ax.label} to {target_macs / 1e9:.4g} GFLOPs: even "
-                         f"{ax.factor}={ax.at(lo)} costs {smallest:.4g} GFLOPs")
+        raise UsageError(
+            f"cannot contract {ax.label} to {target_macs / 1e9:.4g} GFLOPs: even "
+            f"{ax.factor}={ax.at(lo)} costs {smallest:.4g} GFLOPs"
+        )
     below, _ = _bracket(macs_at, lo, k0, target_macs + 1)
     return set_axis(factors, axis, ax.at(below))
 
@@ -307,10 +321,17 @@ class SearchConfig:
 
     def fingerprint(self) -> dict:
         """What decides a candidate's result; a folder searched with other values cannot be resumed."""
-        return {"data": str(Path(self.data).resolve()), "budget": str(parse_budget(self.budget)),
-                "seed": self.seed, "base": self.base.to_dict(), "goal_ratio": self.goal_ratio,
-                "batch_size": self.batch_size, "optimizer": self.optimizer, "lr": self.lr,
-                "overrides": list(self.overrides)}
+        return {
+            "data": str(Path(self.data).resolve()),
+            "budget": str(parse_budget(self.budget)),
+            "seed": self.seed,
+            "base": self.base.to_dict(),
+            "goal_ratio": self.goal_ratio,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "overrides": list(self.overrides),
+        }
 
 
 def candidate_train_config(cfg: SearchConfig, factors: X3DFactors, run_dir: str | Path):
@@ -318,10 +339,21 @@ def candidate_train_config(cfg: SearchConfig, factors: X3DFactors, run_dir: str 
     from vidact.train.config import TrainConfig, load_config
 
     budget = parse_budget(cfg.budget)
-    base = TrainConfig(arch=INPUT_ARCH, data=str(cfg.data), out=str(run_dir), frames=factors.gamma_t,
-                       size=factors.gamma_s, stride=factors.gamma_tau, epochs=budget.epochs or 1,
-                       batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr, seed=cfg.seed,
-                       device=cfg.device, log_every=1_000_000)
+    base = TrainConfig(
+        arch=INPUT_ARCH,
+        data=str(cfg.data),
+        out=str(run_dir),
+        frames=factors.gamma_t,
+        size=factors.gamma_s,
+        stride=factors.gamma_tau,
+        epochs=budget.epochs or 1,
+        batch_size=cfg.batch_size,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        device=cfg.device,
+        log_every=1_000_000,
+    )
     return load_config(None, list(cfg.overrides), base=base)
 
 
@@ -341,11 +373,13 @@ def train_candidate(cfg: SearchConfig, factors: X3DFactors, run_dir: Path) -> Tr
     data = build_data(tcfg, inp)
     if data.val_set is None:
         raise UsageError(f"{cfg.data}: the search ranks candidates on a validation split; add {tcfg.val_split}.csv")
-    model = x3d_from_factors(factors, num_classes=len(data.classes), in_channels=inp.channels,
-                             dropout=tcfg.dropout)
+    model = x3d_from_factors(factors, num_classes=len(data.classes), in_channels=inp.channels, dropout=tcfg.dropout)
     budget = parse_budget(cfg.budget)
-    sampler = (IterationBudgetSampler(len(data.train_set), tcfg.batch_size, budget.iterations, tcfg.seed)
-               if budget.iterations else None)
+    sampler = (
+        IterationBudgetSampler(len(data.train_set), tcfg.batch_size, budget.iterations, tcfg.seed)
+        if budget.iterations
+        else None
+    )
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an interrupted candidate starts again
     run_dir.mkdir(parents=True)
@@ -437,8 +471,10 @@ def _check_settings(out: Path, cfg: SearchConfig) -> None:
         if isinstance(old, dict):
             for key, value in new.items():
                 if key in old and old[key] != value:
-                    raise UsageError(f"{out}: holds a search with other settings ({key}: {old[key]} here, "
-                                     f"{value} now); use another --out or remove it")
+                    raise UsageError(
+                        f"{out}: holds a search with other settings ({key}: {old[key]} here, "
+                        f"{value} now); use another --out or remove it"
+                    )
     atomic_write_text(path, json.dumps(new, indent=2) + "\n")
 
 
@@ -451,8 +487,12 @@ def default_cost_model(cfg: SearchConfig) -> CostModel:
     return CostModel(len(load_dataset_dir(cfg.data).classes), channels, path=Path(cfg.out) / COST_CACHE)
 
 
-def run_search(cfg: SearchConfig, train_fn: TrainFn | None = None, cost: CostModel | None = None,
-               on_event: Callable[[str, dict], None] | None = None) -> dict:
+def run_search(
+    cfg: SearchConfig,
+    train_fn: TrainFn | None = None,
+    cost: CostModel | None = None,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> dict:
     """Run (or resume) the search; returns the summary. ``train_fn(factors, run_dir)`` defaults to
     :func:`train_candidate`; ``on_event(kind, info)`` reports ``plan``, ``start``, ``done`` and ``skip``."""
     cfg.validate()
@@ -465,8 +505,9 @@ def run_search(cfg: SearchConfig, train_fn: TrainFn | None = None, cost: CostMod
         torch.set_num_threads(threads)
 
 
-def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
-            on_event: Callable[[str, dict], None] | None) -> dict:
+def _search(
+    cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None, on_event: Callable[[str, dict], None] | None
+) -> dict:
     from vidact.search.plot import plot_trajectory
 
     out = Path(cfg.out)
@@ -495,9 +536,18 @@ def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
         c = cost(factors)
         cost.save()
         result = train_fn(factors, out / "runs" / f"step{step}-{kind}-{axis}")
-        rec = {"step": step, "kind": kind, "axis": axis, "factors": factors.to_dict(), "gflops": c.gflops,
-               "params": c.params, "flops_ratio": round(ratio, 4), "top1": result.top1,
-               "train_seconds": round(result.seconds, 3), "chosen": kind == "base"}
+        rec = {
+            "step": step,
+            "kind": kind,
+            "axis": axis,
+            "factors": factors.to_dict(),
+            "gflops": c.gflops,
+            "params": c.params,
+            "flops_ratio": round(ratio, 4),
+            "top1": result.top1,
+            "train_seconds": round(result.seconds, 3),
+            "chosen": kind == "base",
+        }
         traj.append(rec)
         counts["trained"] += 1
         emit("done", {**info, "reused": False, "top1": result.top1})
@@ -532,12 +582,22 @@ def _search(cfg: SearchConfig, train_fn: TrainFn | None, cost: CostModel | None,
     cost.save()
     plot_trajectory(traj.records, out / PLOT)
     return {
-        "out": str(out), "steps": cfg.steps, "budget": str(parse_budget(cfg.budget)), "goal_ratio": cfg.goal_ratio,
-        "target_gflops": cfg.target_gflops, "path": [_path_entry(r) for r in path],
-        "final": _path_entry(path[-1]), "contraction": None if contraction is None else _path_entry(contraction),
-        "skipped": skipped, "candidates": len(traj.records), "trained": counts["trained"],
-        "reused": counts["reused"], "flop_counts": cost.counted, "seconds": round(time.perf_counter() - started, 2),
-        "trajectory": str(out / TRAJECTORY), "plot": str(out / PLOT),
+        "out": str(out),
+        "steps": cfg.steps,
+        "budget": str(parse_budget(cfg.budget)),
+        "goal_ratio": cfg.goal_ratio,
+        "target_gflops": cfg.target_gflops,
+        "path": [_path_entry(r) for r in path],
+        "final": _path_entry(path[-1]),
+        "contraction": None if contraction is None else _path_entry(contraction),
+        "skipped": skipped,
+        "candidates": len(traj.records),
+        "trained": counts["trained"],
+        "reused": counts["reused"],
+        "flop_counts": cost.counted,
+        "seconds": round(time.perf_counter() - started, 2),
+        "trajectory": str(out / TRAJECTORY),
+        "plot": str(out / PLOT),
     }
 
 
@@ -565,8 +625,28 @@ def replay(moves: list[tuple[str, float]], base: X3DFactors = X2D) -> X3DFactors
     return factors
 
 
-__all__ = ["AXES", "X2D", "Axis", "Budget", "Cost", "CostModel", "SearchConfig",
-           "TrainResult", "Trajectory", "axis_range", "candidate_train_config", "choose", "contract", "count_x3d",
-           "default_cost_model", "expand", "parse_budget", "path_to", "replay", "run_search", "set_axis",
-           "structure_key", "train_candidate"]
-
+__all__ = [
+    "AXES",
+    "X2D",
+    "Axis",
+    "Budget",
+    "Cost",
+    "CostModel",
+    "SearchConfig",
+    "TrainResult",
+    "Trajectory",
+    "axis_range",
+    "candidate_train_config",
+    "choose",
+    "contract",
+    "count_x3d",
+    "default_cost_model",
+    "expand",
+    "parse_budget",
+    "path_to",
+    "replay",
+    "run_search",
+    "set_axis",
+    "structure_key",
+    "train_candidate",
+]

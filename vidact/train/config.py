@@ -103,8 +103,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precise_bn_batches < -1:
-            raise UsageError(f"precise_bn_batches must be -1 (auto), 0 (off) or a number of batches, "
-                             f"got {self.precise_bn_batches}")
+            raise UsageError(
+                f"precise_bn_batches must be -1 (auto), 0 (off) or a number of batches, got {self.precise_bn_batches}"
+            )
         for name in ("frames", "size", "stride", "num_classes", "workers", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -121,8 +122,10 @@ class TrainConfig:
         if self.width_mult == 0:
             raise UsageError("width_mult must be positive")
         if self.backbone_lr_mult <= 0:
-            raise UsageError(f"backbone_lr_mult must be positive (use freeze=backbone to stop training it), "
-                             f"got {self.backbone_lr_mult}")
+            raise UsageError(
+                f"backbone_lr_mult must be positive (use freeze=backbone to stop training it), "
+                f"got {self.backbone_lr_mult}"
+            )
         if self.scale_range and (len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]):
             raise UsageError(f"scale_range must be [min, max] short sides with 0 < min <= max, got {self.scale_range}")
         if self.freeze and self.multigrid != "none":
@@ -279,8 +282,13 @@ def read_config_file(path: str | Path) -> dict:
     return values
 
 
-def load_config(config_file: str | Path | None = None, overrides: list[str] = (),
-                base: TrainConfig | None = None, recipe: str | None = None, **options) -> TrainConfig:
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] = (),
+    base: TrainConfig | None = None,
+    recipe: str | None = None,
+    **options,
+) -> TrainConfig:
     """``base`` (defaults, or a resumed run's config) <- recipe <- config file <- options given (not None)
     <- ``--set``; then the recipe scaled to the batch size and epochs (:mod:`vidact.train.recipes`).
 

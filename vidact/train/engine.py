@@ -63,8 +63,9 @@ def config_input(cfg: TrainConfig) -> ResolvedInput:
 def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters; with
     ``backbone_lr_mult`` the parameters outside ``head`` (the classifier's keys) in groups at lr x mult."""
-    groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, head=list(head),
-                          backbone_lr_mult=cfg.backbone_lr_mult)
+    groups = param_groups(
+        model, lr=cfg.lr, weight_decay=cfg.weight_decay, head=list(head), backbone_lr_mult=cfg.backbone_lr_mult
+    )
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -131,22 +132,30 @@ def _runtime(cfg: TrainConfig) -> torch.device:
     return select_device(cfg.device)
 
 
-def _model(cfg: TrainConfig, inp: ResolvedInput, num_classes: int, model: nn.Module | None, *,
-           load_pretrained: bool = True, notify: Callable[[str], None] | None = None
-           ) -> tuple[nn.Module, Finetuning | None]:
+def _model(
+    cfg: TrainConfig,
+    inp: ResolvedInput,
+    num_classes: int,
+    model: nn.Module | None,
+    *,
+    load_pretrained: bool = True,
+    notify: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, Finetuning | None]:
     """The registry model (``cfg.pretrained`` loaded, ``cfg.freeze`` applied) or ``model``, with
     sub-batch BatchNorm for multigrid runs."""
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
     finetuning = None
     if model is None:
+
         def rebuild(n: int) -> nn.Module:
             return build_model(cfg.arch, n, in_channels=inp.channels, dropout=cfg.dropout, width_mult=cfg.width_mult)
 
         model = rebuild(num_classes)
         main = D.is_main_process()
-        finetuning = prepare_finetuning(model, cfg, rebuild, load_weights=load_pretrained,
-                                        progress=None if main else False)
+        finetuning = prepare_finetuning(
+            model, cfg, rebuild, load_weights=load_pretrained, progress=None if main else False
+        )
         if notify is not None and main:
             for line in finetuning.lines():
                 notify(line)
@@ -164,8 +173,11 @@ def _schedule(cfg: TrainConfig, num_samples: int, batch_sampler, lr_at) -> tuple
 
         multigrid = multigrid_training(cfg, num_samples)  # shapes, batches and LR; epochs x 1.5
         return multigrid.sampler, multigrid.lr_at, multigrid.epochs
-    return (batch_sampler or EpochBatchSampler(num_samples, cfg.batch_size, cfg.seed),
-            lr_at or LRSchedule.from_config(cfg), cfg.epochs)
+    return (
+        batch_sampler or EpochBatchSampler(num_samples, cfg.batch_size, cfg.seed),
+        lr_at or LRSchedule.from_config(cfg),
+        cfg.epochs,
+    )
 
 
 def _resume(state: TrainState, cfg: TrainConfig, classes: list[str], folder: Path) -> int | None:
@@ -191,9 +203,16 @@ def _run_folder(cfg: TrainConfig, folder: Path, finetuning: Finetuning | None = 
         atomic_write_text(folder / "pretrained.json", json.dumps(finetuning.pretrained.to_dict(), indent=2) + "\n")
 
 
-def setup_run(cfg: TrainConfig, data: TrainData, *, resume: bool = False, batch_sampler=None,
-              lr_at: Callable[[float], float] | None = None, model: nn.Module | None = None,
-              notify: Callable[[str], None] | None = None) -> Run:
+def setup_run(
+    cfg: TrainConfig,
+    data: TrainData,
+    *,
+    resume: bool = False,
+    batch_sampler=None,
+    lr_at: Callable[[float], float] | None = None,
+    model: nn.Module | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Run:
     """Everything before the first epoch: device, model (pretrained, frozen), optimizer, schedule, loaders,
     resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did."""
     cfg.validate()
@@ -215,18 +234,44 @@ def setup_run(cfg: TrainConfig, data: TrainData, *, resume: bool = False, batch_
     log = MetricsLog(folder, resume_epoch=resumed_from) if D.is_main_process() else None
 
     # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
-    loader = make_loader(data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed,
-                         device=device, train=True)
-    val_loader = None if data.val_set is None else make_loader(
-        data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
+    loader = make_loader(
+        data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed, device=device, train=True
+    )
+    val_loader = (
+        None
+        if data.val_set is None
+        else make_loader(data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
+    )
     # Precise BN: full-shape training clips, a fixed draw per epoch (so a resumed run draws the same).
     bn_batches = cfg.resolved_precise_bn()
     bn_sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1) if bn_batches else None
-    bn_loader = None if bn_sampler is None else make_loader(
-        data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
-    return Run(cfg, data, inp, device, amp, channels_last, state, lr_at, num_epochs, batches, loader, val_loader,
-               bn_batches, bn_sampler, bn_loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), folder,
-               log, resumed_from, finetuning=finetuning)
+    bn_loader = (
+        None
+        if bn_sampler is None
+        else make_loader(data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
+    )
+    return Run(
+        cfg,
+        data,
+        inp,
+        device,
+        amp,
+        channels_last,
+        state,
+        lr_at,
+        num_epochs,
+        batches,
+        loader,
+        val_loader,
+        bn_batches,
+        bn_sampler,
+        bn_loader,
+        nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        folder,
+        log,
+        resumed_from,
+        finetuning=finetuning,
+    )
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -235,11 +280,11 @@ def _diverged(run: Run, loss: torch.Tensor, epoch: int, lr: float) -> TrainingDi
     kept = f"; the last good checkpoint is {last}" if last.is_file() else ""
     return TrainingDiverged(
         f"training diverged: loss became {loss.item()} at epoch {epoch + 1}, iteration {run.state.batch_in_epoch + 1} "
-        f"(step {run.state.iteration + 1}, lr {lr:.3g}); try a lower lr, --set clip_grad=1.0 or a warm-up{kept}")
+        f"(step {run.state.iteration + 1}, lr {lr:.3g}); try a lower lr, --set clip_grad=1.0 or a warm-up{kept}"
+    )
 
 
-def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int,
-                    on_step: Callable[[dict], None] | None = None) -> dict:
+def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> dict:
     """One pass over the run's loader; returns mean loss, clips and clips/s."""
     state, cfg, device = run.state, run.cfg, run.device
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
@@ -269,18 +314,31 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int,
         state.iteration += 1
         if on_step is not None:
             elapsed = time.perf_counter() - start
-            on_step({"epoch": epoch, "step": state.iteration, "epoch_f": epoch + state.batch_in_epoch / iters_per_epoch,
-                     "batch": state.batch_in_epoch, "loss": loss_value, "lr": lr,
-                     "clips": len(y) * D.get_world_size(),
-                     "clips_per_s": total_clips * D.get_world_size() / max(elapsed, 1e-9)})
+            on_step(
+                {
+                    "epoch": epoch,
+                    "step": state.iteration,
+                    "epoch_f": epoch + state.batch_in_epoch / iters_per_epoch,
+                    "batch": state.batch_in_epoch,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "clips": len(y) * D.get_world_size(),
+                    "clips_per_s": total_clips * D.get_world_size() / max(elapsed, 1e-9),
+                }
+            )
     seconds = time.perf_counter() - start
-    return {"loss": total_loss / max(total_clips, 1), "clips": total_clips, "seconds": seconds,
-            "clips_per_s": total_clips * D.get_world_size() / max(seconds, 1e-9)}
+    return {
+        "loss": total_loss / max(total_clips, 1),
+        "clips": total_clips,
+        "seconds": seconds,
+        "clips_per_s": total_clips * D.get_world_size() / max(seconds, 1e-9),
+    }
 
 
 # --------------------------------------------------------------------------- epoch-end steps
-def precise_bn(model: nn.Module, loader, num_batches: int, device: torch.device, *, amp: str = "none",
-               channels_last: bool = False) -> float:
+def precise_bn(
+    model: nn.Module, loader, num_batches: int, device: torch.device, *, amp: str = "none", channels_last: bool = False
+) -> float:
     """Recompute BatchNorm running statistics over ``num_batches`` full-shape training batches; seconds taken."""
     start = time.perf_counter()
     with autocast(device, amp):
@@ -294,8 +352,12 @@ def validate(model: nn.Module, loader, device: torch.device, *, amp: str = "none
     scores = collect_view_scores(model, loader, device, amp=amp, channels_last=channels_last)
     logits = torch.from_numpy(scores.logits)
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(scores.labels)).item()
-    return {"top1": topk_accuracy(scores.logits, scores.labels, 1),
-            "top5": topk_accuracy(scores.logits, scores.labels, 5), "loss": loss, "clips": len(scores.labels)}
+    return {
+        "top1": topk_accuracy(scores.logits, scores.labels, 1),
+        "top5": topk_accuracy(scores.logits, scores.labels, 5),
+        "loss": loss,
+        "clips": len(scores.labels),
+    }
 
 
 def is_validation_epoch(run: Run, epoch: int) -> bool:
@@ -307,8 +369,9 @@ def precise_bn_step(run: Run, epoch: int, record: dict) -> None:
     if run.bn_loader is None or not (is_validation_epoch(run, epoch) or epoch + 1 == run.num_epochs):
         return
     run.bn_sampler.set_epoch(epoch)
-    record["precise_bn_seconds"] = precise_bn(run.state.model, run.bn_loader, run.bn_batches, run.device,
-                                              amp=run.amp, channels_last=run.channels_last)
+    record["precise_bn_seconds"] = precise_bn(
+        run.state.model, run.bn_loader, run.bn_batches, run.device, amp=run.amp, channels_last=run.channels_last
+    )
 
 
 def validate_step(run: Run, epoch: int, record: dict) -> bool:
@@ -339,8 +402,12 @@ def checkpoint_step(run: Run, record: dict, is_best: bool) -> None:
 def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
     """The epoch-end steps in order; the epoch's record."""
     run.state.epoch, run.state.batch_in_epoch = epoch + 1, 0
-    record = {"epoch": epoch, "train_loss": stats["loss"], "clips_per_s": stats["clips_per_s"],
-              "seconds": stats["seconds"]}
+    record = {
+        "epoch": epoch,
+        "train_loss": stats["loss"],
+        "clips_per_s": stats["clips_per_s"],
+        "seconds": stats["seconds"],
+    }
     precise_bn_step(run, epoch, record)
     is_best = validate_step(run, epoch, record)
     run.history.append(record)
@@ -352,12 +419,20 @@ def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
 def checkpoint_fields(run: Run, metrics: dict) -> dict:
     state, cfg = run.state, run.cfg
     return {
-        "arch": cfg.arch, "classes": list(run.data.classes), "config": cfg.to_dict(), "input": run.inp.to_dict(),
-        "model": unwrap_model(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
+        "arch": cfg.arch,
+        "classes": list(run.data.classes),
+        "config": cfg.to_dict(),
+        "input": run.inp.to_dict(),
+        "model": unwrap_model(state.model).state_dict(),
+        "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(),
         "schedule": {"epoch": float(state.epoch), "lr": float(run.lr_at(float(state.epoch)))},
-        "rng": capture_rng_state(), "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
-        "iteration": state.iteration, "best_top1": float(state.best_top1), "metrics": metrics,
+        "rng": capture_rng_state(),
+        "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch,
+        "iteration": state.iteration,
+        "best_top1": float(state.best_top1),
+        "metrics": metrics,
     }
 
 
@@ -396,13 +471,22 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
     if not train_samples:
         raise UsageError(f"{Path(cfg.data) / 'train.csv'}: no samples listed")
     val_samples = splits.splits.get(cfg.val_split) or []
-    common = dict(modality=inp.modality, num_frames=inp.frames, stride=inp.stride, crop_size=inp.size,
-                  flow_root=cfg.flow_root or None, data_root=cfg.data if cfg.flow_root else None, seed=cfg.seed,
-                  hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip),
-                  scale_range=tuple(cfg.scale_range) if cfg.scale_range else None)
+    common = dict(
+        modality=inp.modality,
+        num_frames=inp.frames,
+        stride=inp.stride,
+        crop_size=inp.size,
+        flow_root=cfg.flow_root or None,
+        data_root=cfg.data if cfg.flow_root else None,
+        seed=cfg.seed,
+        hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip),
+        scale_range=tuple(cfg.scale_range) if cfg.scale_range else None,
+    )
     try:
         train_set = VideoClipDataset(train_samples, train=True, **common)
-        val_set = VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None
+        val_set = (
+            VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None
+        )
     except ValueError as exc:
         raise UsageError(f"{cfg.data}: {exc}") from None
     return TrainData(splits.classes, train_set, val_set)
@@ -418,14 +502,23 @@ def finish_run(run: Run) -> dict:
     final = run.history[-1] if run.history else {}
     state, data, ft = run.state, run.data, run.finetuning
     return {
-        "run": str(run.folder), "arch": run.cfg.arch, "epochs": run.num_epochs, "device": str(run.device),
-        "amp": run.amp, "channels_last": run.channels_last, "resumed_from_epoch": run.resumed_from,
-        "train_clips": len(data.train_set), "seconds": time.perf_counter() - run.started,
-        "iterations": state.iteration, "final_train_loss": final.get("train_loss"),
+        "run": str(run.folder),
+        "arch": run.cfg.arch,
+        "epochs": run.num_epochs,
+        "device": str(run.device),
+        "amp": run.amp,
+        "channels_last": run.channels_last,
+        "resumed_from_epoch": run.resumed_from,
+        "train_clips": len(data.train_set),
+        "seconds": time.perf_counter() - run.started,
+        "iterations": state.iteration,
+        "final_train_loss": final.get("train_loss"),
         "final_val_top1": final.get("val_top1"),
         "best_val_top1": state.best_top1 if state.best_top1 >= 0 else None,
-        "clips_per_s": final.get("clips_per_s"), "last": str(run.folder / LAST),
-        "best": str(run.folder / BEST) if (run.folder / BEST).is_file() else None, "history": run.history,
+        "clips_per_s": final.get("clips_per_s"),
+        "last": str(run.folder / LAST),
+        "best": str(run.folder / BEST) if (run.folder / BEST).is_file() else None,
+        "history": run.history,
         # reads of unreadable videos that were replaced by other samples (each logged once)
         "unreadable_samples": sum(getattr(ds, "skipped", 0) for ds in (data.train_set, data.val_set) if ds is not None),
         "recipe": run.cfg.recipe or None,
@@ -434,9 +527,17 @@ def finish_run(run: Run) -> dict:
     }
 
 
-def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bool | None = None,
-        batch_sampler=None, lr_at: Callable[[float], float] | None = None,
-        model: nn.Module | None = None, notify: Callable[[str], None] | None = None) -> dict:
+def fit(
+    cfg: TrainConfig,
+    data: TrainData,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    batch_sampler=None,
+    lr_at: Callable[[float], float] | None = None,
+    model: nn.Module | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> dict:
     """Train ``cfg.arch`` on ``data``; checkpoints, metrics and curves go to ``cfg.out``.
 
     ``batch_sampler`` (default :class:`EpochBatchSampler`) and ``lr_at`` (default
@@ -449,13 +550,20 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     iters_per_epoch = len(batches)
     with make_progress(disable=None if (run.main and progress is not False) else True) as bar:
         planned = getattr(batches, "total_batches", lambda n: n * iters_per_epoch)  # multigrid: varies per epoch
-        task = bar.add_task(f"epoch {state.epoch + 1}/{run.num_epochs}", total=planned(run.num_epochs),
-                            completed=planned(state.epoch) + state.batch_in_epoch, status="")
+        task = bar.add_task(
+            f"epoch {state.epoch + 1}/{run.num_epochs}",
+            total=planned(run.num_epochs),
+            completed=planned(state.epoch) + state.batch_in_epoch,
+            status="",
+        )
 
         def on_step(rec: dict) -> None:
-            bar.update(task, advance=1, description=f"epoch {rec['epoch'] + 1}/{run.num_epochs}",
-                       status=f"it {rec['batch']}/{iters_per_epoch} loss {rec['loss']:.3f} "
-                              f"{rec['clips_per_s']:.1f} clips/s")
+            bar.update(
+                task,
+                advance=1,
+                description=f"epoch {rec['epoch'] + 1}/{run.num_epochs}",
+                status=f"it {rec['batch']}/{iters_per_epoch} loss {rec['loss']:.3f} {rec['clips_per_s']:.1f} clips/s",
+            )
             if run.log is not None and (rec["batch"] % cfg.log_every == 0 or rec["batch"] == iters_per_epoch):
                 run.log.log({"kind": "train", **rec})
 
@@ -469,8 +577,9 @@ def fit(cfg: TrainConfig, data: TrainData, *, resume: bool = False, progress: bo
     return finish_run(run)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None,
-          notify: Callable[[str], None] | None = None) -> dict:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None, notify: Callable[[str], None] | None = None
+) -> dict:
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     cfg.validate()
     inp = config_input(cfg)

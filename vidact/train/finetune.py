@@ -101,8 +101,9 @@ def freeze(model: nn.Module, spec: str, head: list[str]) -> FreezeReport:
     return report
 
 
-def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head: list[str],
-                 backbone_lr_mult: float = 1.0) -> list[dict]:
+def param_groups(
+    model: nn.Module, *, lr: float, weight_decay: float, head: list[str], backbone_lr_mult: float = 1.0
+) -> list[dict]:
     """Optimizer groups: decay / no decay (biases, norms), and with ``backbone_lr_mult != 1`` the
     backbone apart from the classifier at ``lr * backbone_lr_mult`` (``lr_scale``)."""
     head_set = set(head)
@@ -114,7 +115,7 @@ def param_groups(model: nn.Module, *, lr: float, weight_decay: float, head: list
         part = "head" if (split and name in head_set) else ("backbone" if split else "all")
         buckets.setdefault((part, p.ndim > 1), []).append(p)
     groups = []
-    for part in (("all",) if not split else ("head", "backbone")):
+    for part in ("all",) if not split else ("head", "backbone"):
         scale = backbone_lr_mult if part == "backbone" else 1.0
         for decay in (True, False):
             params = buckets.get((part, decay), [])
@@ -138,14 +139,17 @@ class Finetuning:
     def lines(self) -> list[str]:
         out = [self.pretrained.summary()] if self.pretrained is not None else []
         if self.freeze.frozen_params:
-            out.append(f"frozen: {', '.join(self.freeze.frozen_modules)} ({self.freeze.frozen_numel / 1e6:.2f} M "
-                       f"parameters, {self.freeze.eval_norms} BatchNorm layers in eval mode); "
-                       f"training {self.freeze.trainable_numel / 1e6:.3f} M")
+            out.append(
+                f"frozen: {', '.join(self.freeze.frozen_modules)} ({self.freeze.frozen_numel / 1e6:.2f} M "
+                f"parameters, {self.freeze.eval_norms} BatchNorm layers in eval mode); "
+                f"training {self.freeze.trainable_numel / 1e6:.3f} M"
+            )
         return out
 
 
-def prepare_finetuning(model: nn.Module, cfg, rebuild, *, load_weights: bool = True,
-                       progress: bool | None = None) -> Finetuning:
+def prepare_finetuning(
+    model: nn.Module, cfg, rebuild, *, load_weights: bool = True, progress: bool | None = None
+) -> Finetuning:
     """``cfg.pretrained`` loaded into ``model`` (when ``load_weights``), then ``cfg.freeze`` applied."""
     from vidact.train.pretrained import classifier_keys, load_pretrained
 

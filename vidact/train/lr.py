@@ -38,9 +38,16 @@ class LRSchedule:
 
     @classmethod
     def from_config(cls, cfg) -> "LRSchedule":
-        return cls(base_lr=cfg.lr, epochs=cfg.epochs, kind=cfg.schedule, warmup_epochs=cfg.warmup_epochs,
-                   warmup_start_factor=cfg.warmup_start_factor, steps=tuple(cfg.lr_steps),
-                   gamma=cfg.lr_gamma, min_lr=cfg.min_lr)
+        return cls(
+            base_lr=cfg.lr,
+            epochs=cfg.epochs,
+            kind=cfg.schedule,
+            warmup_epochs=cfg.warmup_epochs,
+            warmup_start_factor=cfg.warmup_start_factor,
+            steps=tuple(cfg.lr_steps),
+            gamma=cfg.lr_gamma,
+            min_lr=cfg.min_lr,
+        )
 
     def main_lr(self, epoch: float) -> float:
         """The schedule without warm-up."""

@@ -48,8 +48,8 @@ from vidact.errors import UsageError
 from vidact.train.lr import LRSchedule
 
 MODES = ("none", "long", "short", "long+short")
-LONG_CYCLE_FACTORS = ((0.25, 2 ** -0.5), (0.5, 2 ** -0.5), (0.5, 1.0), (1.0, 1.0))
-SHORT_CYCLE_FACTORS = (0.5, 0.5 ** 0.5)
+LONG_CYCLE_FACTORS = ((0.25, 2**-0.5), (0.5, 2**-0.5), (0.5, 1.0), (1.0, 1.0))
+SHORT_CYCLE_FACTORS = (0.5, 0.5**0.5)
 SHORT_CYCLE_RULES = ("pyslowfast", "relative")  # crops from the default size, or from the current long-cycle size
 LR_SCALINGS = ("linear", "sqrt", "none")
 EPOCH_FACTOR = 1.5
@@ -164,7 +164,7 @@ class MultigridSchedule:
         """LR at fractional ``epoch`` without warm-up."""
         phase = self.phase_at(epoch)
         if phase.lr_stage is not None:
-            return self.base.base_lr * self.base.gamma ** phase.lr_stage * phase.lr_mult
+            return self.base.base_lr * self.base.gamma**phase.lr_stage * phase.lr_mult
         return self.base.main_lr(phase.base_epoch(epoch)) * phase.lr_mult
 
     def lr(self, epoch: float) -> float:
@@ -184,23 +184,33 @@ class MultigridSchedule:
         for phase in self.phases:
             shapes = self.short_shapes(phase)
             end = math.nextafter(phase.end, -math.inf)
-            rows.append({
-                "start": phase.start,
-                "end": phase.end,
-                "frames": phase.frames,
-                "sizes": [s.size for s in shapes],
-                "batch_sizes": [self.batch_size * phase.batch_mult * s.batch_mult for s in shapes],
-                "stride": list(self.stride_range(phase)),
-                "lr_start": self.lr(phase.start),
-                "lr_end": self.lr(end),
-                "fine_tune": phase.fine_tune,
-            })
+            rows.append(
+                {
+                    "start": phase.start,
+                    "end": phase.end,
+                    "frames": phase.frames,
+                    "sizes": [s.size for s in shapes],
+                    "batch_sizes": [self.batch_size * phase.batch_mult * s.batch_mult for s in shapes],
+                    "stride": list(self.stride_range(phase)),
+                    "lr_start": self.lr(phase.start),
+                    "lr_end": self.lr(end),
+                    "fine_tune": phase.fine_tune,
+                }
+            )
         return rows
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "base": asdict(self.base), "frames": self.frames, "size": self.size,
-                "stride": self.stride, "batch_size": self.batch_size, "total_epochs": self.total_epochs,
-                "short_cycle_rule": self.short_cycle_rule, "phases": self.rows()}
+        return {
+            "mode": self.mode,
+            "base": asdict(self.base),
+            "frames": self.frames,
+            "size": self.size,
+            "stride": self.stride,
+            "batch_size": self.batch_size,
+            "total_epochs": self.total_epochs,
+            "short_cycle_rule": self.short_cycle_rule,
+            "phases": self.rows(),
+        }
 
 
 def lr_multiplier(batch_mult: int, scaling: str = "linear") -> float:
@@ -219,9 +229,19 @@ def lr_multiplier(batch_mult: int, scaling: str = "linear") -> float:
     raise UsageError(f"multigrid LR scaling {scaling!r} is not one of {', '.join(LR_SCALINGS)}")
 
 
-def build_schedule(mode: str, base: LRSchedule, *, frames: int, size: int, batch_size: int,
-                   stride: int = 1, epoch_factor: float = EPOCH_FACTOR, cosine_stages: int = COSINE_STAGES,
-                   lr_scaling: str = "linear", short_cycle: str = "pyslowfast") -> MultigridSchedule:
+def build_schedule(
+    mode: str,
+    base: LRSchedule,
+    *,
+    frames: int,
+    size: int,
+    batch_size: int,
+    stride: int = 1,
+    epoch_factor: float = EPOCH_FACTOR,
+    cosine_stages: int = COSINE_STAGES,
+    lr_scaling: str = "linear",
+    short_cycle: str = "pyslowfast",
+) -> MultigridSchedule:
     """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size)."""
     if mode not in MODES:
         raise UsageError(f"multigrid={mode!r} is not one of {', '.join(MODES)}")
@@ -231,8 +251,15 @@ def build_schedule(mode: str, base: LRSchedule, *, frames: int, size: int, batch
         raise UsageError("multigrid needs frames, size, batch size and stride >= 1")
     if cosine_stages < 2:
         raise UsageError("multigrid needs at least 2 base stages (one cycled, one fine-tune)")
-    common = dict(mode=mode, base=base, frames=frames, size=size, stride=stride, batch_size=batch_size,
-                  short_cycle_rule=short_cycle)
+    common = dict(
+        mode=mode,
+        base=base,
+        frames=frames,
+        size=size,
+        stride=stride,
+        batch_size=batch_size,
+        short_cycle_rule=short_cycle,
+    )
     if mode == "none":
         phase = Phase(0.0, float(base.epochs), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=int(math.ceil(base.epochs)), phases=(phase,), **common)
@@ -240,8 +267,9 @@ def build_schedule(mode: str, base: LRSchedule, *, frames: int, size: int, batch
     if mode == "short":
         phase = Phase(0.0, float(total), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=total, phases=(phase,), **common)
-    phases = _long_cycle_phases(base, frames, size, total, short_cycle if mode == "long+short" else None,
-                                cosine_stages, lr_scaling)
+    phases = _long_cycle_phases(
+        base, frames, size, total, short_cycle if mode == "long+short" else None, cosine_stages, lr_scaling
+    )
     return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
 
 
@@ -250,13 +278,27 @@ def schedule_for_config(cfg) -> MultigridSchedule:
     from vidact.runtime.build import resolve_input
 
     inp = resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
-    return build_schedule(cfg.multigrid, LRSchedule.from_config(cfg), frames=inp.frames, size=inp.size,
-                          stride=inp.stride, batch_size=cfg.batch_size, lr_scaling=cfg.resolved_lr_scaling(),
-                          short_cycle=cfg.multigrid_short_cycle)
+    return build_schedule(
+        cfg.multigrid,
+        LRSchedule.from_config(cfg),
+        frames=inp.frames,
+        size=inp.size,
+        stride=inp.stride,
+        batch_size=cfg.batch_size,
+        lr_scaling=cfg.resolved_lr_scaling(),
+        short_cycle=cfg.multigrid_short_cycle,
+    )
 
 
-def _long_cycle_phases(base: LRSchedule, frames: int, size: int, total: int, short_cycle: str | None,
-                       cosine_stages: int, lr_scaling: str = "linear") -> list[Phase]:
+def _long_cycle_phases(
+    base: LRSchedule,
+    frames: int,
+    size: int,
+    total: int,
+    short_cycle: str | None,
+    cosine_stages: int,
+    lr_scaling: str = "linear",
+) -> list[Phase]:
     """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends (``short_cycle``: its rule, or None)."""
     shapes = long_cycle_shapes(frames, size)
     # Average batch multiplier of each long-cycle shape over its short cycle (if any).
@@ -289,15 +331,17 @@ def _long_cycle_phases(base: LRSchedule, frames: int, size: int, total: int, sho
     for k, j, epochs, lo, hi in raw:
         start, end = end, end + epochs * scale
         t, s, mult = shapes[j]
-        phases.append(Phase(start, end, t, s, mult, lr_multiplier(mult, lr_scaling), lo, hi,
-                            stage_lr(k) if step_lr else None))
+        phases.append(
+            Phase(start, end, t, s, mult, lr_multiplier(mult, lr_scaling), lo, hi, stage_lr(k) if step_lr else None)
+        )
     # Fine-tune at the full shape: first half at the previous stage's LR, second at the last.
     t, s, _ = shapes[-1]
     mid, base_mid = (end + total) / 2, (bounds[-2] + bounds[-1]) / 2
     last = num_stages - 1
     phases.append(Phase(end, mid, t, s, 1, 1.0, bounds[-2], base_mid, stage_lr(last - 1) if step_lr else None, True))
-    phases.append(Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], stage_lr(last) if step_lr else None,
-                        True))
+    phases.append(
+        Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], stage_lr(last) if step_lr else None, True)
+    )
     return phases
 
 
@@ -305,16 +349,26 @@ def format_table(schedule: MultigridSchedule):
     """A rich Table of :meth:`MultigridSchedule.rows` for ``--dry-run``."""
     from rich.table import Table
 
-    table = Table(title=f"multigrid {schedule.mode}: {schedule.total_epochs} epochs "
-                        f"(base {schedule.base.kind}, {schedule.base.epochs:g} epochs)")
+    table = Table(
+        title=f"multigrid {schedule.mode}: {schedule.total_epochs} epochs "
+        f"(base {schedule.base.kind}, {schedule.base.epochs:g} epochs)"
+    )
     for name in ("epochs", "T", "S", "batch", "stride", "LR", ""):
         table.add_column(name, justify="left" if name in ("epochs", "") else "right", no_wrap=True)
     for row in schedule.rows():
         lr = f"{row['lr_start']:.4g}"
         if not math.isclose(row["lr_start"], row["lr_end"], rel_tol=1e-9):
             lr += f"→{row['lr_end']:.4g}"
-        stride = "{}".format(row["stride"][0]) if row["stride"][0] == row["stride"][1] else "{}-{}".format(*row["stride"])
-        table.add_row(f"{row['start']:.2f}–{row['end']:.2f}", str(row["frames"]),
-                      "/".join(map(str, row["sizes"])), "/".join(map(str, row["batch_sizes"])),
-                      stride, lr, "fine-tune" if row["fine_tune"] else "")
+        stride = (
+            "{}".format(row["stride"][0]) if row["stride"][0] == row["stride"][1] else "{}-{}".format(*row["stride"])
+        )
+        table.add_row(
+            f"{row['start']:.2f}–{row['end']:.2f}",
+            str(row["frames"]),
+            "/".join(map(str, row["sizes"])),
+            "/".join(map(str, row["batch_sizes"])),
+            stride,
+            lr,
+            "fine-tune" if row["fine_tune"] else "",
+        )
     return table

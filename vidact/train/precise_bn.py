@@ -20,21 +20,24 @@ from vidact.runtime.device import to_device
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """Every BatchNorm of ``model`` that keeps running statistics."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 @torch.no_grad()
-def update_bn_stats(model: nn.Module, batches: Iterable[dict], num_batches: int,
-                    device: torch.device, *, channels_last: bool = False) -> int:
+def update_bn_stats(
+    model: nn.Module, batches: Iterable[dict], num_batches: int, device: torch.device, *, channels_last: bool = False
+) -> int:
     """Set every BatchNorm's running statistics to their average over ``num_batches`` batches.
 
     ``batches`` yields loader dicts with a ``"video"`` entry. Returns the batches used (0 when
     the model has no BatchNorm or ``num_batches`` is 0). Every module's train/eval mode is restored;
     in a model in training mode, a BatchNorm set to eval (frozen) keeps its statistics.
     """
-    norms = [bn for bn in batch_norms(model)  # frozen ones stay (eval in a training model, or fine-tuning's)
-             if (bn.training or not model.training) and not getattr(bn, "vidact_frozen", False)]
+    norms = [
+        bn
+        for bn in batch_norms(model)  # frozen ones stay (eval in a training model, or fine-tuning's)
+        if (bn.training or not model.training) and not getattr(bn, "vidact_frozen", False)
+    ]
     if not norms or num_batches <= 0:
         return 0
     modes = [(m, m.training) for m in model.modules()]

@@ -52,13 +52,17 @@ class PretrainedReport:
     def summary(self) -> str:
         parts = [f"loaded {self.loaded} tensors"]
         if self.replaced:
-            parts.append(f"replaced {len(self.replaced)} classifier tensors "
-                         f"({self.source_classes} -> new classes: {', '.join(self.replaced)})")
+            parts.append(
+                f"replaced {len(self.replaced)} classifier tensors "
+                f"({self.source_classes} -> new classes: {', '.join(self.replaced)})"
+            )
         if self.identity_filled:
             parts.append(f"{len(self.identity_filled)} identity BatchNorm tensors added")
         if self.left_at_init:
-            parts.append(f"left {len(self.left_at_init)} at init ({', '.join(self.left_at_init[:3])}"
-                         f"{', ...' if len(self.left_at_init) > 3 else ''})")
+            parts.append(
+                f"left {len(self.left_at_init)} at init ({', '.join(self.left_at_init[:3])}"
+                f"{', ...' if len(self.left_at_init) > 3 else ''})"
+            )
         cached = " (from the cache)" if self.from_cache else ""
         return f"pretrained {self.source} [{self.format}, {self.source_arch}]{cached}: " + "; ".join(parts)
 
@@ -99,8 +103,10 @@ def resolve(source: str, arch: str, *, progress: bool | None = None) -> tuple[Fe
         if zoo.arch is None:
             raise CheckpointError(f"{source}: {zoo.note}; it cannot initialise {arch}")
         if zoo.arch != entry.name:
-            raise CheckpointError(f"{source} holds {zoo.arch} weights, not {entry.name}; "
-                                  f"use --arch {zoo.arch} or a checkpoint of {entry.name}")
+            raise CheckpointError(
+                f"{source} holds {zoo.arch} weights, not {entry.name}; "
+                f"use --arch {zoo.arch} or a checkpoint of {entry.name}"
+            )
     elif not is_url(source) and not Path(source).expanduser().exists():
         raise UsageError(f"--pretrained {source!r}: not a zoo name (vidact models zoo), a file or a URL")
     target = zoo.url if zoo is not None else source
@@ -133,8 +139,12 @@ def read_weights(path: Path) -> tuple[str, object]:
 
 def _is_googlenet_2d(obj) -> bool:
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    return (isinstance(state, dict) and isinstance(state.get("conv1.conv.weight"), torch.Tensor)
-            and state["conv1.conv.weight"].dim() == 4 and "inception3a.branch1.conv.weight" in state)
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("conv1.conv.weight"), torch.Tensor)
+        and state["conv1.conv.weight"].dim() == 4
+        and "inception3a.branch1.conv.weight" in state
+    )
 
 
 def _reshape_caffe2(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
@@ -156,14 +166,17 @@ def _reshape_caffe2(state: dict[str, torch.Tensor], arch: str) -> dict[str, torc
     return out
 
 
-def source_state(obj, kind: str, arch: str, model: nn.Module, path: Path
-                 ) -> tuple[dict[str, torch.Tensor], str, str, list[str]]:
+def source_state(
+    obj, kind: str, arch: str, model: nn.Module, path: Path
+) -> tuple[dict[str, torch.Tensor], str, str, list[str]]:
     """``(state for model, format, source arch, identity-filled keys)`` from what :func:`read_weights` read."""
     entry = get_entry(arch)
     if kind == "torch" and isinstance(obj, dict) and obj.get("format") == VIDACT_FORMAT:
         if obj.get("arch") != entry.name:
-            raise CheckpointError(f"{path}: a vidact checkpoint of {obj.get('arch')!r}, not {entry.name!r}; "
-                                  f"pretrained weights must come from the same architecture")
+            raise CheckpointError(
+                f"{path}: a vidact checkpoint of {obj.get('arch')!r}, not {entry.name!r}; "
+                f"pretrained weights must come from the same architecture"
+            )
         return dict(obj["model"]), "vidact", entry.name, []
     if kind == "torch" and _is_googlenet_2d(obj):
         if entry.family != "i3d" or entry.name == "i3d-two-stream":
@@ -177,8 +190,10 @@ def source_state(obj, kind: str, arch: str, model: nn.Module, path: Path
                 del inflated[key]
         return inflated, "torchvision-2d", "googlenet", []
     if entry.family not in ("x3d", "slowfast"):
-        raise CheckpointError(f"{path}: not a vidact checkpoint of {entry.name} (foreign PyTorchVideo/PySlowFast "
-                              f"weights exist for the x3d and slowfast families only)")
+        raise CheckpointError(
+            f"{path}: not a vidact checkpoint of {entry.name} (foreign PyTorchVideo/PySlowFast "
+            f"weights exist for the x3d and slowfast families only)"
+        )
     from vidact.models.convert import convert_state_dict
 
     source = "auto"
@@ -195,8 +210,9 @@ def source_state(obj, kind: str, arch: str, model: nn.Module, path: Path
 
 
 # --------------------------------------------------------------------------- loading into the model
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], head: list[str], path: Path
-              ) -> tuple[int, list[str], list[str]]:
+def load_into(
+    model: nn.Module, state: dict[str, torch.Tensor], head: list[str], path: Path
+) -> tuple[int, list[str], list[str]]:
     """Copy ``state`` into ``model``; the classifier (``head``) only when its shapes fit.
 
     Returns (tensors loaded, head keys replaced, keys left at init). A tensor other than the
@@ -210,15 +226,18 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], head: list[str],
         raise CheckpointError(f"{path}: weights do not fit the model (missing key {bad[0]!r}; {len(bad)} missing)")
     for k, v in own.items():
         if k in state and k not in replaced and tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: weights do not fit the model ({k!r} has shape "
-                                  f"{tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} in the model)")
+            raise CheckpointError(
+                f"{path}: weights do not fit the model ({k!r} has shape "
+                f"{tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} in the model)"
+            )
     new = {k: (own[k] if k in replaced or k in left else state[k].to(own[k].dtype)) for k in own}
     model.load_state_dict(new)
     return len(own) - len(replaced) - len(left), replaced, left
 
 
-def load_pretrained(model: nn.Module, source: str, arch: str, rebuild: Callable[[int], nn.Module], *,
-                    progress: bool | None = None) -> PretrainedReport:
+def load_pretrained(
+    model: nn.Module, source: str, arch: str, rebuild: Callable[[int], nn.Module], *, progress: bool | None = None
+) -> PretrainedReport:
     """Initialise ``model`` (built as ``rebuild(n)``) from ``source``; returns what was loaded and replaced."""
     fetched, zoo = resolve(source, arch, progress=progress)
     kind, obj = read_weights(fetched.path)
@@ -226,7 +245,17 @@ def load_pretrained(model: nn.Module, source: str, arch: str, rebuild: Callable[
     head = classifier_keys(model, rebuild)
     source_classes = next((int(state[k].shape[0]) for k in head if k in state), -1)
     loaded, replaced, left = load_into(model, state, head, fetched.path)
-    return PretrainedReport(source=source, path=str(fetched.path), sha256=fetched.sha256, format=fmt,
-                            source_arch=source_arch, source_classes=source_classes, loaded=loaded,
-                            replaced=replaced, left_at_init=left, identity_filled=filled,
-                            zoo=zoo.name if zoo is not None else None, from_cache=fetched.from_cache)
+    return PretrainedReport(
+        source=source,
+        path=str(fetched.path),
+        sha256=fetched.sha256,
+        format=fmt,
+        source_arch=source_arch,
+        source_classes=source_classes,
+        loaded=loaded,
+        replaced=replaced,
+        left_at_init=left,
+        identity_filled=filled,
+        zoo=zoo.name if zoo is not None else None,
+        from_cache=fetched.from_cache,
+    )

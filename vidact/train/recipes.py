@@ -61,9 +61,11 @@ class Recipe:
         return dataclasses.replace(cfg, **changes)
 
     def summary(self, cfg) -> str:
-        return (f"recipe {self.name} ({self.source}): lr {cfg.lr:.4g} at batch {cfg.batch_size} "
-                f"(recipe {self.config.get('lr')} at {self.reference_batch_size}), {cfg.epochs} epochs, "
-                f"warm-up {cfg.warmup_epochs:g}; aims at {self.aims_at}")
+        return (
+            f"recipe {self.name} ({self.source}): lr {cfg.lr:.4g} at batch {cfg.batch_size} "
+            f"(recipe {self.config.get('lr')} at {self.reference_batch_size}), {cfg.epochs} epochs, "
+            f"warm-up {cfg.warmup_epochs:g}; aims at {self.aims_at}"
+        )
 
 
 def _files() -> dict[str, object]:

@@ -44,7 +44,7 @@ def rank_slice(order: np.ndarray, start: int, size: int, rank: int, world_size: 
     """This rank's contiguous share of the global batch ``order[start:start + size]`` (size % world == 0)."""
     per_rank = size // world_size
     first = start + rank * per_rank
-    return [int(i) for i in order[first:first + per_rank]]
+    return [int(i) for i in order[first : first + per_rank]]
 
 
 def global_batch_sizes(total: int, global_batch: int, world_size: int, drop_last: bool) -> list[int]:
@@ -78,8 +78,17 @@ class _RankSampler(Sampler):
 class EpochBatchSampler(_RankSampler):
     """Shuffled batches of ``batch_size`` per rank whose order depends only on (seed, epoch)."""
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, *, shuffle: bool = True,
-                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int = 0,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         super().__init__(seed, rank, world_size)
         if num_samples < 1:
             raise ValueError("the data set is empty")
@@ -102,14 +111,13 @@ class EpochBatchSampler(_RankSampler):
         """Every batch of this rank for the current epoch (before skipping)."""
         order = self.order()
         out, start = [], 0
-        for size in global_batch_sizes(len(order), self.batch_size * self.world_size, self.world_size,
-                                       self.drop_last):
+        for size in global_batch_sizes(len(order), self.batch_size * self.world_size, self.world_size, self.drop_last):
             out.append(rank_slice(order, start, size, self.rank, self.world_size))
             start += size
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start_batch:])
+        return iter(self.batches()[self.start_batch :])
 
     def __len__(self) -> int:
         return max(len(self.batches()) - self.start_batch, 0)
@@ -118,8 +126,16 @@ class EpochBatchSampler(_RankSampler):
 class IterationBudgetSampler(_RankSampler):
     """Exactly ``iterations`` shuffled batches as one epoch, passing over the data as often as needed."""
 
-    def __init__(self, num_samples: int, batch_size: int, iterations: int, seed: int = 0, *,
-                 rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        iterations: int,
+        seed: int = 0,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         super().__init__(seed, rank, world_size)
         self.passes = EpochBatchSampler(num_samples, batch_size, seed, rank=self.rank, world_size=self.world_size)
         self.iterations = iterations
@@ -131,10 +147,10 @@ class IterationBudgetSampler(_RankSampler):
             self.passes.set_epoch(self.epoch * 10_007 + n)
             out += self.passes.batches()
             n += 1
-        return out[:self.iterations]
+        return out[: self.iterations]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start_batch:])
+        return iter(self.batches()[self.start_batch :])
 
     def __len__(self) -> int:
         return max(self.iterations - self.start_batch, 0)
@@ -162,8 +178,17 @@ class MultigridBatchSampler(_RankSampler):
     (as PySlowFast and the plain sampler do), unless ``drop_last=False``.
     """
 
-    def __init__(self, num_samples: int, schedule: MultigridSchedule, *, rank: int | None = None,
-                 world_size: int | None = None, seed: int = 0, shuffle: bool = True, drop_last: bool = True):
+    def __init__(
+        self,
+        num_samples: int,
+        schedule: MultigridSchedule,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ):
         super().__init__(seed, rank, world_size)
         if num_samples < 1:
             raise ValueError("the data set is empty")
@@ -202,8 +227,19 @@ class MultigridBatchSampler(_RankSampler):
             size = min(wanted, total - start)
             if size < wanted and self.drop_last and plans:
                 break  # a data set smaller than one batch still trains
-            plans.append(BatchPlan(frac, start, size, size // self.world_size, phase, it % len(shapes),
-                                   phase.frames, shape.size, self.schedule.stride_range(phase)))
+            plans.append(
+                BatchPlan(
+                    frac,
+                    start,
+                    size,
+                    size // self.world_size,
+                    phase,
+                    it % len(shapes),
+                    phase.frames,
+                    shape.size,
+                    self.schedule.stride_range(phase),
+                )
+            )
             start += size
             it += 1
         return plans
@@ -224,7 +260,7 @@ class MultigridBatchSampler(_RankSampler):
         """This rank's keys for one planned iteration."""
         lo, hi = plan.stride_range
         strides = np.random.default_rng([self.seed, epoch, iteration, 0x57]).integers(lo, hi + 1, size=plan.size)
-        mine = strides[self.rank * plan.per_rank:(self.rank + 1) * plan.per_rank]
+        mine = strides[self.rank * plan.per_rank : (self.rank + 1) * plan.per_rank]
         indices = rank_slice(order, plan.start, plan.size, self.rank, self.world_size)
         return [(i, ClipSpec(plan.frames, plan.crop_size, int(s))) for i, s in zip(indices, mine)]
 

@@ -30,8 +30,17 @@ BN_BASE = 8
 class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics come from splits of ``base`` clips."""
 
-    def __init__(self, num_features: int, base: int = BN_BASE, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None):
+    def __init__(
+        self,
+        num_features: int,
+        base: int = BN_BASE,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
         if base < 1:
             raise ValueError(f"base must be >= 1, got {base}")
@@ -88,8 +97,9 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
             idx = torch.nonzero(owner == split).flatten().to(x.device)
             mean = torch.zeros(c, device=x.device, dtype=stat_dtype)
             var = torch.ones(c, device=x.device, dtype=stat_dtype)
-            y = y.index_copy(0, idx, F.batch_norm(x.index_select(0, idx), mean, var, self.weight, self.bias, True,
-                                                  1.0, self.eps))
+            y = y.index_copy(
+                0, idx, F.batch_norm(x.index_select(0, idx), mean, var, self.weight, self.bias, True, 1.0, self.eps)
+            )
             means.append(mean)
             variances.append(var)
             counts.append(float(len(idx) * per_sample))
@@ -106,8 +116,9 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
         self.running_var.mul_(1 - factor).add_(var.to(self.running_var.dtype), alpha=factor)
 
 
-def aggregate_split_stats(means: torch.Tensor, variances: torch.Tensor,
-                          counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def aggregate_split_stats(
+    means: torch.Tensor, variances: torch.Tensor, counts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole-batch mean and unbiased variance from per-split (k, C) means and unbiased variances.
 
     ``counts`` holds the elements per channel of each split; the result equals the statistics
@@ -134,8 +145,16 @@ _SWAPS = ((nn.BatchNorm3d, SubBatchNorm3d), (nn.BatchNorm2d, SubBatchNorm2d))
 
 def _swap(bn: nn.modules.batchnorm._BatchNorm, cls: type, base: int) -> _SubBatchNorm:
     ref = bn.weight if bn.weight is not None else bn.running_mean
-    new = cls(bn.num_features, base, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-              device=ref.device if ref is not None else None, dtype=ref.dtype if ref is not None else None)
+    new = cls(
+        bn.num_features,
+        base,
+        bn.eps,
+        bn.momentum,
+        bn.affine,
+        bn.track_running_stats,
+        device=ref.device if ref is not None else None,
+        dtype=ref.dtype if ref is not None else None,
+    )
     new.load_state_dict(bn.state_dict())
     new.train(bn.training)
     for p_old, p_new in zip(bn.parameters(), new.parameters()):

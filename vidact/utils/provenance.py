@@ -14,6 +14,7 @@ ENV_FILE = "env.json"
 
 def git_commit(folder: str | Path) -> dict | None:
     """``{"commit", "dirty"}`` when ``folder`` is inside a git checkout with git available, else None."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
@@ -34,8 +35,9 @@ def environment() -> dict:
 
     import vidact
 
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if torch.cuda.is_available() else []
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     package_root = Path(vidact.__file__).resolve().parent.parent
     record = {
         "vidact": vidact.__version__,
