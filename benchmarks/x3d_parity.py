@@ -200,7 +200,8 @@ def main(argv=None) -> list[dict]:
     )
     print(
         f"synthetic set: {len(splits['train'][1])} train / {len(splits['val'][1])} val clips, {args.classes} classes, "
-        f"{splits['train'][0].shape[1]} frames of {args.clip_size}px (rendered in {time.perf_counter() - started:.0f} s); "
+        f"{splits['train'][0].shape[1]} frames of {args.clip_size}px "
+        f"(rendered in {time.perf_counter() - started:.0f} s); "
         f"x3d-xs width {args.width_mult} at {args.frames}x{args.size}, stride {args.stride}; batch {args.batch_size}, "
         f"SGD lr {args.lr}, cosine, {args.epochs} epochs; torch threads {args.threads}",
         flush=True,

@@ -14,11 +14,10 @@ from vidact.data.annotations import Sample, load_dataset_dir
 from vidact.data.dataset import ClipSpec, VideoClipDataset, detect_source, flow_folder_for
 from vidact.data.loader import build_loader
 from vidact.data.synthetic import render_clip
-from vidact.io.video import write_video
 from vidact.errors import VidactError, VideoDecodeError
 from vidact.io.flowio import write_flow_npz
 from vidact.io.frames import read_frames, write_frames
-from vidact.io.video import decode_frames
+from vidact.io.video import decode_frames, write_video
 
 FLOW_X, FLOW_Y = 2.0, -1.0
 

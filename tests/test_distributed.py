@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from helpers.ddp_ranks import free_port, join_as_rank
+
 from vidact.runtime import distributed as D
 
 

@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from helpers.local_server import Handler, LocalServer
+
 from vidact.errors import DownloadError
 from vidact.io.download import cache_dir, cached_name, fetch
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers.tiny_model import make_checkpoint
+
 from vidact.errors import CheckpointError, UsageError
 from vidact.evaluate.fuse import fuse_scores, parse_weights
 from vidact.evaluate.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_accuracy
@@ -60,8 +60,8 @@ def test_softmax_then_mean_and_logit_mean():
 def test_multiview_scores_equal_mean_of_single_views(synth_dir, ckpt, tmp_path):
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
-    from vidact.runtime.checkpoint import load_checkpoint
     from vidact.runtime.build import model_from_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
 
     npz = tmp_path / "scores.npz"
     report = evaluate_checkpoint(

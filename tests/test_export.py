@@ -23,9 +23,9 @@ def one_thread():
 
 def make_checkpoint(path, arch: str, modality: str, channels: int, frames: int, size: int, width_mult: float):
     """A checkpoint of a registry architecture with random weights and non-trivial BatchNorm statistics."""
+    from vidact.runtime.build import build_model
     from vidact.runtime.checkpoint import save_checkpoint
     from vidact.train.config import load_config
-    from vidact.runtime.build import build_model
 
     torch.manual_seed(0)
     cfg = load_config(arch=arch, modality=modality, frames=frames, size=size, overrides=[f"width_mult={width_mult}"])

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-
 from helpers.local_server import Handler, LocalServer
 from helpers.pytorchvideo_weights import ptv_slowfast_r50, ptv_x3d_xs
+
 from vidact.models.convert import source_key
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.config import load_config, read_config_file

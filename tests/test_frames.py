@@ -13,10 +13,9 @@ import pytest
 from vidact.data.annotations import load_dataset_dir
 from vidact.data.extract_frames import resample
 from vidact.data.synthetic import render_clip
-from vidact.io.video import write_video
 from vidact.errors import VideoDecodeError
 from vidact.io.frames import count_frames, frame_name, read_frames, write_frames
-from vidact.io.video import decode_frames
+from vidact.io.video import decode_frames, write_video
 from vidact.utils.jobs import VideoJob, run_video_jobs
 from vidact.utils.shard import take_shard
 

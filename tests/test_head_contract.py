@@ -1,4 +1,7 @@
-"""Every registered architecture has one head contract: forward_features, forward_head(x, pre_logits) and num_features."""
+"""Every registered architecture has one head contract.
+
+That is: ``forward_features``, ``forward_head(x, pre_logits)`` and ``num_features``.
+"""
 
 from __future__ import annotations
 

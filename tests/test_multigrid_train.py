@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from helpers.ddp_ranks import free_port, join_as_rank
 from helpers.shaped_clips import ShapedClips, shaped_config, shaped_data
 from helpers.tiny_model import register_tiny
+
 from vidact.runtime import distributed as D
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics

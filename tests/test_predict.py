@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers.tiny_model import make_checkpoint
+
 from vidact.predict import predict_video, window_ranges
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,8 +34,8 @@ def test_predict_whole_video_matches_the_model(ckpt, video):
     from vidact.data import sampling
     from vidact.data import transforms as T
     from vidact.io.video import decode_frames
-    from vidact.runtime.checkpoint import load_checkpoint
     from vidact.runtime.build import model_from_checkpoint
+    from vidact.runtime.checkpoint import load_checkpoint
 
     result = predict_video(ckpt, video, topk=4, clips=2, device="cpu")
     probs = [t["prob"] for t in result["top"]]

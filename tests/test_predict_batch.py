@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers.tiny_model import make_checkpoint
+
 from vidact.predict_batch import collect_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")

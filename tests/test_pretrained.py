@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers.pytorchvideo_weights import ptv_x3d_xs, randomise
 from torch import nn
 
-from helpers.pytorchvideo_weights import ptv_x3d_xs, randomise
 from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
 from vidact.models.convert import source_key

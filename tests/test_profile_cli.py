@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

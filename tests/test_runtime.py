@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch import nn
-
 from helpers.ddp_ranks import free_port, join_as_rank
 from helpers.tiny_model import make_checkpoint, register_tiny
+from torch import nn
+
 from vidact.errors import TrainingDiverged, UsageError
 from vidact.models.registry import _REGISTRY, InputSpec, register_model
 from vidact.runtime.build import build_model, builder_options
@@ -57,6 +57,7 @@ def test_auto_speed_follows_each_family_preference():
 
 def test_fit_records_the_resolved_speed_settings(tmp_path, one_thread):
     from helpers.shaped_clips import shaped_config, shaped_data
+
     from vidact.train.engine import fit
 
     summary = fit(shaped_config(tmp_path / "run", epochs=1, overrides=[]), shaped_data(), progress=False)
@@ -115,6 +116,7 @@ class _PoisonedClips(torch.utils.data.Dataset):
 
 def test_divergence_is_a_runtime_failure_that_keeps_the_last_checkpoint(tmp_path, one_thread):
     from helpers.shaped_clips import shaped_config, shaped_data
+
     from vidact.train.engine import TrainData, fit
 
     run = tmp_path / "run"
@@ -166,6 +168,7 @@ def test_every_rank_gets_the_same_batches_count(num_samples, batch, world, drop_
 
 def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
     from helpers.shaped_clips import ShapedClips, shaped_config
+
     from vidact.runtime import distributed as D
     from vidact.train.engine import TrainData, fit
 

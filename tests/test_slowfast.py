@@ -9,7 +9,6 @@ from vidact.models import create_model, get_entry
 from vidact.models.resnet3d import to_preferred_format
 from vidact.profile.flops import profile_arch
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # arch, extra builder kwargs, GFLOPs at slow T / fast 32 x 256 x 256, params (M), params tolerance

@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
-
 from helpers.tiny_model import TINY, fake_config, fake_data, register_tiny
+
 from vidact.errors import UsageError
 from vidact.train.config import TrainConfig, apply_overrides, load_config, read_config_file, to_toml
 from vidact.train.lr import LRSchedule
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

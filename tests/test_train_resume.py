@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers.tiny_model import fake_config, fake_data
+
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 

@@ -12,7 +12,6 @@ from vidact.models.resnet3d import to_preferred_format
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
 from vidact.profile.flops import profile_arch
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

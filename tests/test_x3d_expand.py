@@ -13,7 +13,6 @@ import torch
 from vidact.errors import UsageError, VidactError
 from vidact.models import create_model
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
-from vidact.train.samplers import IterationBudgetSampler
 from vidact.search.x3d_expand import (
     AXES,
     X2D,
@@ -32,6 +31,7 @@ from vidact.search.x3d_expand import (
     run_search,
     set_axis,
 )
+from vidact.train.samplers import IterationBudgetSampler
 
 
 def analytic_count(f: X3DFactors, num_classes: int, in_channels: int = 3) -> Cost:

@@ -58,7 +58,7 @@ class FakeMotionClips(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(seed)
         self.labels = [i % num_classes for i in range(num_videos)]
         self.clips = []
-        for i, label in enumerate(self.labels):
+        for label in self.labels:
             clip = 0.1 * torch.randn(3, frames, size, size, generator=g)
             y0, x0 = (int(v) for v in torch.randint(0, size - 6, (2,), generator=g))
             dy, dx = [(0, 1), (0, -1), (1, 0), (-1, 0)][label % 4]

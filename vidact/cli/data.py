@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vidact.cli.common import finish, JsonFlag, out_console, print_json
+from vidact.cli.common import JsonFlag, finish, out_console, print_json
 from vidact.errors import UsageError
 from vidact.utils.progress import make_progress
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vidact.cli.common import DeviceChoice, err_console, finish, JsonFlag, out_console, print_json
+from vidact.cli.common import DeviceChoice, JsonFlag, err_console, finish, out_console, print_json
 
 DEFAULT_COMMAND = "checkpoint"
 
@@ -39,7 +38,7 @@ def _pct(x) -> str:
 @app.command(DEFAULT_COMMAND)
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by vidact train (RUN/best.pt)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data set folder (default: the one it was trained on)."),
+    data: Path | None = typer.Option(None, "--data", help="Data set folder (default: the one it was trained on)."),
     split: str = typer.Option("val", "--split", help="Which split to test: train, val or test."),
     clips: int = typer.Option(1, "--clips", help="Uniform clips per video (K)."),
     crops: int = typer.Option(1, "--crops", help="Spatial crops per clip (C): 1 centre or 3 along the long side."),
@@ -49,8 +48,8 @@ def evaluate(
     aggregation: str = typer.Option(
         "softmax-mean", "--aggregation", help="softmax-mean (mean of per-view probabilities) or logit-mean."
     ),
-    save_scores: Optional[Path] = typer.Option(None, "--save-scores", help="Write per-view logits to this .npz."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for confusion.png (default: the checkpoint's)."),
+    save_scores: Path | None = typer.Option(None, "--save-scores", help="Write per-view logits to this .npz."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for confusion.png (default: the checkpoint's)."),
     json_out: JsonFlag = False,
 ) -> None:
     """Multi-view test (K clips x C crops, softmax-then-mean): clip/video top-1/top-5, per-class table.
@@ -109,7 +108,7 @@ def evaluate(
 @app.command("fuse")
 def fuse(
     scores: list[Path] = typer.Argument(..., help="Two or more .npz files from vidact eval --save-scores."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weights, e.g. 1,1.5."),
+    weights: str | None = typer.Option(None, "--weights", help="Comma-separated weights, e.g. 1,1.5."),
     aggregation: str = typer.Option("softmax-mean", "--aggregation", help="softmax-mean or logit-mean."),
     json_out: JsonFlag = False,
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ from vidact.cli.common import JsonFlag, out_console, print_json, require_path
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by vidact train (RUN/best.pt)."),
     fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript (.pt) or onnx (.onnx)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),
     json_out: JsonFlag = False,
 ) -> None:
     """Export a trained model for deployment; the export's logits are checked against the checkpoint's.

@@ -43,7 +43,8 @@ def extract(
     """Extract TV-L1 flow of every video; re-running skips finished videos.
 
     Each output folder gets flow.json (algorithm, backend, kernel path and whether it ran compiled,
-    parameters, bound, index base 1, prefix, frame count, version). Failed inputs are listed in OUT/failures.txt and make the exit code 1.
+    parameters, bound, index base 1, prefix, frame count, version). Failed inputs are listed in
+    OUT/failures.txt and make the exit code 1.
 
     Example: vidact flow extract data/synth/videos flow/ --short-side 128 --workers 2
     """

@@ -69,12 +69,15 @@ def _register() -> None:
 
     app.add_typer(flow_cli.app, name="flow")
 
-    from vidact.cli import models as models_cli, profile as profile_cli
+    from vidact.cli import models as models_cli
+    from vidact.cli import profile as profile_cli
 
     app.add_typer(models_cli.app, name="models")
     app.command("profile")(profile_cli.profile)
 
-    from vidact.cli import eval as eval_cli, predict as predict_cli, train as train_cli
+    from vidact.cli import eval as eval_cli
+    from vidact.cli import predict as predict_cli
+    from vidact.cli import train as train_cli
 
     app.command("train")(train_cli.train)
     app.add_typer(eval_cli.app, name="eval")
@@ -84,7 +87,8 @@ def _register() -> None:
 
     app.add_typer(x3d_cli.app, name="x3d")
 
-    from vidact.cli import demo as demo_cli, export as export_cli
+    from vidact.cli import demo as demo_cli
+    from vidact.cli import export as export_cli
 
     app.command("demo")(demo_cli.demo)
     app.command("export")(export_cli.export)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -15,7 +13,7 @@ app = typer.Typer()  # help comes from the callback's docstring
 @app.callback(invoke_without_command=True)
 def models(
     ctx: typer.Context,
-    family: Optional[str] = typer.Option(None, "--family", help="Only this family (e.g. i3d, c3d, karpathy)."),
+    family: str | None = typer.Option(None, "--family", help="Only this family (e.g. i3d, c3d, karpathy)."),
     json_out: JsonFlag = False,
 ) -> None:
     """List every architecture: default input (C, T, H, W, frame stride), parameters and GFLOPs.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -11,7 +9,7 @@ from vidact.cli.common import JsonFlag, print_json, wide_console
 
 
 def zoo(
-    arch: Optional[str] = typer.Option(None, "--arch", help="Only checkpoints for this vidact architecture."),
+    arch: str | None = typer.Option(None, "--arch", help="Only checkpoints for this vidact architecture."),
     json_out: JsonFlag = False,
 ) -> None:
     """Published checkpoints: vidact arch, source, data set, published top-1 and test views, URL, sha256.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,13 +17,11 @@ def predict(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by vidact train (RUN/best.pt)."),
     video: Path = typer.Argument(..., help="A video file, a folder of videos (walked) or a list (.txt/.csv)."),
     topk: int = typer.Option(5, "--topk", help="How many classes to show."),
-    window: Optional[float] = typer.Option(
-        None, "--window", help="Also score consecutive windows of this many seconds."
-    ),
+    window: float | None = typer.Option(None, "--window", help="Also score consecutive windows of this many seconds."),
     clips: int = typer.Option(3, "--clips", help="Uniform clips averaged for the whole-video score."),
     device: DeviceChoice = "auto",
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one row per video: preds.csv or preds.jsonl."),
-    features: Optional[Path] = typer.Option(None, "--features", help="Save pooled pre-logit features (.npz)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write one row per video: preds.csv or preds.jsonl."),
+    features: Path | None = typer.Option(None, "--features", help="Save pooled pre-logit features (.npz)."),
     json_out: JsonFlag = False,
 ) -> None:
     """Top classes and probabilities for a video (and per time window with --window), or for many.

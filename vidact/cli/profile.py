@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -81,10 +79,10 @@ def _print_report(arch: str, report, bench) -> None:
 
 def profile(
     arch: str = typer.Option(..., "--arch", "-a", help="Registered architecture (see `vidact models`)."),
-    frames: Optional[int] = typer.Option(None, "--frames", "-t", min=1, help="Clip length T (default: the model's)."),
-    size: Optional[int] = typer.Option(None, "--size", "-s", min=8, help="Frame height = width (default: model's)."),
+    frames: int | None = typer.Option(None, "--frames", "-t", min=1, help="Clip length T (default: the model's)."),
+    size: int | None = typer.Option(None, "--size", "-s", min=8, help="Frame height = width (default: model's)."),
     batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classifier outputs."),
+    num_classes: int | None = typer.Option(None, "--num-classes", min=1, help="Classifier outputs."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Print the per-layer table."),
     depth: int = typer.Option(1, "--depth", min=1, help="Module depth of the per-layer table."),
     views: str = typer.Option("1", "--views", help="Test views, e.g. 10x3 (clips x crops): total = per view x views."),
@@ -92,7 +90,7 @@ def profile(
     bench: bool = typer.Option(False, "--bench", help="Also measure forward / forward+backward latency."),
     amp: bool = typer.Option(False, "--amp", help="Measure under bf16 autocast."),
     iters: int = typer.Option(5, "--iters", min=1, help="Timed iterations for --bench."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for --bench (default: torch's)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for --bench (default: torch's)."),
     json_out: JsonFlag = False,
 ) -> None:
     """Count an architecture's parameters and FLOPs (multiply-adds, on the meta device); --bench times it.

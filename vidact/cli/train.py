@@ -3,55 +3,54 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from vidact.cli.common import err_console, finish, JsonFlag, out_console, print_json
+from vidact.cli.common import JsonFlag, err_console, finish, out_console, print_json
 
 
 def train(
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture name (see vidact models)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data set folder: classes.txt, train.csv, val.csv."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, metrics, curves."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of 'key = value' config lines."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture name (see vidact models)."),
+    data: Path | None = typer.Option(None, "--data", help="Data set folder: classes.txt, train.csv, val.csv."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, metrics, curves."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file of 'key = value' config lines."),
     overrides: list[str] = typer.Option([], "--set", help="Override one config key: --set key=value (repeatable)."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="rgb, flow or rgb+flow (default: the arch's)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per batch."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd (momentum) or adamw."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader worker processes."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),
-    amp: Optional[str] = typer.Option(
+    modality: str | None = typer.Option(None, "--modality", help="rgb, flow or rgb+flow (default: the arch's)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Clips per batch."),
+    lr: float | None = typer.Option(None, "--lr", help="Base learning rate."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd (momentum) or adamw."),
+    workers: int | None = typer.Option(None, "--workers", help="Data loader worker processes."),
+    frames: int | None = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
+    size: int | None = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
+    stride: int | None = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),
+    amp: str | None = typer.Option(
         None,
         "--amp",
         help="Mixed precision: auto (default: the family's choice on CUDA, none on CPU), none, bf16, fp16 (CUDA).",
     ),
-    channels_last: Optional[str] = typer.Option(
+    channels_last: str | None = typer.Option(
         None,
         "--channels-last",
         help="channels-last-3d memory format: auto (default: the family's measured choice on the device), on, off.",
     ),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (data order, augmentation, init)."),
-    deterministic: Optional[bool] = typer.Option(
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (data order, augmentation, init)."),
+    deterministic: bool | None = typer.Option(
         None, "--deterministic/--no-deterministic", help="Deterministic algorithms (bit-exact resume on CPU)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
-    recipe: Optional[str] = typer.Option(
+    recipe: str | None = typer.Option(
         None, "--recipe", help="Training recipe by name; default: the arch's own (none: defaults only)."
     ),
-    pretrained: Optional[str] = typer.Option(
+    pretrained: str | None = typer.Option(
         None, "--pretrained", help="Start from weights: zoo name (vidact models zoo), imagenet, file or URL."
     ),
-    freeze: Optional[str] = typer.Option(
+    freeze: str | None = typer.Option(
         None, "--freeze", help="Freeze 'backbone' or modules 'stem,res2' (BN in eval mode)."
     ),
-    multigrid: Optional[str] = typer.Option(
+    multigrid: str | None = typer.Option(
         None, "--multigrid", help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."
     ),
     dry_run: bool = typer.Option(
@@ -71,7 +70,8 @@ def train(
     Multigrid: vidact train --arch x3d-xs --epochs 10 --multigrid long+short --dry-run
     """
     from vidact.train.config import load_config
-    from vidact.train.engine import resume_config, train as run_training
+    from vidact.train.engine import resume_config
+    from vidact.train.engine import train as run_training
 
     base = resume_config(out) if (resume and out is not None) else None
     cfg = load_config(

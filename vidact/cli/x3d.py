@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def expand(
     budget: str = typer.Option(
         "1ep", "--budget-per-candidate", help="Training per candidate: 2 or 2ep (epochs), 30it (iterations)."
     ),
-    target_gflops: Optional[float] = typer.Option(
+    target_gflops: float | None = typer.Option(
         None, "--target-gflops", help="Afterwards, contract the last expanded axis to fit."
     ),
     out: Path = typer.Option(

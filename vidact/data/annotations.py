@@ -26,9 +26,9 @@ import csv
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from vidact.errors import AnnotationError, UsageError
 
@@ -433,7 +433,10 @@ def ssv2_label_name(template: str) -> str:
 
 
 def parse_ssv2_json(path: str | Path, root: str | Path, classes: list[str], ext: str = ".webm") -> list[Sample]:
-    """SSv2 ``train.json``/``validation.json``: ``[{"id", "label", "template", "placeholders"}]``; video ``<id>.webm``."""
+    """SSv2 ``train.json``/``validation.json``: ``[{"id", "label", "template", "placeholders"}]``.
+
+    The video of an entry is ``<id>.webm``.
+    """
     path = Path(path)
     seen = _Seen(path)
     samples = []

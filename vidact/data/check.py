@@ -14,9 +14,9 @@ import csv
 import json
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from vidact.data.annotations import SPLITS, read_classes
 from vidact.errors import UsageError, VidactError
@@ -331,7 +331,7 @@ def check_dataset(
     if progress is not None:
         progress(0, len(unique))
     with cf.ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, (entry, stats, problem) in enumerate(pool.map(_scan, unique), 1):
+        for done, (_entry, stats, problem) in enumerate(pool.map(_scan, unique), 1):
             if stats is not None:
                 report.videos.append(stats)
             if problem is not None:

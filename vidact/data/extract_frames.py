@@ -13,9 +13,9 @@ a data set folder of frame folders: ``classes.txt`` and ``<split>.csv`` with
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

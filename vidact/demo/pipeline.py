@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from vidact.demo.report import FUSED, write_report
+from vidact.demo.report import write_report
 from vidact.errors import UsageError
 from vidact.io.atomic import atomic_write_text
 from vidact.utils.progress import make_progress, stderr_console

@@ -350,7 +350,7 @@ def write_report(
     md += ["", "Figures (in report.html, and as PNG files):", ""]
     md += [f"- {title}: `figures/{p.name}`" for title, p in figs.items()]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    body = [f"<h1>vidact demo report</h1>", html_table(rows), "<ul>"]
+    body = ["<h1>vidact demo report</h1>", html_table(rows), "<ul>"]
     body += [f"<li>{html.escape(f)}</li>" for f in facts] + ["</ul>"]
     for title, p in figs.items():
         body.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="{embed_png(p)}">')

@@ -57,7 +57,7 @@ class ViewScores:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ViewScores":
+    def load(cls, path: str | Path) -> ViewScores:
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"{path}: scores file not found")
@@ -200,10 +200,10 @@ def evaluate_checkpoint(
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
     from vidact.data.loader import make_loader
+    from vidact.evaluate.metrics import plot_confusion
     from vidact.runtime.build import model_from_checkpoint
     from vidact.runtime.checkpoint import check_classes, load_checkpoint
     from vidact.runtime.device import select_device
-    from vidact.evaluate.metrics import plot_confusion
     from vidact.utils.progress import make_progress
 
     if method not in AGGREGATIONS:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 SAVING_S_PER_MPX_PAIR = 12.0  # eager minus compiled seconds per megapixel of one pair
 COMPILE_COLD_S = 15.0

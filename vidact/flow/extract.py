@@ -18,9 +18,9 @@ import multiprocessing as mp
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -359,7 +359,10 @@ def _process_prefetched(src: Path, staging: Path, options: FlowOptions, prefetch
 
 # --------------------------------------------------------------------------- scale-out
 def combine_shards(shard: tuple[int, int], rank: int, world: int) -> tuple[int, int]:
-    """Slice ``rank`` of ``world`` inside ``--shard i/n``: ``jobs[i::n][rank::world] == jobs[i + n*rank :: n*world]``."""
+    """Slice ``rank`` of ``world`` inside ``--shard i/n``.
+
+    ``jobs[i::n][rank::world] == jobs[i + n*rank :: n*world]``.
+    """
     i, n = shard
     if not 0 <= rank < world:
         raise UsageError(f"rank {rank} outside world size {world}")

@@ -25,12 +25,12 @@ is imported) and :class:`FusedTVL1` drives it without graphs; tests compare it w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from vidact.flow.tvl1 import GRAD_EPS, TVL1, TVL1Params, _median_torch, warp_bicubic, centered_gradient
+from vidact.flow.tvl1 import GRAD_EPS, TVL1, TVL1Params, centered_gradient, warp_bicubic
 
 try:
     import triton
@@ -207,7 +207,7 @@ class IterationState:
     graphs: dict = field(default_factory=dict)
 
     @classmethod
-    def allocate(cls, n: int, h: int, w: int, tiles: int, device: torch.device) -> "IterationState":
+    def allocate(cls, n: int, h: int, w: int, tiles: int, device: torch.device) -> IterationState:
         f = dict(device=device, dtype=torch.float32)
         return cls(
             u=[torch.zeros(n, 2, h, w, **f) for _ in range(2)],

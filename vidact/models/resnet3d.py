@@ -9,7 +9,7 @@ squeeze-excitation) -> ``c`` (1x1x1). Module names follow PySlowFast (``a``, ``a
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

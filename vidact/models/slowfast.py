@@ -14,7 +14,7 @@ Slow pathway has them only in res4/res5 (``a`` convs 3x1x1), the Fast one everyw
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -133,7 +133,7 @@ class FlopReport:
 
     def layers_at(self, depth: int) -> list[LayerCost]:
         """Modules ``depth`` levels below the model, plus shallower leaves (in module order)."""
-        return [l for l in self.layers if l.depth == depth or (l.leaf and 0 < l.depth < depth)]
+        return [layer for layer in self.layers if layer.depth == depth or (layer.leaf and 0 < layer.depth < depth)]
 
     def to_dict(self) -> dict:
         d = asdict(self)

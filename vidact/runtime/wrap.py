@@ -9,7 +9,8 @@ from vidact.runtime import distributed as D
 
 
 def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool, compile: bool) -> nn.Module:
-    """Move to ``device``; channels-last-3d memory format, DDP (under a process group) and ``torch.compile`` when asked."""
+    """Move to ``device``; channels-last-3d memory format, DDP (under a process group) and
+    ``torch.compile`` when asked."""
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)

@@ -21,9 +21,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -300,7 +300,7 @@ class SearchConfig:
     threads: int = 0  # torch CPU threads during the search; 0 = torch's default
     overrides: tuple[str, ...] = ()
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         parse_budget(self.budget)
         if self.steps < 1:
             raise UsageError(f"steps must be at least 1, got {self.steps}")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from vidact.errors import UsageError
 from vidact.runtime.device import AMP_MODES
@@ -88,7 +89,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise a one-line UsageError for the first invalid value; return self."""
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -150,7 +151,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a mapping (a checkpoint's or a TOML file's); unknown keys are errors."""
         return apply_values(cls(), values, source="config")
 

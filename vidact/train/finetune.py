@@ -134,7 +134,7 @@ class Finetuning:
 
     head: list[str]
     freeze: FreezeReport
-    pretrained: "PretrainedReport | None" = None
+    pretrained: PretrainedReport | None = None
 
     def lines(self) -> list[str]:
         out = [self.pretrained.summary()] if self.pretrained is not None else []

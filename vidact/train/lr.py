@@ -37,7 +37,7 @@ class LRSchedule:
             raise UsageError(f"an LR schedule needs epochs > 0, got {self.epochs}")
 
     @classmethod
-    def from_config(cls, cfg) -> "LRSchedule":
+    def from_config(cls, cfg) -> LRSchedule:
         return cls(
             base_lr=cfg.lr,
             epochs=cfg.epochs,

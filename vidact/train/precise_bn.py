@@ -10,7 +10,7 @@ batches at the full shape, with the weights frozen and every other layer (dropou
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

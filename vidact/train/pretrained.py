@@ -14,9 +14,9 @@ from __future__ import annotations
 import pickle
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -116,7 +116,7 @@ def resolve(source: str, arch: str, *, progress: bool | None = None) -> tuple[Fe
 
 # --------------------------------------------------------------------------- reading and converting
 def read_weights(path: Path) -> tuple[str, object]:
-    """``(kind, object)``: ``torch`` for anything ``torch.load(weights_only=True)`` reads, ``caffe2`` for a blobs pickle."""
+    """``(kind, object)``: ``torch`` for what ``torch.load(weights_only=True)`` reads, ``caffe2`` for a blobs pickle."""
     try:
         with warnings.catch_warnings():  # a Caffe2 pickle makes torch warn about its protocol first
             warnings.simplefilter("ignore", UserWarning)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
+
+import tomllib
 
 from vidact.errors import UsageError
 

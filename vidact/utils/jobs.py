@@ -11,9 +11,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from vidact.data.annotations import DatasetSplits, find_videos, is_video_file, load_data
 from vidact.errors import UsageError, VidactError
