@@ -151,7 +151,7 @@ def per_video(options):
 def batched(options):
     from vidact.flow.extract import make_estimator, write_flow_folder
     from vidact.flow.pipeline import BatchedExtraction
-    from vidact.utils.jobs import VideoJob
+    from vidact.io.jobs import VideoJob
 
     estimator = make_estimator(options)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
-from vidact.models.convert import convert_state_dict, source_key
+from vidact.weights.convert import convert_state_dict, source_key
 
 ptv_x3d = pytest.importorskip(
     "pytorchvideo.models.x3d", reason="pytorchvideo is not installed (pip install -e '.[test]')"

@@ -10,10 +10,10 @@ import torch
 from helpers.local_server import Handler, LocalServer
 from helpers.pytorchvideo_weights import ptv_slowfast_r50, ptv_x3d_xs
 
-from vidact.models.convert import source_key
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.config import load_config, read_config_file
 from vidact.train.recipes import all_recipes, get_recipe, recipe_names
+from vidact.weights.convert import source_key
 
 pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not installed")
 
@@ -124,7 +124,7 @@ def test_backbone_lr_mult_gives_two_lrs(cli, synth_dir, x3d_server, tmp_path):
 
 
 def test_hash_mismatch_and_truncation_exit_2_and_cache_nothing(cli, synth_dir, x3d_server, tmp_path, monkeypatch):
-    from vidact.models import zoo
+    from vidact.weights import zoo
 
     server, _, _ = x3d_server
     entry = dataclasses.replace(
@@ -209,7 +209,7 @@ def test_arch_without_options_uses_its_recipe_scaled():
 
 
 def test_models_zoo_lists_every_entry(cli):
-    from vidact.models.zoo import ZOO
+    from vidact.weights.zoo import ZOO
 
     res = cli("models", "zoo", "--json")
     rows = json.loads(res.stdout)
@@ -229,7 +229,7 @@ def _ptv_slowfast_r50(tmp_path):
 
 def test_pytorchvideo_slowfast_r50_file_url_loads_bit_identically(tmp_path, monkeypatch):
     from vidact.models import create_model
-    from vidact.train.pretrained import load_pretrained
+    from vidact.weights.pretrained import load_pretrained
 
     monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
     path, ref_state = _ptv_slowfast_r50(tmp_path)

@@ -18,8 +18,8 @@ from vidact.flow.extract import (
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io.flowio import count_flow, read_flow, read_manifest
 from vidact.io.frames import write_frames
+from vidact.io.shard import take_shard
 from vidact.io.video import write_video
-from vidact.utils.shard import take_shard
 
 FAST = TVL1Params(nscales=2, warps=2, outer_iterations=2)
 

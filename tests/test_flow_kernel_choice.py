@@ -14,8 +14,8 @@ from vidact.flow import tvl1 as tvl1_mod
 from vidact.flow.extract import FlowOptions, choose_compile, extract_flow
 from vidact.flow.tvl1 import TVL1, TVL1Params
 from vidact.io.flowio import read_manifest
+from vidact.io.jobs import VideoJob
 from vidact.io.video import write_video
-from vidact.utils.jobs import VideoJob
 
 FAST = TVL1Params(nscales=2, warps=2, outer_iterations=2)
 

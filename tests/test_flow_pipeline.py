@@ -12,8 +12,8 @@ from vidact.flow.extract import FlowOptions, extract_flow
 from vidact.flow.pipeline import BatchedExtraction, HostCopy, quantize_on_device
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio
+from vidact.io.jobs import VideoJob
 from vidact.io.video import write_video
-from vidact.utils.jobs import VideoJob
 
 FAST = TVL1Params(nscales=2, warps=2, outer_iterations=2)
 

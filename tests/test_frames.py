@@ -15,9 +15,9 @@ from vidact.data.extract_frames import resample
 from vidact.data.synthetic import render_clip
 from vidact.errors import VideoDecodeError
 from vidact.io.frames import count_frames, frame_name, read_frames, write_frames
+from vidact.io.jobs import VideoJob, run_video_jobs
+from vidact.io.shard import take_shard
 from vidact.io.video import decode_frames, write_video
-from vidact.utils.jobs import VideoJob, run_video_jobs
-from vidact.utils.shard import take_shard
 
 
 def gradient_frames(n: int, h: int = 24, w: int = 40) -> np.ndarray:

@@ -102,8 +102,75 @@ def test_vidact_has_no_import_cycles():
     assert cycles(graph) == []
 
 
+# The package order of docs/ARCHITECTURE.md: a package may import only packages of a lower rank.
+LAYERS = {
+    "vidact.errors": 0,
+    "vidact.io": 1,
+    "vidact.data": 2,
+    "vidact.models": 2,
+    "vidact.flow": 3,
+    "vidact.runtime": 3,
+    "vidact.weights": 4,
+    "vidact.evaluate": 5,
+    "vidact.profile": 5,
+    "vidact.predict": 5,
+    "vidact.export": 5,
+    "vidact.train": 6,
+    "vidact.search": 7,
+    "vidact.demo": 7,
+    "vidact.cli": 8,
+    "vidact.__main__": 9,
+}
+
+
+def package_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def package_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs of distinct packages; the root ``vidact`` (its version) is no layer."""
+    return {
+        (package_of(m), package_of(t))
+        for m, targets in graph.items()
+        for t in targets
+        if package_of(m) != package_of(t) and t != "vidact"
+    }
+
+
+def layer_violations(edges: set[tuple[str, str]], layers: dict[str, int] = LAYERS) -> list[str]:
+    """Every edge that goes sideways or up the order, and every package the order does not place."""
+    found = []
+    for src, dst in sorted(edges):
+        if src not in layers or dst not in layers:
+            found.append(f"{src} -> {dst}: {src if src not in layers else dst} has no place in the package order")
+        elif layers[dst] >= layers[src]:
+            found.append(f"{src} (layer {layers[src]}) -> {dst} (layer {layers[dst]})")
+    return found
+
+
+def test_every_package_is_placed_and_imports_only_lower_layers():
+    edges = package_edges(import_graph())
+    packages = {package_of(m) for m in _modules()} - {"vidact"}
+    assert packages == set(LAYERS), "docs/ARCHITECTURE.md and LAYERS must place every package"
+    assert ("vidact.train", "vidact.runtime") in edges  # the graph sees function-level imports too
+    assert layer_violations(edges) == []
+
+
+def test_the_order_rejects_the_back_edges_it_replaced():
+    # the package cycles the layers removed: models -> runtime (convert wrote a checkpoint),
+    # data <-> utils and io <-> utils (utils was no leaf), and a sideways edge between siblings
+    assert layer_violations({("vidact.models", "vidact.runtime")}) == [
+        "vidact.models (layer 2) -> vidact.runtime (layer 3)"
+    ]
+    assert layer_violations({("vidact.io", "vidact.data")}) == ["vidact.io (layer 1) -> vidact.data (layer 2)"]
+    assert layer_violations({("vidact.io", "vidact.utils")}) == [
+        "vidact.io -> vidact.utils: vidact.utils has no place in the package order"
+    ]
+    assert layer_violations({("vidact.data", "vidact.models")}) == ["vidact.data (layer 2) -> vidact.models (layer 2)"]
+
+
 def test_evaluation_prediction_and_export_import_nothing_from_train():
     graph = import_graph()
     for module, targets in graph.items():
-        if module.startswith(("vidact.evaluate", "vidact.runtime")) or module in ("vidact.predict", "vidact.export"):
+        if package_of(module) in ("vidact.evaluate", "vidact.runtime", "vidact.predict", "vidact.export"):
             assert not [t for t in targets if t.startswith("vidact.train")], module

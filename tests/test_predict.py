@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers.tiny_model import make_checkpoint
 
-from vidact.predict import predict_video, window_ranges
+from vidact.predict.video import predict_video, window_ranges
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ["move_left", "move_right", "move_up", "move_down"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.tiny_model import make_checkpoint
 
-from vidact.predict_batch import collect_videos
+from vidact.predict.batch import collect_videos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ["move_left", "move_right", "move_up", "move_down"]
@@ -87,7 +87,7 @@ def test_unreadable_videos_go_to_failures_and_exit_1(cli, ckpt, synth_dir, tmp_p
 
 
 def test_features_are_the_pooled_pre_logits(cli, x3d_ckpt, synth_dir, tmp_path):
-    from vidact.predict import load_predictor, predict_with
+    from vidact.predict.video import load_predictor, predict_with
 
     videos = sorted((synth_dir / "videos" / "move_left").glob("*.mp4"))
     feats = tmp_path / "feats.npz"
@@ -103,7 +103,7 @@ def test_features_are_the_pooled_pre_logits(cli, x3d_ckpt, synth_dir, tmp_path):
     np.testing.assert_allclose(data["features"][0], one, rtol=1e-5, atol=1e-6)
     # they are what the classifier reads: the projection of the mean feature is the mean of the clips' logits
     from vidact.data import sampling
-    from vidact.predict import _clip_tensor
+    from vidact.predict.video import _clip_tensor
 
     x = torch.stack([_clip_tensor(str(videos[0]), idx, p.inp) for idx in sampling.uniform_clips(16, 4, 2, 2)])
     with torch.no_grad():

@@ -12,11 +12,11 @@ from torch import nn
 
 from vidact.errors import CheckpointError, UsageError
 from vidact.models import create_model
-from vidact.models.convert import source_key
-from vidact.models.convert_caffe2 import caffe2_name
-from vidact.models.zoo import ZOO, get_zoo_entry
 from vidact.train import finetune
-from vidact.train.pretrained import classifier_keys, load_pretrained
+from vidact.weights.caffe2 import caffe2_name
+from vidact.weights.convert import source_key
+from vidact.weights.pretrained import classifier_keys, load_pretrained
+from vidact.weights.zoo import ZOO, get_zoo_entry
 
 pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not installed")
 pytest.importorskip("pytorchvideo.models.slowfast", reason="pytorchvideo is not installed")
@@ -113,7 +113,7 @@ def test_imagenet_googlenet_is_inflated_into_i3d(tmp_path, monkeypatch):
 
     import torchvision
 
-    from vidact.models import zoo
+    from vidact.weights import zoo
 
     monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ import typer
 
 from vidact.cli.common import JsonFlag, finish, out_console, print_json
 from vidact.errors import UsageError
-from vidact.utils.progress import make_progress
+from vidact.io.progress import make_progress
 
 app = typer.Typer(help="Make, index and check data sets.", no_args_is_help=True)
 

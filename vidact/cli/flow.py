@@ -50,7 +50,7 @@ def extract(
     """
     from vidact.errors import UsageError
     from vidact.flow.extract import FlowOptions, extract_flow
-    from vidact.utils.shard import parse_shard
+    from vidact.io.shard import parse_shard
 
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be in 1..100, got {quality}")

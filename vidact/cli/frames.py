@@ -32,7 +32,7 @@ def extract(
     Example: vidact frames extract data/synth/videos frames/ --short-side 128 --workers 2
     """
     from vidact.data.extract_frames import FrameOptions, extract_frames
-    from vidact.utils.shard import parse_shard
+    from vidact.io.shard import parse_shard
 
     options = FrameOptions(fps=fps, short_side=short_side, quality=quality)
     result = extract_frames(src, out, list_path, options, workers=workers, shard=parse_shard(shard))

@@ -24,7 +24,7 @@ def convert(
 
     Example: vidact models convert SLOWFAST_8x8_R50.pyth sf.pt --arch slowfast-r50-8x8
     """
-    from vidact.models.convert import convert_checkpoint
+    from vidact.weights.convert import convert_checkpoint
 
     require_path(src, "checkpoint", kind="file")
     names = None

@@ -20,7 +20,7 @@ def zoo(
     Example: vidact models zoo --arch x3d-xs
     """
     from vidact.models import get_entry
-    from vidact.models.zoo import zoo_rows
+    from vidact.weights.zoo import zoo_rows
 
     rows = zoo_rows(get_entry(arch).name if arch else None)
     if json_out:

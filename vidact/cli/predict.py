@@ -34,11 +34,11 @@ def predict(
     Batch: vidact predict runs/c3d/best.pt videos/ -o preds.csv --features feats.npz
     """
     from vidact.errors import UsageError
-    from vidact.predict_batch import LIST_SUFFIXES
+    from vidact.predict.batch import LIST_SUFFIXES
 
     single = not video.is_dir() and video.suffix.lower() not in LIST_SUFFIXES
     if single and out is None and features is None:
-        from vidact.predict import predict_video
+        from vidact.predict.video import predict_video
 
         result = predict_video(checkpoint, video, topk=topk, window=window, clips=clips, device=device)
         if json_out:
@@ -50,7 +50,7 @@ def predict(
         return
     if window is not None:
         raise UsageError("--window scores one video; drop it for a folder, a list, -o or --features")
-    from vidact.predict_batch import predict_many
+    from vidact.predict.batch import predict_many
 
     result = predict_many(checkpoint, video, out=out, topk=topk, clips=clips, device=device, features=features)
     if json_out:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vidact.cli.common import DeviceChoice, JsonFlag, out_console, print_json, require_path
-from vidact.utils.progress import make_progress
+from vidact.io.progress import make_progress
 
 app = typer.Typer(help="X3D: grow a tiny X2D network one axis at a time.", no_args_is_help=True)
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from vidact.errors import AnnotationError, UsageError
 
 SPLITS = ("train", "val", "test")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 LIST_FORMATS = ("csv", "videolist", "rawframes", "ucf101")
 
 
@@ -62,20 +61,6 @@ class DatasetSplits:
 
 
 # ---------------------------------------------------------------------------- shared helpers
-
-
-def is_video_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def find_videos(root: str | Path) -> list[Path]:
-    """Every video file under ``root`` (sorted, hidden files and folders skipped)."""
-    root = Path(root)
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(folder) / f for f in files if not f.startswith(".") and is_video_file(f)]
-    return sorted(found)
 
 
 def _require_file(path: Path) -> Path:

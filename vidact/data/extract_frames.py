@@ -1,6 +1,6 @@
 """Decode videos into frame folders: ``OUT/<relpath-without-ext>/img_00001.jpg`` (``vidact frames extract``).
 
-Each video is one job of :func:`vidact.utils.jobs.run_video_jobs` (resumable, atomic
+Each video is one job of :func:`vidact.io.jobs.run_video_jobs` (resumable, atomic
 folder per video, failures listed, never fatal). Options: resample to a frame rate
 (nearest source frame for each output timestamp, constant source frame rate assumed),
 resize the short side (even sizes), JPEG quality.
@@ -21,11 +21,12 @@ import numpy as np
 
 from vidact.data.annotations import DatasetSplits, Sample
 from vidact.data.index import Index, write_dataset_dir
+from vidact.data.videos import collect_jobs
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.frames import count_frames, write_frames
+from vidact.io.jobs import JobReport, VideoJob, failures_name, run_video_jobs
+from vidact.io.shard import take_shard
 from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
-from vidact.utils.jobs import JobReport, VideoJob, collect_jobs, failures_name, run_video_jobs
-from vidact.utils.shard import take_shard
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from vidact.data.annotations import (
     HMDB51_SPLIT_FILE,
     SPLITS,
     Sample,
-    find_videos,
     infer_classes,
     parse_hmdb51_split,
     parse_kinetics_csv,
@@ -33,6 +32,7 @@ from vidact.data.annotations import (
     split_from_name,
     write_dataset_options,
 )
+from vidact.data.videos import find_videos
 from vidact.errors import UsageError
 from vidact.io.atomic import atomic_write_text
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from vidact.demo.report import write_report
 from vidact.errors import UsageError
 from vidact.io.atomic import atomic_write_text
-from vidact.utils.progress import make_progress, stderr_console
+from vidact.io.progress import make_progress, stderr_console
 
 STAGES_DIR = "stages"
 

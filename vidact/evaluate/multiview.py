@@ -201,10 +201,10 @@ def evaluate_checkpoint(
     from vidact.data.dataset import VideoClipDataset
     from vidact.data.loader import make_loader
     from vidact.evaluate.metrics import plot_confusion
+    from vidact.io.progress import make_progress
     from vidact.runtime.build import model_from_checkpoint
     from vidact.runtime.checkpoint import check_classes, load_checkpoint
     from vidact.runtime.device import select_device
-    from vidact.utils.progress import make_progress
 
     if method not in AGGREGATIONS:
         raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")

@@ -1,6 +1,6 @@
 """``vidact flow extract``: TV-L1 flow of every video (or frame folder) into ``OUT/<relpath>/``.
 
-Each input is one job of :func:`vidact.utils.jobs.run_video_jobs` (atomic folder, resume,
+Each input is one job of :func:`vidact.io.jobs.run_video_jobs` (atomic folder, resume,
 ``failures.txt``). With one worker, a background thread decodes the next inputs while the
 current one is solved. Scale-out: ``--shard i/n``; ``--workers`` CPU processes (default: one per
 usable core, one torch thread each); on CUDA one process per visible GPU, or one per rank under
@@ -25,22 +25,22 @@ from pathlib import Path
 import numpy as np
 
 from vidact import __version__
+from vidact.data.videos import collect_jobs
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.flow import compile_choice
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio
 from vidact.io.frames import count_frames, read_frames
-from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
-from vidact.utils.jobs import (
+from vidact.io.jobs import (
     JobReport,
     VideoJob,
-    collect_jobs,
     failures_name,
     output_rel,
     run_video_jobs,
     write_failures,
 )
-from vidact.utils.shard import take_shard
+from vidact.io.shard import take_shard
+from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
 
 BACKENDS = ("torch", "opencv")
 FORMATS = ("jpg", "npz")

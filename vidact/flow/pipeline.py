@@ -27,8 +27,8 @@ import torch
 
 from vidact.errors import VidactError
 from vidact.io.atomic import atomic_dir
-from vidact.utils.jobs import JobReport, VideoJob, write_failures
-from vidact.utils.progress import make_progress
+from vidact.io.jobs import JobReport, VideoJob, write_failures
+from vidact.io.progress import make_progress
 
 
 def quantize_on_device(flows: torch.Tensor, bound: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vidact.errors import DownloadError
 from vidact.io.atomic import atomic_path, atomic_write_text
-from vidact.utils.progress import make_progress
+from vidact.io.progress import make_progress
 
 CACHE_ENV = "VIDACT_CACHE"
 CHUNK = 1 << 20

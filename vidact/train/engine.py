@@ -29,6 +29,7 @@ from vidact.errors import CheckpointError, TrainingDiverged, UsageError
 from vidact.evaluate.metrics import topk_accuracy
 from vidact.evaluate.multiview import collect_view_scores
 from vidact.io.atomic import atomic_write_text
+from vidact.io.progress import make_progress
 from vidact.runtime import distributed as D
 from vidact.runtime.build import ResolvedInput, build_model, resolve_input
 from vidact.runtime.checkpoint import (
@@ -41,6 +42,7 @@ from vidact.runtime.checkpoint import (
     save_checkpoint,
 )
 from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_everything, select_device, to_device
+from vidact.runtime.provenance import write_environment
 from vidact.runtime.wrap import prepare_model, unwrap_model
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
@@ -49,8 +51,6 @@ from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
 from vidact.train.samplers import EpochBatchSampler
-from vidact.utils.progress import make_progress
-from vidact.utils.provenance import write_environment
 
 LAST, BEST = "last.pt", "best.pt"
 

@@ -20,7 +20,7 @@ from torch import nn
 from vidact.errors import UsageError
 
 if TYPE_CHECKING:
-    from vidact.train.pretrained import PretrainedReport
+    from vidact.weights.pretrained import PretrainedReport
 
 BACKBONE = "backbone"
 
@@ -151,7 +151,7 @@ def prepare_finetuning(
     model: nn.Module, cfg, rebuild, *, load_weights: bool = True, progress: bool | None = None
 ) -> Finetuning:
     """``cfg.pretrained`` loaded into ``model`` (when ``load_weights``), then ``cfg.freeze`` applied."""
-    from vidact.train.pretrained import classifier_keys, load_pretrained
+    from vidact.weights.pretrained import classifier_keys, load_pretrained
 
     needed = bool(cfg.pretrained or cfg.freeze) or cfg.backbone_lr_mult != 1.0
     head = classifier_keys(model, rebuild) if needed else []

@@ -1,6 +1,6 @@
 """Batch prediction: every video of a file, folder or list -> one row each (CSV or JSON lines), and features.
 
-Each video is scored exactly as :func:`vidact.predict.predict_video` scores it (the model is loaded
+Each video is scored exactly as :func:`vidact.predict.video.predict_video` scores it (the model is loaded
 once). Unreadable videos are listed in ``failures.txt`` next to the output and the rest go on.
 With ``features``, the pooled pre-logit features (``forward_head(x, pre_logits=True)``, the mean over
 the video's clips) are saved as ``.npz``: ``paths`` (N,) and ``features`` (N, num_features) float32.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vidact.data.annotations import VIDEO_EXTENSIONS, find_videos
+from vidact.data.videos import VIDEO_EXTENSIONS, find_videos
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.atomic import atomic_path, atomic_write_text
-from vidact.utils.progress import make_progress
+from vidact.io.progress import make_progress
 
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -103,7 +103,7 @@ def predict_many(
     progress: bool | None = None,
 ) -> BatchResult:
     """Score every video of ``src``; write ``out`` (.csv/.jsonl), ``features`` (.npz) and failures.txt."""
-    from vidact.predict import load_predictor, predict_with
+    from vidact.predict.video import load_predictor, predict_with
 
     out = Path(out) if out is not None else None
     features = Path(features) if features is not None else None

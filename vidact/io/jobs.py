@@ -11,14 +11,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidact.data.annotations import DatasetSplits, find_videos, is_video_file, load_data
-from vidact.errors import UsageError, VidactError
+from vidact.errors import VidactError
 from vidact.io.atomic import atomic_dir, atomic_write_text, tmp_dir_for
-from vidact.utils.progress import make_progress
+from vidact.io.progress import make_progress
 
 FAILURES_FILE = "failures.txt"
 
@@ -67,39 +66,6 @@ def output_rel(src: Path, root: Path | None) -> str:
     else:
         rel = Path(src.name)
     return str(rel.with_suffix("")) if rel.suffix else str(rel)
-
-
-def _jobs_from_paths(paths: Iterable[Path], src: Path) -> list[VideoJob]:
-    jobs = [VideoJob(p, output_rel(p, src)) for p in paths]
-    owner: dict[str, Path] = {}
-    for job in jobs:
-        if owner.setdefault(job.rel, job.src) != job.src:
-            raise UsageError(f"{job.src} and {owner[job.rel]} would both be written to {job.rel}/; rename one")
-    return jobs
-
-
-def collect_jobs(src: str | Path, list_path: str | Path | None = None) -> tuple[list[VideoJob], DatasetSplits | None]:
-    """The videos to extract: ``src`` itself, every video under it, or those listed in ``list_path``.
-
-    Returns the jobs (sorted, so shards are deterministic) and the parsed list, if any.
-    """
-    src = Path(src)
-    if not src.exists():
-        raise UsageError(f"{src}: no such video file or folder")
-    if list_path is not None:
-        if not src.is_dir():
-            raise UsageError(f"{src}: --list needs SRC to be the folder the listed videos are relative to")
-        data = load_data(list_path, root=src)
-        paths = sorted({Path(s.path) for samples in data.splits.values() for s in samples})
-        return _jobs_from_paths(paths, src), data
-    if src.is_file():
-        if not is_video_file(src):
-            raise UsageError(f"{src}: not a video file (expected one of .mp4 .avi .webm .mkv .mov ...)")
-        return [VideoJob(src, output_rel(src, None))], None
-    videos = find_videos(src)
-    if not videos:
-        raise UsageError(f"{src}: no video files found")
-    return _jobs_from_paths(videos, src), None
 
 
 def _run_one(process: Callable[[Path, Path], None], job: VideoJob, out: Path) -> tuple[str, str | None]:

@@ -4,7 +4,7 @@ The Kinetics SlowFast models in PySlowFast's zoo are Caffe2 pickles ``{"blobs": 
 :func:`read_caffe2_pickle` unpickles them with an allow-list (numpy arrays, dtypes and plain
 containers only), so a file carrying code is refused. :func:`caffe2_to_pyslowfast` renames the blobs
 to the keys PySlowFast's PyTorch models use (``s2.pathway0_res1.branch2.a_bn.weight``), which the
-converter in :mod:`vidact.models.convert` maps onto vidact; solver blobs (``*_momentum``, ``lr``,
+converter in :mod:`vidact.weights.convert` maps onto vidact; solver blobs (``*_momentum``, ``lr``,
 iteration counters) are dropped and BatchNorm's ``num_batches_tracked`` is set to 0.
 """
 

@@ -4,7 +4,7 @@ SRC is a zoo name (``vidact models zoo``), ``imagenet`` (2D ImageNet weights inf
 a file path or an ``http(s)://`` / ``file://`` URL (downloaded once into the cache, see
 :mod:`vidact.io.download`). The file's format is detected: a vidact checkpoint, a PyTorchVideo
 ``.pyth``, a PySlowFast ``.pyth`` or Caffe2 ``.pkl``, or a torchvision 2D state dict; the foreign ones
-go through the converters of :mod:`vidact.models.convert`. Every tensor of the model is then loaded
+go through the converters of :mod:`vidact.weights.convert`. Every tensor of the model is then loaded
 bit for bit, except the classifier when the class count differs: that is replaced by the model's own
 fresh initialisation. Weights of another architecture are refused with one line (exit 2).
 """
@@ -24,7 +24,7 @@ from torch import nn
 from vidact.errors import CheckpointError, UsageError
 from vidact.io.download import Fetched, fetch, is_url
 from vidact.models import get_entry
-from vidact.models.zoo import IMAGENET, ZooEntry, get_zoo_entry, imagenet_entry, zoo_names
+from vidact.weights.zoo import IMAGENET, ZooEntry, get_zoo_entry, imagenet_entry, zoo_names
 
 VIDACT_FORMAT = "vidact-checkpoint"
 
@@ -123,14 +123,14 @@ def read_weights(path: Path) -> tuple[str, object]:
             return "torch", torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not zipfile.is_zipfile(path) and path.suffix == ".pkl":
-            from vidact.models.convert_caffe2 import read_caffe2_pickle
+            from vidact.weights.caffe2 import read_caffe2_pickle
 
             return "caffe2", read_caffe2_pickle(path)
         reason = (str(exc).strip().splitlines() or ["unpickling failed"])[0]
         raise CheckpointError(f"{path}: refused or unreadable checkpoint ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         if path.suffix == ".pkl":
-            from vidact.models.convert_caffe2 import read_caffe2_pickle
+            from vidact.weights.caffe2 import read_caffe2_pickle
 
             return "caffe2", read_caffe2_pickle(path)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -150,7 +150,7 @@ def _is_googlenet_2d(obj) -> bool:
 def _reshape_caffe2(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
     """Caffe2 blobs can drop trailing unit dims; give each the shape its vidact tensor has."""
     from vidact.models import create_model
-    from vidact.models.convert import source_key
+    from vidact.weights.convert import source_key
 
     entry = get_entry(arch)
     proj = state.get("head.projection.weight")
@@ -194,11 +194,11 @@ def source_state(
             f"{path}: not a vidact checkpoint of {entry.name} (foreign PyTorchVideo/PySlowFast "
             f"weights exist for the x3d and slowfast families only)"
         )
-    from vidact.models.convert import convert_state_dict
+    from vidact.weights.convert import convert_state_dict
 
     source = "auto"
     if kind == "caffe2":
-        from vidact.models.convert_caffe2 import caffe2_to_pyslowfast
+        from vidact.weights.caffe2 import caffe2_to_pyslowfast
 
         obj, source = _reshape_caffe2(caffe2_to_pyslowfast(obj), entry.name), "pyslowfast"
     try:

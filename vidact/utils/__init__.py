@@ -1,1 +1,0 @@
-"""Small shared helpers: progress bars, job running, shards."""
