@@ -13,13 +13,13 @@ from vidact.flow.extract import (
     collect_flow_jobs,
     combine_shards,
     extract_flow,
-    torchrun_rank,
 )
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io.flowio import count_flow, read_flow, read_manifest
 from vidact.io.frames import write_frames
 from vidact.io.shard import take_shard
 from vidact.io.video import write_video
+from vidact.runtime.distributed import LaunchEnv, launch_env
 
 FAST = TVL1Params(nscales=2, warps=2, outer_iterations=2)
 
@@ -104,11 +104,13 @@ def test_gpu_and_torchrun_slices_cover_the_shard_exactly(monkeypatch):
             flat = sorted(x for p in parts for x in p)
             assert flat == take_shard(jobs, shard) and len(set(flat)) == len(flat)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert torchrun_rank() is None
+    assert not launch_env().launched and launch_env().world_size == 1
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "6")
     monkeypatch.setenv("LOCAL_RANK", "2")
-    assert torchrun_rank() == (6, 4, 2)
+    assert launch_env() == LaunchEnv(rank=6, world_size=4, local_rank=2) and launch_env().launched
+    monkeypatch.setenv("WORLD_SIZE", "")  # set but empty, as some launchers leave it
+    assert launch_env().world_size == 1
 
 
 def test_cli_extract_show_and_usage_errors(cli, videos, tmp_path):

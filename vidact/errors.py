@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+
+# Terminal control sequences (colours, cursor moves) that a library may put in its messages.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def strip_control(text: str) -> str:
+    """``text`` without terminal control sequences (ANSI colours and the like)."""
+    return _CONTROL.sub("", text)
+
+
+def first_line(exc: BaseException, *, with_type: bool = False) -> str:
+    """The first non-empty line of ``exc``'s message, control codes stripped; the type name when empty.
+
+    ``with_type`` prefixes ``TypeName: `` (for errors whose type says what went wrong).
+    """
+    lines = [line.strip() for line in strip_control(str(exc)).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if with_type else lines[0]
 
 
 class VidactError(Exception):

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from vidact.data import sampling
 from vidact.data import transforms as T
 from vidact.data.annotations import Sample
-from vidact.errors import VidactError, VideoDecodeError
+from vidact.errors import VidactError, VideoDecodeError, first_line
 from vidact.io import flowio, frames
 from vidact.io.video import decode_frames, probe
 
@@ -376,5 +376,4 @@ def _reason(exc: BaseException) -> str:
     """One line saying why a sample could not be read."""
     if isinstance(exc, VideoDecodeError):
         return exc.reason
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)

@@ -41,6 +41,7 @@ from vidact.io.jobs import (
 )
 from vidact.io.shard import take_shard
 from vidact.io.video import TAIL_SLACK, iter_frames, probe, short_side_size
+from vidact.runtime.distributed import launch_env
 
 BACKENDS = ("torch", "opencv")
 FORMATS = ("jpg", "npz")
@@ -369,15 +370,6 @@ def combine_shards(shard: tuple[int, int], rank: int, world: int) -> tuple[int, 
     return i + n * rank, n * world
 
 
-def torchrun_rank() -> tuple[int, int, int] | None:
-    """(rank, world size, local rank) when launched by torchrun with more than one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return None
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    return int(os.environ.get("RANK", local) or local), world, local
-
-
 def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_file: str) -> JobReport:
     """Pairs of many videos per solver call, quantised on the device, written by a thread pool (CUDA default)."""
     from vidact.flow.pipeline import BatchedExtraction
@@ -505,7 +497,7 @@ def extract_flow(
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     jobs = take_shard(collect_flow_jobs(src, list_path), shard)
-    ranked = torchrun_rank()
+    launch = launch_env()
     gpus = 0
     if options.backend == "torch" and options.device == "cuda":
         import torch
@@ -516,8 +508,8 @@ def extract_flow(
 
         if not torch.cuda.is_available():
             raise UsageError(f"--device {options.device}: no CUDA GPU is visible to torch")
-    if ranked is not None:  # torchrun: this process takes its own slice on its own GPU
-        rank, world, local = ranked
+    if launch.launched:  # torchrun: this process takes its own slice on its own GPU
+        rank, world, local = launch.rank, launch.world_size, launch.local_rank
         shard = combine_shards(shard, rank, world)
         jobs = take_shard(jobs, (rank, world))
         if options.device == "cuda":

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidact.errors import first_line
+
 log = logging.getLogger(__name__)
 
 GRAD_EPS = float(np.finfo(np.float32).eps)  # OpenCV: std::numeric_limits<float>::epsilon()
@@ -297,11 +299,6 @@ def compiler_available() -> bool:
     return shutil.which("g++") is not None or shutil.which("c++") is not None or shutil.which("clang++") is not None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 class Fused:
     """``fn`` through ``torch.compile`` when asked; falls back to eager, once and for good, on failure.
 
@@ -320,7 +317,7 @@ class Fused:
                 self.fn = torch.compile(fn, dynamic=True, backend=backend)
                 self.compiled = True
             except Exception as exc:  # no inductor on this platform, unsupported Python, ...
-                self._fall_back(f"torch.compile unavailable ({_first_line(exc)})")
+                self._fall_back(f"torch.compile unavailable ({first_line(exc, with_type=True)})")
 
     def _fall_back(self, reason: str) -> None:
         self.fn, self.compiled, self.reason = self.eager, False, reason
@@ -332,7 +329,7 @@ class Fused:
         try:
             return self.fn(*args)
         except Exception as exc:  # compiler missing or crashing: the eager path gives the same result
-            self._fall_back(f"torch.compile failed ({_first_line(exc)})")
+            self._fall_back(f"torch.compile failed ({first_line(exc, with_type=True)})")
             return self.eager(*args)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidact.errors import VideoDecodeError
+from vidact.errors import VideoDecodeError, first_line
 from vidact.io.atomic import atomic_path
 
 # A forward gap (in frames) beyond which seeking to the nearest keyframe beats decoding through.
@@ -46,16 +46,11 @@ def _open(path: str | Path):
     try:
         container = av.open(str(path))
     except Exception as exc:  # PyAV raises many error types; all mean "not a readable video"
-        raise VideoDecodeError(path, f"cannot open: {_reason(exc)}") from exc
+        raise VideoDecodeError(path, f"cannot open: {first_line(exc)}") from exc
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream")
     return container
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _stream_fps(stream) -> float:
@@ -78,7 +73,7 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
             try:
                 n = sum(1 for p in container.demux(stream) if p.size > 0)
             except Exception as exc:
-                raise VideoDecodeError(path, f"cannot demux: {_reason(exc)}") from exc
+                raise VideoDecodeError(path, f"cannot demux: {first_line(exc)}") from exc
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -117,7 +112,7 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterat
         except VideoDecodeError:
             raise
         except Exception as exc:
-            raise VideoDecodeError(path, f"decode failed: {_reason(exc)}") from exc
+            raise VideoDecodeError(path, f"decode failed: {first_line(exc)}") from exc
     finally:
         container.close()
 
@@ -168,7 +163,7 @@ def decode_frames(
                     break
         except Exception as exc:
             if not got:
-                raise VideoDecodeError(path, f"decode failed: {_reason(exc)}") from exc
+                raise VideoDecodeError(path, f"decode failed: {first_line(exc)}") from exc
     finally:
         container.close()
     missing = [i for i in wanted if i not in got]

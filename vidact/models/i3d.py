@@ -13,7 +13,6 @@ clip shape passes through.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,7 +29,6 @@ __all__ = [
     "i3d_flow",
     "i3d_two_stream",
     "inflate_2d_weights",
-    "load_inflated",
 ]
 
 # in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5" (3x3 as in torchvision/TF-slim), pool proj
@@ -177,19 +175,6 @@ def inflate_2d_weights(state_dict: Mapping[str, torch.Tensor], model: nn.Module)
             raise CheckpointError(f"{key}: 2D shape {tuple(state_dict[key].shape)} cannot become {tuple(target.shape)}")
         inflated[key] = source.clone()
     return inflated
-
-
-def load_inflated(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a GoogLeNet checkpoint file (a state dict, or a dict holding ``state_dict``) into I3D ``model``."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot read 2D weights ({exc})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    model.load_state_dict(inflate_2d_weights(state, model))
-    return model
 
 
 def _two_stream_input(batch: int, frames: int | None, size: int | None) -> list[torch.Tensor]:

@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 
 __all__ = [
     "FlopReport",
@@ -298,8 +298,7 @@ def profile_arch(
     try:
         report = count_flops(model, inputs)
     except RuntimeError as exc:  # a kernel larger than what is left of the input, and the like
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"{arch}: input {shapes} is too small for this architecture ({reason})") from None
+        raise UsageError(f"{arch}: input {shapes} is too small for this architecture ({first_line(exc)})") from None
     empty = next((layer for layer in report.layers if layer.output_shape and 0 in layer.output_shape), None)
     if empty is not None:  # the meta device lets pooling shrink a dimension to nothing
         raise UsageError(

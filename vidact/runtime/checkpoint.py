@@ -10,9 +10,7 @@ holding pickled code is refused. Keys: ``format``, ``version``, ``arch``, ``clas
 
 from __future__ import annotations
 
-import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from torch import nn
 
 from vidact.errors import CheckpointError
 from vidact.io.atomic import atomic_torch_save
+from vidact.io.torchfile import load_weights_only
 from vidact.runtime.wrap import unwrap_model
 
 FORMAT = "vidact-checkpoint"
@@ -66,21 +65,7 @@ def save_checkpoint(path: str | Path, **fields) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Read a vidact checkpoint with ``weights_only=True``; every failure is one CheckpointError line."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        if "weights only" in reason.lower() or "weights_only" in reason.lower():
-            raise CheckpointError(
-                f"{path}: refused: the file holds pickled Python objects, which "
-                f"weights_only loading does not run (not a plain vidact checkpoint)"
-            ) from None
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
+    ckpt = load_weights_only(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vidact checkpoint (no '{FORMAT}' tag)")
     for key in ("arch", "classes", "config", "model"):

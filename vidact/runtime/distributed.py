@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,14 +43,42 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t / get_world_size()
 
 
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What ``torchrun`` tells a process in its environment (1 process, rank 0 when not launched by it)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def launched(self) -> bool:
+        """True when torchrun started more than one process."""
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+def launch_env() -> LaunchEnv:
+    """``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them; the only reader of those variables."""
+    local = _env_int("LOCAL_RANK", 0)
+    return LaunchEnv(rank=_env_int("RANK", local), world_size=max(1, _env_int("WORLD_SIZE", 1)), local_rank=local)
+
+
 def launched_rank() -> int:
     """The rank ``torchrun`` gave this process (``RANK``), also after the group is left; 0 otherwise."""
-    return int(os.environ.get("RANK", "0"))
+    return launch_env().rank
 
 
 def get_local_rank() -> int:
     """This process's index on its node (``LOCAL_RANK`` from torchrun; 0 otherwise)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return launch_env().local_rank
 
 
 def default_backend() -> str:
@@ -61,7 +90,7 @@ def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> bool
     """Join the process group that ``torchrun`` describes in the environment; False when not launched so."""
     if is_dist():
         return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not launch_env().launched:
         return False
     backend = backend or default_backend()
     if backend == "nccl":

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 
 import tomllib
 
 from vidact.errors import UsageError
+from vidact.runtime.distributed import launch_env
 
 AUTO, NONE = "auto", "none"
 
@@ -131,7 +131,4 @@ def choose_recipe(choice: str | None, arch: str) -> Recipe | None:
 
 def world_size_from_env() -> int:
     """Processes of a torchrun launch (the global batch is batch_size x this)."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
+    return launch_env().world_size

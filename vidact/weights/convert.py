@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from vidact.errors import CheckpointError, UsageError
+from vidact.io.torchfile import load_weights_only
 from vidact.models.registry import create_model, get_entry
 from vidact.models.resnet3d import BN_EPS
+from vidact.runtime.checkpoint import save_checkpoint
 
 SOURCES = ("pytorchvideo", "pyslowfast")
 
@@ -211,16 +213,10 @@ def convert_checkpoint(
     src: str | Path, dst: str | Path, arch: str, source: str = "auto", classes: list[str] | None = None
 ) -> ConversionReport:
     """Read ``src`` (PyTorchVideo/PySlowFast), write a vidact checkpoint to ``dst`` atomically."""
-    from vidact.runtime.checkpoint import save_checkpoint
-
     src = Path(src)
     if not src.is_file():
         raise UsageError(f"{src}: checkpoint not found")
-    try:
-        raw = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refusals and truncated files alike
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{src}: cannot read checkpoint ({reason})") from None
+    raw = load_weights_only(src)
     try:
         state, report = convert_state_dict(raw, arch, source)
     except CheckpointError as exc:

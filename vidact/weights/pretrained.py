@@ -11,8 +11,6 @@ fresh initialisation. Weights of another architecture are refused with one line 
 
 from __future__ import annotations
 
-import pickle
-import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ from torch import nn
 
 from vidact.errors import CheckpointError, UsageError
 from vidact.io.download import Fetched, fetch, is_url
+from vidact.io.torchfile import load_weights_only
 from vidact.models import get_entry
 from vidact.weights.zoo import IMAGENET, ZooEntry, get_zoo_entry, imagenet_entry, zoo_names
 
@@ -118,23 +117,13 @@ def resolve(source: str, arch: str, *, progress: bool | None = None) -> tuple[Fe
 def read_weights(path: Path) -> tuple[str, object]:
     """``(kind, object)``: ``torch`` for what ``torch.load(weights_only=True)`` reads, ``caffe2`` for a blobs pickle."""
     try:
-        with warnings.catch_warnings():  # a Caffe2 pickle makes torch warn about its protocol first
-            warnings.simplefilter("ignore", UserWarning)
-            return "torch", torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not zipfile.is_zipfile(path) and path.suffix == ".pkl":
-            from vidact.weights.caffe2 import read_caffe2_pickle
+        return "torch", load_weights_only(path)
+    except CheckpointError:
+        if path.suffix != ".pkl" or zipfile.is_zipfile(path):
+            raise
+    from vidact.weights.caffe2 import read_caffe2_pickle
 
-            return "caffe2", read_caffe2_pickle(path)
-        reason = (str(exc).strip().splitlines() or ["unpickling failed"])[0]
-        raise CheckpointError(f"{path}: refused or unreadable checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if path.suffix == ".pkl":
-            from vidact.weights.caffe2 import read_caffe2_pickle
-
-            return "caffe2", read_caffe2_pickle(path)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
+    return "caffe2", read_caffe2_pickle(path)
 
 
 def _is_googlenet_2d(obj) -> bool:
