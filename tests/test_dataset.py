@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidact.data import transforms as T
+from vidact.data import transforms
 from vidact.data.annotations import Sample, load_dataset_dir
 from vidact.data.dataset import ClipSpec, VideoClipDataset, detect_source, flow_folder_for
 from vidact.data.loader import build_loader
@@ -91,7 +91,7 @@ def test_frame_folders_match_videos(splits, frame_samples):
     # exact: 16 frames, span 15, so clip k holds frames k, k+2, ..., k+14
     for k in range(2):
         raw = torch.from_numpy(read_frames(frame_samples[1].path, range(k, 16, 2))).permute(3, 0, 1, 2)
-        assert torch.allclose(from_frames[2 + k]["video"], T.normalize(T.to_float(raw)), atol=1e-5)
+        assert torch.allclose(from_frames[2 + k]["video"], transforms.normalize(transforms.to_float(raw)), atol=1e-5)
 
 
 def test_detect_source(splits, frame_samples, flow_root, tmp_path):
@@ -117,7 +117,9 @@ def test_test_views_are_clips_times_crops(wide_video):
         _, k, c = ds.view_of(i)
         assert item["view"] == i and item["index"] == 0 and item["label"] == 1
         clip = raw[:, clip_starts[k] : clip_starts[k] + 7 : 2]
-        expected = T.normalize(T.three_crops(T.to_float(clip), 32)[c])  # short side is already 32
+        expected = transforms.normalize(
+            transforms.three_crops(transforms.to_float(clip), 32)[c]
+        )  # short side is already 32
         assert torch.allclose(item["video"], expected, atol=1e-6)
 
 
@@ -189,8 +191,8 @@ def test_flow_modality_from_npz(splits, synth_dir, flow_root):
     test = VideoClipDataset(samples, modality="flow", num_frames=6, crop_size=32, train=False)
     x = test[0]["video"]
     assert x.shape == (2, 6, 32, 32)
-    assert torch.allclose(x[0], torch.full_like(x[0], FLOW_X / T.FLOW_SCALE))
-    assert torch.allclose(x[1], torch.full_like(x[1], FLOW_Y / T.FLOW_SCALE))
+    assert torch.allclose(x[0], torch.full_like(x[0], FLOW_X / transforms.FLOW_SCALE))
+    assert torch.allclose(x[1], torch.full_like(x[1], FLOW_Y / transforms.FLOW_SCALE))
     # training: crops of a scaled-up field keep |x| (scaled) and flips negate x only
     train = VideoClipDataset(samples, modality="flow", num_frames=6, crop_size=24, scale_range=(24, 24))
     signs = set()
@@ -199,8 +201,8 @@ def test_flow_modality_from_npz(splits, synth_dir, flow_root):
             train.set_epoch(epoch)
             x = train[i]["video"]
             assert x.shape == (2, 6, 24, 24)
-            assert torch.allclose(x[1], torch.full_like(x[1], FLOW_Y * 24 / 32 / T.FLOW_SCALE), atol=1e-5)
-            signs.add(round(float(x[0].mean()) / (FLOW_X * 24 / 32 / T.FLOW_SCALE)))
+            assert torch.allclose(x[1], torch.full_like(x[1], FLOW_Y * 24 / 32 / transforms.FLOW_SCALE), atol=1e-5)
+            signs.add(round(float(x[0].mean()) / (FLOW_X * 24 / 32 / transforms.FLOW_SCALE)))
     assert signs == {-1, 1}
     no_flip = VideoClipDataset(samples, modality="flow", num_frames=6, crop_size=24, scale_range=(24, 24), hflip=False)
     for epoch in range(4):
@@ -245,7 +247,7 @@ def test_rawframes_folder_with_frames_and_flow_side_by_side(splits, tmp_path):
     assert detect_source(folder) == "frames"
     rgb, flow = VideoClipDataset(sample, modality="rgb+flow", num_frames=4, crop_size=32, train=False)[0]["video"]
     assert rgb.shape == (3, 4, 32, 32) and flow.shape == (2, 4, 32, 32)
-    assert torch.allclose(flow[0], torch.full_like(flow[0], FLOW_X / T.FLOW_SCALE))
+    assert torch.allclose(flow[0], torch.full_like(flow[0], FLOW_X / transforms.FLOW_SCALE))
     only_flow = VideoClipDataset(sample, modality="flow", num_frames=4, crop_size=32, train=False)
     assert only_flow[0]["video"].shape == (2, 4, 32, 32) and only_flow.skipped == 0
 

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from helpers.ddp_ranks import free_port, join_as_rank
 
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -36,7 +36,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         )
         convert_sub_batch_norm(model)
         device = select_device("cpu")
-        ddp = D.wrap_ddp(model, device)
+        ddp = distributed.wrap_ddp(model, device)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
         schedule = build_schedule("long+short", LRSchedule(0.1, 2, "cosine"), frames=8, size=16, batch_size=1)
         sampler = MultigridBatchSampler(160, schedule, seed=1, drop_last=False)  # rank and world size from the group
@@ -55,32 +55,37 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 opt.step()
                 seen[-1] += idx
                 shapes.append([len(idx), spec.num_frames, spec.crop_size])
-        counts = D.reduce_counts({"clips": len(seen[0]), "rank": rank})
+        counts = distributed.reduce_counts({"clips": len(seen[0]), "rank": rank})
         result = {
-            "world": D.get_world_size(),
-            "rank": D.get_rank(),
-            "main": D.is_main_process(),
+            "world": distributed.get_world_size(),
+            "rank": distributed.get_rank(),
+            "main": distributed.is_main_process(),
             "seen": seen,
             "shapes": shapes,
             "counts": counts,
-            "mean": D.all_reduce_mean(torch.tensor(float(rank))).item(),
-            "broadcast": D.broadcast_object({"from": rank}),
+            "mean": distributed.all_reduce_mean(torch.tensor(float(rank))).item(),
+            "broadcast": distributed.broadcast_object({"from": rank}),
             "weights": [p.sum().item() for p in model.parameters()],
         }
-        D.barrier()
+        distributed.barrier()
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
-        D.cleanup()
+        distributed.cleanup()
 
 
 def test_helpers_in_a_single_process():
-    assert (D.get_rank(), D.get_world_size(), D.is_main_process(), D.is_dist()) == (0, 1, True, False)
+    assert (
+        distributed.get_rank(),
+        distributed.get_world_size(),
+        distributed.is_main_process(),
+        distributed.is_dist(),
+    ) == (0, 1, True, False)
     t = torch.tensor([1.0, 2.0])
-    assert D.all_reduce_mean(t) is t and D.all_reduce_sum(t) is t
-    assert D.reduce_counts({"a": 2}) == {"a": 2}
-    assert D.broadcast_object("x") == "x"
-    assert D.init_from_env() is False  # WORLD_SIZE unset
-    D.barrier(), D.cleanup()
+    assert distributed.all_reduce_mean(t) is t and distributed.all_reduce_sum(t) is t
+    assert distributed.reduce_counts({"a": 2}) == {"a": 2}
+    assert distributed.broadcast_object("x") == "x"
+    assert distributed.init_from_env() is False  # WORLD_SIZE unset
+    distributed.barrier(), distributed.cleanup()
 
 
 def test_two_process_ddp_with_multigrid_batches(tmp_path):

@@ -13,7 +13,7 @@ from helpers.ddp_ranks import free_port, join_as_rank
 from helpers.shaped_clips import ShapedClips, shaped_config, shaped_data
 from helpers.tiny_model import register_tiny
 
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 from vidact.runtime.checkpoint import load_checkpoint
 from vidact.train.metrics_log import read_metrics
 from vidact.train.subbatch_bn import SubBatchNorm3d
@@ -159,7 +159,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         except Crash:
             pass
         engine.train_one_epoch = original
-        D.barrier()
+        distributed.barrier()
         torch.manual_seed(1234)  # resume restores the saved RNG states
         resumed = engine.fit(shaped_config(out / "resumed"), shaped_data(), resume=True, progress=False)
         keys = ("epochs", "iterations", "resumed_from_epoch", "final_train_loss")
@@ -167,7 +167,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             json.dumps({"reference": {k: reference[k] for k in keys}, "resumed": {k: resumed[k] for k in keys}})
         )
     finally:
-        D.cleanup()
+        distributed.cleanup()
 
 
 @pytest.mark.slow  # three trainings in two forked ranks: 15-60 s on the shared 2-core machine

@@ -31,8 +31,7 @@ def test_window_ranges_cover_the_video():
 
 
 def test_predict_whole_video_matches_the_model(ckpt, video):
-    from vidact.data import sampling
-    from vidact.data import transforms as T
+    from vidact.data import sampling, transforms
     from vidact.io.video import decode_frames
     from vidact.runtime.build import model_from_checkpoint
     from vidact.runtime.checkpoint import load_checkpoint
@@ -48,7 +47,13 @@ def test_predict_whole_video_matches_the_model(ckpt, video):
     clips = []
     for idx in sampling.uniform_clips(16, inp.frames, inp.stride, 2):
         x = torch.from_numpy(decode_frames(str(video), idx)).permute(3, 0, 1, 2)
-        clips.append(T.normalize(T.crop_at(T.short_side_scale(x, inp.size), inp.size, 0.5, 0.5), T.RGB_MEAN, T.RGB_STD))
+        clips.append(
+            transforms.normalize(
+                transforms.crop_at(transforms.short_side_scale(x, inp.size), inp.size, 0.5, 0.5),
+                transforms.RGB_MEAN,
+                transforms.RGB_STD,
+            )
+        )
     with torch.no_grad():
         expected = torch.softmax(model(torch.stack(clips)), 1).mean(0).numpy()
     got = np.array([next(t["prob"] for t in result["top"] if t["label"] == k) for k in range(4)])

@@ -169,7 +169,7 @@ def test_every_rank_gets_the_same_batches_count(num_samples, batch, world, drop_
 def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
     from helpers.shaped_clips import ShapedClips, shaped_config
 
-    from vidact.runtime import distributed as D
+    from vidact.runtime import distributed
     from vidact.train.engine import TrainData, fit
 
     join_as_rank(rank, world, port)
@@ -179,7 +179,7 @@ def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump({"iterations": summary["iterations"]}, f)
     finally:
-        D.cleanup()
+        distributed.cleanup()
 
 
 def test_two_process_ddp_with_an_uneven_split_trains(tmp_path):

@@ -7,7 +7,7 @@ import socket
 
 import torch
 
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 
 
 def free_port() -> int:
@@ -23,4 +23,4 @@ def join_as_rank(rank: int, world: int, port: int) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
     )
     torch.set_num_threads(1)
-    assert D.init_from_env()
+    assert distributed.init_from_env()

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidact.data import sampling
-from vidact.data import transforms as T
+from vidact.data import sampling, transforms
 from vidact.data.annotations import Sample
 from vidact.errors import VidactError, VideoDecodeError, first_line
 from vidact.io import flowio, frames
@@ -144,9 +143,9 @@ class VideoClipDataset(Dataset):
         sampler: str = "random",
         seed: int = 0,
         max_retries: int = 10,
-        mean: tuple[float, float, float] = T.RGB_MEAN,
-        std: tuple[float, float, float] = T.RGB_STD,
-        flow_scale: float = T.FLOW_SCALE,
+        mean: tuple[float, float, float] = transforms.RGB_MEAN,
+        std: tuple[float, float, float] = transforms.RGB_STD,
+        flow_scale: float = transforms.FLOW_SCALE,
         hflip: bool = True,
     ):
         if modality not in MODALITIES:
@@ -292,13 +291,13 @@ class VideoClipDataset(Dataset):
         return (0.5, p.left) if width >= height else (p.top, 0.5)  # test crops move along the long side
 
     def _transform(self, x: torch.Tensor, p: SpatialParams, is_flow: bool) -> torch.Tensor:
-        x = T.short_side_scale(x, p.short_side, is_flow=is_flow)
-        x = T.crop_at(x, p.crop_size, *self.crop_offsets(p, *x.shape[-2:]))
+        x = transforms.short_side_scale(x, p.short_side, is_flow=is_flow)
+        x = transforms.crop_at(x, p.crop_size, *self.crop_offsets(p, *x.shape[-2:]))
         if p.flip:
-            x = T.horizontal_flip(x, is_flow=is_flow)
+            x = transforms.horizontal_flip(x, is_flow=is_flow)
         if is_flow:
-            return T.normalize_flow(x, self.flow_scale).contiguous()
-        return T.normalize(x, self.mean, self.std).contiguous()
+            return transforms.normalize_flow(x, self.flow_scale).contiguous()
+        return transforms.normalize(x, self.mean, self.std).contiguous()
 
     # ------------------------------------------------------------------ items
     def _plan(self, video: int, clip: int, crop: int, spec: ClipSpec, rng: np.random.Generator) -> ClipPlan:

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidact.data import sampling
-from vidact.data import transforms as T
+from vidact.data import sampling, transforms
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.video import decode_frames, probe
 from vidact.runtime.build import ResolvedInput, model_from_checkpoint
@@ -24,9 +23,9 @@ from vidact.runtime.device import select_device
 
 def _clip_tensor(path: str, indices: np.ndarray, inp: ResolvedInput) -> torch.Tensor:
     frames = torch.from_numpy(decode_frames(path, indices)).permute(3, 0, 1, 2)  # (3, T, H, W) uint8
-    x = T.short_side_scale(frames, inp.size)
-    x = T.crop_at(x, inp.size, 0.5, 0.5)
-    return T.normalize(x, T.RGB_MEAN, T.RGB_STD)
+    x = transforms.short_side_scale(frames, inp.size)
+    x = transforms.crop_at(x, inp.size, 0.5, 0.5)
+    return transforms.normalize(x, transforms.RGB_MEAN, transforms.RGB_STD)
 
 
 def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[dict]:

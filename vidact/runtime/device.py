@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vidact.errors import UsageError
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 
 AMP_MODES = ("none", "bf16", "fp16")
 AUTO = "auto"
@@ -29,8 +29,8 @@ def select_device(name: str = AUTO) -> torch.device:
         raise UsageError(f"unsupported device {name!r} (use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} requested but CUDA is not available here")
-    if device.type == "cuda" and device.index is None and D.is_dist():
-        device = torch.device("cuda", D.get_local_rank())  # one GPU per process under torchrun
+    if device.type == "cuda" and device.index is None and distributed.is_dist():
+        device = torch.device("cuda", distributed.get_local_rank())  # one GPU per process under torchrun
     return device
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 
 
 def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool, compile: bool) -> nn.Module:
@@ -14,7 +14,7 @@ def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    model = D.wrap_ddp(model, device)
+    model = distributed.wrap_ddp(model, device)
     if compile:
         model = torch.compile(model)
     return model

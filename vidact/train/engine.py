@@ -30,7 +30,7 @@ from vidact.evaluate.metrics import topk_accuracy
 from vidact.evaluate.multiview import collect_view_scores
 from vidact.io.atomic import atomic_write_text
 from vidact.io.progress import make_progress
-from vidact.runtime import distributed as D
+from vidact.runtime import distributed
 from vidact.runtime.build import ResolvedInput, build_model, resolve_input
 from vidact.runtime.checkpoint import (
     capture_rng_state,
@@ -121,7 +121,7 @@ class Run:
 
     @property
     def main(self) -> bool:
-        return D.is_main_process()
+        return distributed.is_main_process()
 
 
 def _runtime(cfg: TrainConfig) -> torch.device:
@@ -152,7 +152,7 @@ def _model(
             return build_model(cfg.arch, n, in_channels=inp.channels, dropout=cfg.dropout, width_mult=cfg.width_mult)
 
         model = rebuild(num_classes)
-        main = D.is_main_process()
+        main = distributed.is_main_process()
         finetuning = prepare_finetuning(
             model, cfg, rebuild, load_weights=load_pretrained, progress=None if main else False
         )
@@ -229,9 +229,9 @@ def setup_run(
     state = TrainState(model, optimizer, torch.amp.GradScaler(device.type, enabled=amp == "fp16"))
     batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
     resumed_from = _resume(state, cfg, data.classes, folder) if resume else None
-    if D.is_main_process():
+    if distributed.is_main_process():
         _run_folder(cfg, folder, finetuning)
-    log = MetricsLog(folder, resume_epoch=resumed_from) if D.is_main_process() else None
+    log = MetricsLog(folder, resume_epoch=resumed_from) if distributed.is_main_process() else None
 
     # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
     loader = make_loader(
@@ -307,7 +307,7 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(optimizer)
         scaler.update()
-        loss_value = float(D.all_reduce_mean(loss.detach()).item())
+        loss_value = float(distributed.all_reduce_mean(loss.detach()).item())
         total_loss += loss_value * len(y)
         total_clips += len(y)
         state.batch_in_epoch += 1
@@ -322,8 +322,8 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
                     "batch": state.batch_in_epoch,
                     "loss": loss_value,
                     "lr": lr,
-                    "clips": len(y) * D.get_world_size(),
-                    "clips_per_s": total_clips * D.get_world_size() / max(elapsed, 1e-9),
+                    "clips": len(y) * distributed.get_world_size(),
+                    "clips_per_s": total_clips * distributed.get_world_size() / max(elapsed, 1e-9),
                 }
             )
     seconds = time.perf_counter() - start
@@ -331,7 +331,7 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
         "loss": total_loss / max(total_clips, 1),
         "clips": total_clips,
         "seconds": seconds,
-        "clips_per_s": total_clips * D.get_world_size() / max(seconds, 1e-9),
+        "clips_per_s": total_clips * distributed.get_world_size() / max(seconds, 1e-9),
     }
 
 
@@ -583,9 +583,9 @@ def train(
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     cfg.validate()
     inp = config_input(cfg)
-    joined = D.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
+    joined = distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
     try:
         return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress, notify=notify)
     finally:
         if joined:
-            D.cleanup()
+            distributed.cleanup()
