@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vidact.models import create_model, get_entry
-from vidact.models.resnet3d import to_preferred_format
 from vidact.profile.flops import profile_arch
+from vidact.runtime.device import preferred_amp, preferred_channels_last
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,13 +113,15 @@ def test_channels_last_gives_the_same_logits(tiny_slowfast):
     x = torch.randn(1, 3, 16, 64, 64)
     with torch.no_grad():
         expected = model(x)
-        assert model.preferred_memory_format == torch.contiguous_format  # CPU choice (benchmarks/models.py)
-        assert model.preferred_amp_dtype == torch.bfloat16
+        assert not preferred_channels_last(model, torch.device("cpu"))  # CPU choice (benchmarks/models.py)
+        assert preferred_channels_last(model, torch.device("cuda"))
+        assert preferred_amp(model, torch.device("cuda")) == "bf16"
         model = model.to(memory_format=torch.channels_last_3d)
         x_cl = x.contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(model(x_cl), expected, atol=1e-4, rtol=1e-4)
-        model, x = to_preferred_format(model, x)
+        model = model.to(memory_format=torch.contiguous_format)  # and back, as the CPU choice has it
         assert model.stem.slow.conv.weight.is_contiguous()
+        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_three_pathways_is_an_error(tiny_slowfast):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vidact.models import create_model, get_entry
-from vidact.models.resnet3d import to_preferred_format
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
 from vidact.profile.flops import profile_arch
+from vidact.runtime.device import preferred_amp, preferred_channels_last, to_device
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +107,7 @@ def test_x3d_block_details():
     assert isinstance(block0.b_relu, torch.nn.SiLU)
     assert model.stem.conv_t.kernel_size == (5, 1, 1) and model.stem.conv_t.groups == 24
     assert model.head.lin5.out_channels == 2048
-    assert model.preferred_memory_format == torch.contiguous_format  # on the meta device: no preference
+    assert not preferred_channels_last(model, torch.device("meta"))  # no choice recorded for the meta device
     assert model.memory_formats["cuda"] == torch.contiguous_format  # channel-wise convs lose channels-last on GPU
 
 
@@ -121,8 +121,8 @@ def test_x3d_xs_forward_backward_tiny():
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.stem.conv_xy.weight.grad.abs().sum() > 0
-    assert model.preferred_memory_format == torch.channels_last_3d  # fastest on CPU (benchmarks/models.py)
-    assert model.preferred_amp_dtype is None
+    assert preferred_channels_last(model, torch.device("cpu"))  # fastest on CPU (benchmarks/models.py)
+    assert preferred_amp(model, torch.device("cuda")) == "none"
 
 
 def test_x3d_channels_last_gives_the_same_logits():
@@ -131,7 +131,8 @@ def test_x3d_channels_last_gives_the_same_logits():
     x = torch.randn(1, 3, 4, 64, 64)
     with torch.no_grad():
         expected = model(x)
-        model, x_cl = to_preferred_format(model, x)
+        model = model.to(memory_format=torch.channels_last_3d)
+        x_cl = to_device(x, torch.device("cpu"), channels_last=preferred_channels_last(model, torch.device("cpu")))
         assert x_cl.is_contiguous(memory_format=torch.channels_last_3d)
         torch.testing.assert_close(model(x_cl), expected, atol=1e-5, rtol=1e-5)
 
@@ -150,7 +151,7 @@ def test_x3d_any_input_shape_and_feature_split():
 @pytest.mark.parametrize("stride", [1, (1, 2, 2)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_pointwise_conv_equals_conv3d(stride, channels_last):
-    from vidact.models.resnet3d import PointwiseConv3d
+    from vidact.models.res_blocks import PointwiseConv3d
 
     torch.manual_seed(0)
     conv = PointwiseConv3d(6, 5, stride=stride, bias=True)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import DevicePreferences, batch_norm, init_weights, res_stage, round_repeats
+from vidact.models.res_blocks import batch_norm, init_weights, res_stage, round_repeats
 
 STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 SLOW_TEMPORAL_KERNELS = (1, 1, 1, 3, 3)  # stem, res2..res5 (Slow: temporal only in res4/res5)
@@ -97,7 +97,7 @@ class SlowFastHead(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class SlowFast(DevicePreferences, nn.Module):
+class SlowFast(nn.Module):
     """SlowFast ResNet-``depth`` with speed ratio ``alpha`` and channel ratio ``1 / beta_inv``.
 
     ``temporal_blocks`` (PySlowFast's NUM_BLOCK_TEMP_KERNEL): per stage, how many blocks keep

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
-from vidact.models.resnet3d import (
-    DevicePreferences,
+from vidact.models.res_blocks import (
     PointwiseConv3d,
     batch_norm,
     init_weights,
@@ -116,7 +115,7 @@ class X3DHead(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class X3D(DevicePreferences, nn.Module):
+class X3D(nn.Module):
     """X3D network for one factor setting; any (T, H, W) input works (adaptive pooling)."""
 
     # benchmarks/models.py: on CPU channels-last-3d trains ~1.2x faster and bf16 is slower; on

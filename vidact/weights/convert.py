@@ -18,7 +18,7 @@ import torch
 from vidact.errors import CheckpointError, UsageError
 from vidact.io.torchfile import load_weights_only
 from vidact.models.registry import create_model, get_entry
-from vidact.models.resnet3d import BN_EPS
+from vidact.models.res_blocks import BN_EPS
 from vidact.runtime.checkpoint import save_checkpoint
 
 SOURCES = ("pytorchvideo", "pyslowfast")

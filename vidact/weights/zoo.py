@@ -135,10 +135,6 @@ def zoo_names() -> list[str]:
     return [e.name for e in ZOO]
 
 
-def is_zoo_name(name: str) -> bool:
-    return name == IMAGENET or name in zoo_names()
-
-
 def get_zoo_entry(name: str) -> ZooEntry:
     """The zoo entry called ``name``; an unknown name is a one-line UsageError with close matches."""
     for entry in ZOO:

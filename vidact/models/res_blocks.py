@@ -1,4 +1,4 @@
-"""ResNet-3D building blocks shared by SlowFast and X3D (PySlowFast's layout and names).
+"""Residual blocks and stages shared by SlowFast and X3D (PySlowFast's layout and names).
 
 A residual block is ``branch1`` (1x1x1 projection + BN, only when the shape changes) plus
 ``branch2``, a bottleneck: ``a`` (Tx1x1) -> ``b`` (Tx3x3, optionally channel-wise, optional
@@ -9,7 +9,6 @@ squeeze-excitation) -> ``c`` (1x1x1). Module names follow PySlowFast (``a``, ``a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -205,38 +204,3 @@ def init_weights(model: nn.Module, zero_init_final_bn: bool = True, fc_std: floa
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=fc_std)
             nn.init.zeros_(m.bias)
-
-
-class DevicePreferences:
-    """Mixin: the fastest correct memory format / autocast dtype for the device the model is on.
-
-    Families fill ``memory_formats`` and ``amp_dtypes`` (device type -> choice) from
-    benchmarks/models.py; a trainer reads ``model.preferred_memory_format`` and
-    ``model.preferred_amp_dtype`` (None: stay in fp32) after moving the model to its device.
-    """
-
-    memory_formats: dict[str, torch.memory_format] = {}
-    amp_dtypes: dict[str, torch.dtype] = {}
-
-    def _device_type(self) -> str:
-        param = next(self.parameters(), None)
-        return "cpu" if param is None else param.device.type
-
-    @property
-    def preferred_memory_format(self) -> torch.memory_format:
-        return self.memory_formats.get(self._device_type(), torch.contiguous_format)
-
-    @property
-    def preferred_amp_dtype(self) -> torch.dtype | None:
-        return self.amp_dtypes.get(self._device_type())
-
-
-def to_preferred_format(model: nn.Module, x: torch.Tensor | Sequence[torch.Tensor] | None = None):
-    """Move ``model`` (and optionally its input) to the model's ``preferred_memory_format``."""
-    fmt = getattr(model, "preferred_memory_format", torch.contiguous_format)
-    model = model.to(memory_format=fmt)
-    if x is None:
-        return model
-    if isinstance(x, torch.Tensor):
-        return model, x.contiguous(memory_format=fmt)
-    return model, [t.contiguous(memory_format=fmt) for t in x]
