@@ -5,7 +5,7 @@ channels-last-3d), precision (fp32, bf16 autocast) and, with ``--compile``, torc
 timed on full training steps (forward, cross-entropy, backward, SGD step) in interleaved
 rounds; the table gives the median clips/s and the ratio to PyTorchVideo fp32 eager
 contiguous measured in the same run, then the best vidact mode against the best PyTorchVideo
-mode (issue 5 goal on the GPU: 1.5x). On CUDA the defaults are the issue's shapes (X3D-M
+mode (the goal on the GPU: 1.5x). On CUDA the defaults are training shapes (X3D-M
 B=32 16x224, SlowFast B=16 32x224); on CPU they are small so the run takes minutes.
 
     .venv/bin/python benchmarks/models.py                      # CPU: X3D-M B=2 16x112, SlowFast B=1 32x112
