@@ -174,3 +174,14 @@ def test_evaluation_prediction_and_export_import_nothing_from_train():
     for module, targets in graph.items():
         if package_of(module) in ("vidact.evaluate", "vidact.runtime", "vidact.predict", "vidact.export"):
             assert not [t for t in targets if t.startswith("vidact.train")], module
+
+
+def test_the_architecture_page_states_the_same_order():
+    """docs/ARCHITECTURE.md's layer table is the order this test enforces, and the README links it."""
+    import re
+
+    repo = ROOT.parent
+    table = re.findall(r"^\| (\d+) \| `(\w+)` \|", (repo / "docs" / "ARCHITECTURE.md").read_text(), re.M)
+    stated = {f"vidact.{name}": int(rank) for rank, name in table}
+    assert stated == {k: v for k, v in LAYERS.items() if k != "vidact.__main__"}
+    assert "docs/ARCHITECTURE.md" in (repo / "README.md").read_text()
