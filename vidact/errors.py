@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -84,3 +85,36 @@ class DownloadError(VidactError):
     """A download that failed, was truncated or does not match its expected SHA-256; nothing was cached."""
 
     exit_code = EXIT_USAGE
+
+
+# errno values that mean "no room left": the disk is full, or the user's quota is spent.
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def disk_full_cause(exc: BaseException | None) -> OSError | None:
+    """The full-disk or over-quota ``OSError`` behind ``exc`` (itself, or its cause/context), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class DiskFullError(VidactError):
+    """Writing ``path`` failed because its disk (or the user's quota) is full: exit 1, nothing half-written."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | Path, cause: OSError | str | None = None):
+        self.path = str(path)
+        reason = cause if isinstance(cause, str) else (cause.strerror if cause is not None else None)
+        self.reason = reason or "No space left on device"
+        super().__init__(
+            f"{path}: disk full ({self.reason}); nothing was half-written and finished outputs are kept: "
+            f"free space (or raise the quota) and rerun"
+        )
+
+    def __reduce__(self):  # survives a process pool (the default reduction would pass the message as path)
+        return (DiskFullError, (self.path, self.reason))

@@ -15,7 +15,7 @@ import typer
 
 from vidact import __version__
 from vidact.cli.common import err_console
-from vidact.errors import EXIT_USAGE, VidactError
+from vidact.errors import EXIT_USAGE, DiskFullError, VidactError, disk_full_cause
 
 app = typer.Typer(
     name="vidact",
@@ -148,6 +148,15 @@ def main(argv: list[str] | None = None) -> None:
                 err_console.print(ctx.get_usage(), highlight=False, markup=False)
             err_console.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        elif disk_full_cause(exc) is not None:  # a write outside the atomic writers (an appended log)
+            full = disk_full_cause(exc)
+            err_console.print(
+                f"error: {DiskFullError(full.filename or 'a file being written', full)}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            code = DiskFullError.exit_code
         else:
             err_console.print(
                 f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

@@ -10,6 +10,32 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from vidact.errors import DiskFullError, disk_full_cause
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: read by setting, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
@@ -52,32 +78,57 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary file path next to ``dest``; rename it to ``dest`` on success.
+    """Yield a temporary file path next to ``dest``; on success fsync it and rename it to ``dest``.
 
-    Leftovers of killed writers in the same folder are removed first.
+    The file gets the mode ``open()`` would give it (the umask applies). Leftovers of killed writers
+    in the same folder are removed first. A full disk or quota is one :class:`DiskFullError`.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; the file gets what open() would give it
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync_file(tmp_path)  # the bytes reach the disk before the name does (a full disk shows here too)
         os.replace(tmp_path, dest)
         _fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        full = disk_full_cause(exc)
+        if full is not None and not isinstance(exc, DiskFullError):
+            raise DiskFullError(dest, full) from None
         raise
+
+
+class _WriteErrors:
+    """A file wrapper that keeps the ``OSError`` of a failed write: torch's zip writer replaces it with
+    a RuntimeError ("unexpected pos ...") that no longer says the disk is full."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
 
 
 def atomic_write_bytes(dest: str | Path, data: bytes) -> None:
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def atomic_write_text(dest: str | Path, text: str) -> None:
@@ -90,9 +141,13 @@ def atomic_torch_save(obj, dest: str | Path) -> None:
 
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+            tracked = _WriteErrors(f)
+            try:
+                torch.save(obj, tracked)
+            except RuntimeError as exc:
+                if tracked.error is not None:
+                    raise tracked.error from exc
+                raise
 
 
 def tmp_dir_for(dest: str | Path) -> Path:
@@ -120,6 +175,9 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
             shutil.rmtree(dest)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full_cause(exc)
+        if full is not None and not isinstance(exc, DiskFullError):
+            raise DiskFullError(dest, full) from None
         raise

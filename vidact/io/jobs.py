@@ -9,13 +9,14 @@ run leaves no half folders. Failures are collected, never fatal, and written to
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidact.errors import VidactError
+from vidact.errors import DiskFullError, VidactError
 from vidact.io.atomic import atomic_dir, atomic_write_text, tmp_dir_for
 from vidact.io.progress import make_progress
 
@@ -73,6 +74,8 @@ def _run_one(process: Callable[[Path, Path], None], job: VideoJob, out: Path) ->
         with atomic_dir(out / job.rel) as staging:
             process(job.src, staging)
         return job.rel, None
+    except DiskFullError:  # the disk, not this video: every later job would fail the same way
+        raise
     except VidactError as exc:
         return job.rel, str(exc)
     except Exception as exc:  # a bad video must never stop the others
@@ -93,6 +96,8 @@ def run_video_jobs(
     ``process`` must be picklable when ``workers > 1`` (a module-level function or a
     ``functools.partial`` of one). A worker that dies (a decoder crash) fails only its
     own video: the jobs caught in the broken pool are retried one by one in fresh workers.
+    A full disk (:class:`~vidact.errors.DiskFullError`) stops the whole run at once instead of
+    failing every remaining video; the folders finished before it stay complete.
     """
     out = Path(out)
     try:
@@ -118,12 +123,17 @@ def run_video_jobs(
                 report.failed.append((rel, err))
             progress.update(task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else "")
 
-        if workers <= 1:
-            for job in todo:
-                record(*_run_one(process, job, out))
-        else:
-            for job in _run_pool(process, todo, out, workers, record):
-                _run_isolated(process, job, out, record)
+        try:
+            if workers <= 1:
+                for job in todo:
+                    record(*_run_one(process, job, out))
+            else:
+                for job in _run_pool(process, todo, out, workers, record):
+                    _run_isolated(process, job, out, record)
+        except DiskFullError:  # stop at the first full-disk error; finished folders stay complete
+            with contextlib.suppress(OSError, VidactError):  # the list may not fit on the disk either
+                write_failures(out, report.failed, failures_file)
+            raise
     write_failures(out, report.failed, failures_file)
     return report
 
@@ -139,6 +149,9 @@ def _run_pool(process, jobs: list[VideoJob], out: Path, workers: int, record) ->
             except cf.process.BrokenProcessPool:
                 lost.append(futures[fut])
                 continue
+            except DiskFullError:
+                pool.shutdown(wait=True, cancel_futures=True)  # queued jobs never start
+                raise
             record(*result)
     return lost
 
