@@ -137,7 +137,7 @@ def extraction_seconds(process, videos: list[np.ndarray], out: Path) -> float:
 
 
 def per_video(options):
-    from vidact.flow.extract import process_input
+    from vidact.flow.workers import process_input
 
     def run_all(videos: list[np.ndarray], out: Path) -> None:
         for k, frames in enumerate(videos):
@@ -149,8 +149,9 @@ def per_video(options):
 
 
 def batched(options):
-    from vidact.flow.extract import make_estimator, write_flow_folder
+    from vidact.flow.manifest import write_flow_folder
     from vidact.flow.pipeline import BatchedExtraction
+    from vidact.flow.solvers import make_estimator
     from vidact.io.jobs import VideoJob
 
     estimator = make_estimator(options)
@@ -305,7 +306,7 @@ def main() -> None:
     # ---- whole extraction: decoded frames in, JPEG folders out
     extract_rows: list[dict] = []
     if not args.skip_extract:
-        from vidact.flow.extract import FlowOptions
+        from vidact.flow.options import FlowOptions
 
         tmp = Path(tempfile.mkdtemp(prefix="vidact_flow_bench_"))
         clip = frames  # one "video" of the real pairs; CUDA tiles it to keep >= 256 pairs in flight

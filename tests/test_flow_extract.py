@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidact.flow.extract import (
-    FlowOptions,
-    collect_flow_jobs,
-    combine_shards,
-    extract_flow,
-)
+from vidact.flow.extract import extract_flow
+from vidact.flow.inputs import collect_flow_jobs
+from vidact.flow.options import FlowOptions
+from vidact.flow.scale_out import combine_shards
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io.flowio import count_flow, read_flow, read_manifest
 from vidact.io.frames import write_frames

@@ -11,7 +11,9 @@ import torch
 
 from vidact.flow import compile_choice
 from vidact.flow import tvl1 as tvl1_mod
-from vidact.flow.extract import FlowOptions, choose_compile, extract_flow
+from vidact.flow.extract import extract_flow
+from vidact.flow.options import FlowOptions
+from vidact.flow.solvers import choose_compile
 from vidact.flow.tvl1 import TVL1, TVL1Params
 from vidact.io.flowio import read_manifest
 from vidact.io.jobs import VideoJob

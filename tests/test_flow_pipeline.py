@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidact.flow.extract import FlowOptions, extract_flow
+from vidact.flow.extract import extract_flow
+from vidact.flow.options import FlowOptions
 from vidact.flow.pipeline import BatchedExtraction, HostCopy, quantize_on_device
 from vidact.flow.tvl1 import TVL1Params
 from vidact.io import flowio

@@ -49,7 +49,8 @@ def extract(
     Example: vidact flow extract data/synth/videos flow/ --short-side 128 --workers 2
     """
     from vidact.errors import UsageError
-    from vidact.flow.extract import FlowOptions, extract_flow
+    from vidact.flow.extract import extract_flow
+    from vidact.flow.options import FlowOptions
     from vidact.io.shard import parse_shard
 
     if not 1 <= quality <= 100:

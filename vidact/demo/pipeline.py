@@ -195,7 +195,7 @@ def extract_frames_stage(out: Path, cfg: DemoConfig, dataset: str = "main") -> d
 
 
 def flow_options(cfg: DemoConfig):
-    from vidact.flow.extract import FlowOptions
+    from vidact.flow.options import FlowOptions
     from vidact.flow.tvl1 import TVL1Params
 
     params = TVL1Params(

@@ -2,7 +2,7 @@
 
 Stages, each overlapping the next:
 
-1. a decoder thread (:class:`vidact.flow.extract.Prefetcher`) reads the next videos;
+1. a decoder thread (:class:`vidact.flow.workers.Prefetcher`) reads the next videos;
 2. the main thread packs consecutive frame pairs of as many videos as it takes into batches of
    ``batch`` pairs of one frame size (a video may span batches), solves a batch, quantises it on
    the device (uint8 JPEG levels, or float16 for ``.npz``) and starts the copy back into pinned
@@ -26,6 +26,11 @@ import numpy as np
 import torch
 
 from vidact.errors import VidactError
+from vidact.flow import compile_choice
+from vidact.flow.manifest import write_flow_folder
+from vidact.flow.options import FlowOptions
+from vidact.flow.solvers import make_estimator
+from vidact.flow.workers import Prefetcher
 from vidact.io.atomic import atomic_dir
 from vidact.io.jobs import JobReport, VideoJob, write_failures
 from vidact.io.progress import make_progress
@@ -185,3 +190,22 @@ class BatchedExtraction:
                 flush(size)
         write_failures(out, report.failed, failures_file)
         return report
+
+
+def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_file: str) -> JobReport:
+    """Pairs of many videos per solver call, quantised on the device, written by a thread pool (CUDA default)."""
+    estimator = make_estimator(options)
+    solver = estimator.solver
+
+    def write(staging: Path, flows: np.ndarray, src: Path, num_frames: int) -> None:
+        write_flow_folder(staging, flows, options, src, num_frames, estimator.kernel_info)
+
+    runner = BatchedExtraction(
+        solver, options.pairs_per_call, write, options.fmt, options.bound, writers=min(8, compile_choice.usable_cores())
+    )
+    prefetcher = Prefetcher(jobs, options.short_side, depth=4)
+    try:
+        report = runner.run(jobs, lambda job: prefetcher.get(job.src), out, failures_file)
+    finally:
+        prefetcher.close()
+    return report

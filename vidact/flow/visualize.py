@@ -75,7 +75,9 @@ def load_flows_for_show(src: str | Path, max_pairs: int, backend: str = "torch",
         return flowio.read_flow(src, range(n))
     if not src.exists():
         raise UsageError(f"{src}: no such flow folder or video")
-    from vidact.flow.extract import FlowOptions, compute_flows, load_frames, make_estimator
+    from vidact.flow.inputs import load_frames
+    from vidact.flow.options import FlowOptions
+    from vidact.flow.solvers import compute_flows, make_estimator
 
     frames = load_frames(src)[: max_pairs + 1]
     options = FlowOptions(backend=backend, device=device)
