@@ -75,7 +75,7 @@ class VideoInProgress:
         return len(self.frames) - 1
 
 
-Writer = Callable[[Path, np.ndarray, np.ndarray], None]  # (staging, flows as written, frames shape) -> None
+Writer = Callable[[Path, np.ndarray, Path, int], None]  # (staging, flows as written, source, frames) -> None
 
 
 class BatchedExtraction:
@@ -89,7 +89,7 @@ class BatchedExtraction:
         self,
         solve: Callable[[np.ndarray, np.ndarray], torch.Tensor],
         batch: int,
-        write: Callable,
+        write: Writer,
         device_format: str,
         bound: float,
         writers: int = 4,
@@ -111,85 +111,96 @@ class BatchedExtraction:
     def run(
         self, jobs: list[VideoJob], frames_of: Callable[[VideoJob], np.ndarray], out: Path, failures_file: str
     ) -> JobReport:
-        report = JobReport()
-        lock = threading.Lock()
-        pending: dict[tuple[int, int], list[tuple[VideoInProgress, int, int]]] = {}  # size -> segments
-
+        """Every job into ``out`` (``frames_of(job)`` gives its frames); failures listed in ``failures_file``."""
+        # this run's state, shared by the methods below (the writer threads' too)
+        self._report = JobReport()
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, int], list[tuple[VideoInProgress, int, int]]] = {}  # size -> segments
+        self._out = out
         with make_progress() as progress, cf.ThreadPoolExecutor(self.writers) as pool:
-            task = progress.add_task("flow", total=len(jobs), status="")
-
-            def record(rel: str, err: str | None) -> None:
-                with lock:
-                    if err is None:
-                        report.done.append(rel)
-                    else:
-                        report.failed.append((rel, err))
-                    progress.update(
-                        task, advance=1, status=f"[red]{len(report.failed)} failed" if report.failed else ""
-                    )
-
-            def finish(video: VideoInProgress) -> None:  # in a writer thread
-                try:
-                    rows = [video.parts[s] for s in sorted(video.parts)]
-                    flows = np.concatenate([copy.numpy()[r0:r1] for copy, r0, r1 in rows])
-                    with atomic_dir(out / video.job.rel) as staging:
-                        self.write(staging, flows, video.job.src, video.pairs + 1)
-                    record(video.job.rel, None)
-                except VidactError as exc:
-                    record(video.job.rel, str(exc))
-                except Exception as exc:  # one bad video never stops the others
-                    record(video.job.rel, f"{video.job.src}: {type(exc).__name__}: {exc}")
-
-            def flush(size: tuple[int, int]) -> None:
-                segments = [seg for seg in pending.pop(size, []) if seg[0].frames is not None]  # not failed meanwhile
-                if not segments:
-                    return
-                f0 = np.concatenate([v.frames[a:b] for v, a, b in segments])
-                f1 = np.concatenate([v.frames[a + 1 : b + 1] for v, a, b in segments])
-                try:
-                    copy = self._to_host(self.solve(f0, f1))
-                except Exception as exc:  # the solver failed on this batch: its videos fail, the run goes on
-                    for v, _, _ in segments:
-                        if v.frames is not None:
-                            v.frames = None
-                            record(v.job.rel, f"{v.job.src}: {type(exc).__name__}: {exc}")
-                    return
-                self.batches += 1
-                self.batch_sizes.append(len(f0))
-                row = 0
-                for v, a, b in segments:
-                    v.parts[a] = (copy, row, row + b - a)
-                    row += b - a
-                    v.solved += b - a
-                    if v.solved == v.pairs and v.frames is not None:
-                        pool.submit(finish, v)
-
+            self._progress, self._pool = progress, pool
+            self._task = progress.add_task("flow", total=len(jobs), status="")
             for job in jobs:
-                try:
-                    frames = frames_of(job)
-                except VidactError as exc:
-                    record(job.rel, str(exc))
-                    continue
-                except Exception as exc:
-                    record(job.rel, f"{job.src}: {type(exc).__name__}: {exc}")
-                    continue
-                if min(frames.shape[1:3]) < 3:  # what the solver would refuse, for this video alone
-                    record(job.rel, f"{job.src}: frames must be at least 3x3 pixels, got {tuple(frames.shape[1:3])}")
-                    continue
-                video = VideoInProgress(job, frames)
-                size = frames.shape[1:3]
-                start = 0
-                while start < video.pairs:
-                    queued = sum(b - a for _, a, b in pending.get(size, []))
-                    take = min(self.batch - queued, video.pairs - start)
-                    pending.setdefault(size, []).append((video, start, start + take))
-                    start += take
-                    if queued + take == self.batch:
-                        flush(size)
-            for size in list(pending):
-                flush(size)
-        write_failures(out, report.failed, failures_file)
-        return report
+                frames = self._frames(job, frames_of)
+                if frames is not None:
+                    self._enqueue(VideoInProgress(job, frames))
+            for size in list(self._pending):
+                self._flush(size)
+        write_failures(out, self._report.failed, failures_file)
+        return self._report
+
+    def _record(self, rel: str, err: str | None) -> None:
+        with self._lock:
+            if err is None:
+                self._report.done.append(rel)
+            else:
+                self._report.failed.append((rel, err))
+            failed = self._report.failed
+            self._progress.update(self._task, advance=1, status=f"[red]{len(failed)} failed" if failed else "")
+
+    def _frames(self, job: VideoJob, frames_of: Callable[[VideoJob], np.ndarray]) -> np.ndarray | None:
+        """The frames of ``job``, or None once its failure is recorded."""
+        try:
+            frames = frames_of(job)
+        except VidactError as exc:
+            self._record(job.rel, str(exc))
+            return None
+        except Exception as exc:
+            self._record(job.rel, f"{job.src}: {type(exc).__name__}: {exc}")
+            return None
+        if min(frames.shape[1:3]) < 3:  # what the solver would refuse, for this video alone
+            self._record(job.rel, f"{job.src}: frames must be at least 3x3 pixels, got {tuple(frames.shape[1:3])}")
+            return None
+        return frames
+
+    def _enqueue(self, video: VideoInProgress) -> None:
+        """Queue the pairs of ``video`` behind those of its frame size, solving each batch that fills up."""
+        size = video.frames.shape[1:3]
+        start = 0
+        while start < video.pairs:
+            queued = sum(b - a for _, a, b in self._pending.get(size, []))
+            take = min(self.batch - queued, video.pairs - start)
+            self._pending.setdefault(size, []).append((video, start, start + take))
+            start += take
+            if queued + take == self.batch:
+                self._flush(size)
+
+    def _flush(self, size: tuple[int, int]) -> None:
+        """Solve the queued pairs of one frame size; hand each video whose pairs are all in to a writer."""
+        segments = [seg for seg in self._pending.pop(size, []) if seg[0].frames is not None]  # not failed meanwhile
+        if not segments:
+            return
+        f0 = np.concatenate([v.frames[a:b] for v, a, b in segments])
+        f1 = np.concatenate([v.frames[a + 1 : b + 1] for v, a, b in segments])
+        try:
+            copy = self._to_host(self.solve(f0, f1))
+        except Exception as exc:  # the solver failed on this batch: its videos fail, the run goes on
+            for v, _, _ in segments:
+                if v.frames is not None:
+                    v.frames = None
+                    self._record(v.job.rel, f"{v.job.src}: {type(exc).__name__}: {exc}")
+            return
+        self.batches += 1
+        self.batch_sizes.append(len(f0))
+        row = 0
+        for v, a, b in segments:
+            v.parts[a] = (copy, row, row + b - a)
+            row += b - a
+            v.solved += b - a
+            if v.solved == v.pairs and v.frames is not None:
+                self._pool.submit(self._finish, v)
+
+    def _finish(self, video: VideoInProgress) -> None:  # in a writer thread
+        try:
+            rows = [video.parts[s] for s in sorted(video.parts)]
+            flows = np.concatenate([copy.numpy()[r0:r1] for copy, r0, r1 in rows])
+            with atomic_dir(self._out / video.job.rel) as staging:
+                self.write(staging, flows, video.job.src, video.pairs + 1)
+            self._record(video.job.rel, None)
+        except VidactError as exc:
+            self._record(video.job.rel, str(exc))
+        except Exception as exc:  # one bad video never stops the others
+            self._record(video.job.rel, f"{video.job.src}: {type(exc).__name__}: {exc}")
 
 
 def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_file: str) -> JobReport:
