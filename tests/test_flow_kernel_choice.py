@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from vidact.flow import compile_choice
-from vidact.flow import tvl1 as tvl1_mod
 from vidact.flow.extract import extract_flow
 from vidact.flow.options import FlowOptions
 from vidact.flow.solvers import choose_compile
@@ -31,7 +30,7 @@ def _pair(h=24, w=32, shift=1, seed=0):
     ]
 
 
-@pytest.mark.skipif(not tvl1_mod.compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(not compile_choice.compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
 def test_cpu_path_runs_compiled_without_falling_back(caplog, one_thread):
     """The default CPU path must really compile: a fallback to eager fails this test (and would warn)."""
     i0, i1 = _pair()
@@ -50,8 +49,8 @@ def test_compile_failure_is_one_warning_line_and_recorded(monkeypatch, caplog):
 
         return run
 
-    monkeypatch.setattr(tvl1_mod.torch, "compile", broken_compile)
-    monkeypatch.setattr(tvl1_mod, "_warned", set())
+    monkeypatch.setattr(compile_choice.torch, "compile", broken_compile)
+    monkeypatch.setattr(compile_choice, "_warned", set())
     i0, i1 = _pair()
     with caplog.at_level(logging.WARNING, logger="vidact"):
         for _ in range(3):
@@ -146,8 +145,8 @@ def test_fallback_in_worker_processes_is_warned_once_by_the_parent(tmp_path, mon
 
         return run
 
-    monkeypatch.setattr(tvl1_mod.torch, "compile", broken_compile)  # forked workers inherit it
-    monkeypatch.setattr(tvl1_mod, "_warned", set())
+    monkeypatch.setattr(compile_choice.torch, "compile", broken_compile)  # forked workers inherit it
+    monkeypatch.setattr(compile_choice, "_warned", set())
     src = _clips(tmp_path / "src", n=3)
     with caplog.at_level(logging.WARNING, logger="vidact"):
         result = extract_flow(src, tmp_path / "out", options=FlowOptions(params=FAST, compile=True), workers=2)

@@ -126,12 +126,12 @@ def test_a_failing_fused_kernel_warns_once_and_solves_with_the_torch_step(monkey
 
     import numpy as np
 
-    from vidact.flow import tvl1 as tvl1_mod
+    from vidact.flow import compile_choice
     from vidact.flow import tvl1_triton as mod
     from vidact.flow.tvl1 import TVL1, TVL1Params
 
     monkeypatch.setattr(mod, "available", lambda device: (True, ""))
-    monkeypatch.setattr(tvl1_mod, "_warned", set())
+    monkeypatch.setattr(compile_choice, "_warned", set())
 
     class Broken:
         def __getitem__(self, grid):

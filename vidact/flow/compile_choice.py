@@ -1,4 +1,8 @@
-"""Whether a CPU flow job should compile the TV-L1 step: only when it saves more time than it costs.
+"""Compiled or eager: the TV-L1 step through torch.compile with a recorded fallback, and whether to compile.
+
+:class:`CompiledOrEager` wraps a function in ``torch.compile`` and falls back to eager, with one
+warning line (:func:`warn_once`) and the reason kept for ``flow.json``, when compiling fails. A
+CPU flow job compiles the step only when it saves more time than it costs (:func:`should_compile`).
 
 Measured on a 2-core x86_64 CPU (torch 2.14.1, one thread, 340x256 real frames): the compiled
 inner iteration solves a pair in ~0.30 s, the eager one in ~1.35 s, so compiling saves ~12 s per
@@ -12,15 +16,77 @@ ratio that decides holds on other machines roughly as well.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import torch
+
+from vidact.errors import first_line
+
+log = logging.getLogger(__name__)
 
 SAVING_S_PER_MPX_PAIR = 12.0  # eager minus compiled seconds per megapixel of one pair
 COMPILE_COLD_S = 15.0
 COMPILE_WARM_S = 2.5
 
 
+# --------------------------------------------------------------------------- compile with fallback
+KERNELS = ("triton-fused", "compiled", "eager")  # what ran the inner iteration (flow.json "kernel")
+_warned: set[str] = set()
+warnings_enabled = True  # extraction workers turn this off; their parent warns once for all of them
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time this process sees it."""
+    if message not in _warned:
+        _warned.add(message)
+        if warnings_enabled:
+            log.warning(message)
+
+
+def compiler_available() -> bool:
+    """torch.compile's CPU backend needs a C++ compiler."""
+    return shutil.which("g++") is not None or shutil.which("c++") is not None or shutil.which("clang++") is not None
+
+
+class CompiledOrEager:
+    """``fn`` through ``torch.compile`` when asked; falls back to eager, once and for good, on failure.
+
+    A fallback is never silent: one warning line with the cause, and ``reason`` keeps it for
+    the outputs (``flow.json``, benchmark tables). ``backend`` is torch.compile's (tests pass a
+    counting backend to check that nothing recompiles).
+    """
+
+    def __init__(self, fn: Callable, enable: bool, backend: str | Callable = "inductor", reason: str = ""):
+        self.eager = fn
+        self.fn = fn
+        self.compiled = False
+        self.reason = reason  # why it runs eagerly ("" when compiled)
+        if enable:
+            try:
+                self.fn = torch.compile(fn, dynamic=True, backend=backend)
+                self.compiled = True
+            except Exception as exc:  # no inductor on this platform, unsupported Python, ...
+                self._fall_back(f"torch.compile unavailable ({first_line(exc, with_type=True)})")
+
+    def _fall_back(self, reason: str) -> None:
+        self.fn, self.compiled, self.reason = self.eager, False, reason
+        warn_once(f"{reason}; TV-L1 runs eagerly (about 4x slower on CPU)")
+
+    def __call__(self, *args):
+        if not self.compiled:
+            return self.eager(*args)
+        try:
+            return self.fn(*args)
+        except Exception as exc:  # compiler missing or crashing: the eager path gives the same result
+            self._fall_back(f"torch.compile failed ({first_line(exc, with_type=True)})")
+            return self.eager(*args)
+
+
+# --------------------------------------------------------------------------- whether a CPU job compiles
 def usable_cores() -> int:
     """CPU cores this process may run on (affinity / cgroup cpuset aware where the OS says)."""
     try:
@@ -30,12 +96,10 @@ def usable_cores() -> int:
 
 
 def _marker() -> Path:
-    import torch
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    from vidact.flow import tvl1
-
-    key = hashlib.sha256((torch.__version__ + Path(tvl1.__file__).read_text()).encode()).hexdigest()[:16]
+    solver_source = Path(__file__).with_name("tvl1.py").read_text()  # vidact.flow.tvl1, not imported (it imports us)
+    key = hashlib.sha256((torch.__version__ + solver_source).encode()).hexdigest()[:16]
     return Path(cache_dir()) / f"vidact_tvl1_cpu_{key}.ok"
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from vidact.errors import UsageError
+from vidact.flow.compile_choice import warn_once
 from vidact.flow.options import FlowOptions
 from vidact.flow.pipeline import run_batched
 from vidact.flow.solvers import choose_compile
@@ -62,8 +63,6 @@ def _warn_fallbacks(out: Path, done: list[str], options: FlowOptions) -> None:
     """Once per distinct cause: a compiled solver that fell back to eager in a worker process."""
     if options.backend != "torch" or options.compile is False:
         return
-    from vidact.flow.tvl1 import warn_once
-
     for rel in done:
         try:
             manifest = flowio.read_manifest(out / rel)

@@ -39,7 +39,7 @@ class TorchEstimator:
 
 def make_solver(options: FlowOptions):
     """The torch solver: the fused Triton kernel on CUDA (warned once if unavailable), else :class:`TVL1`."""
-    from vidact.flow.tvl1 import TVL1, warn_once
+    from vidact.flow.tvl1 import TVL1
 
     if options.device.startswith("cuda") and options.compile is not False:
         from vidact.flow import tvl1_triton
@@ -47,7 +47,7 @@ def make_solver(options: FlowOptions):
         ok, why = tvl1_triton.available(options.device)
         if ok:
             return tvl1_triton.FusedTVL1(options.params, device=options.device)
-        warn_once(f"fused Triton TV-L1 kernel unavailable ({why}); running the torch.compile step")
+        compile_choice.warn_once(f"fused Triton TV-L1 kernel unavailable ({why}); running the torch.compile step")
     return TVL1(options.params, device=options.device, compile=options.compile, eager_reason=options.eager_reason)
 
 
@@ -74,17 +74,13 @@ def choose_compile(options: FlowOptions, jobs: list[VideoJob], workers: int) -> 
     """Resolve ``compile="auto"`` for the CPU torch backend by the job's size (see compile_choice)."""
     if options.backend != "torch" or not options.device.startswith("cpu") or options.compile != "auto":
         return options
-    from vidact.flow.tvl1 import compiler_available
-
-    if not compiler_available():
+    if not compile_choice.compiler_available():
         return options  # TVL1 warns once and records why
     sizes = compile_choice.job_sizes((j.src for j in jobs), options.short_side, input_size)
     use, reason = compile_choice.should_compile(sizes, workers, compile_choice.cache_is_warm())
     if use:
         return replace(options, compile=True)
-    from vidact.flow.tvl1 import warn_once
-
-    warn_once(f"{reason}; TV-L1 runs eagerly")
+    compile_choice.warn_once(f"{reason}; TV-L1 runs eagerly")
     return replace(options, compile=False, eager_reason=reason)
 
 

@@ -11,15 +11,14 @@ each group of inner iterations, and a per-pair stop when the mean squared update
 N frame pairs of one size are solved together: every step is a whole-batch tensor operation,
 convergence is tracked per pair on the device (a converged pair is frozen, exactly as if it had
 stopped alone), and the host looks at it only every ``check_every`` iterations, so CUDA runs
-without a sync inside the inner loop. The inner iteration can be fused with ``torch.compile``;
-if compiling fails, the eager version is used instead, with one warning line that names the
-cause, and :attr:`TVL1.kernel_info` (recorded in every ``flow.json``) says which path ran.
+without a sync inside the inner loop. The inner iteration can be fused with ``torch.compile``
+(:class:`vidact.flow.compile_choice.CompiledOrEager`); if compiling fails, the eager version is
+used instead, with one warning line that names the cause, and :attr:`TVL1.kernel_info` (recorded
+in every ``flow.json``) says which path ran.
 """
 
 from __future__ import annotations
 
-import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -28,9 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidact.errors import first_line
-
-log = logging.getLogger(__name__)
+from vidact.flow.compile_choice import CompiledOrEager, compiler_available, warn_once
 
 GRAD_EPS = float(np.finfo(np.float32).eps)  # OpenCV: std::numeric_limits<float>::epsilon()
 MIN_PYRAMID_SIDE = 16  # OpenCV stops adding scales below 16 pixels
@@ -280,59 +277,6 @@ def primal_dual_step(
     return u, p, active & (error > stop_error)
 
 
-# --------------------------------------------------------------------------- compile with fallback
-KERNELS = ("triton-fused", "compiled", "eager")  # what ran the inner iteration (flow.json "kernel")
-_warned: set[str] = set()
-warnings_enabled = True  # extraction workers turn this off; their parent warns once for all of them
-
-
-def warn_once(message: str) -> None:
-    """Log ``message`` as a warning the first time this process sees it."""
-    if message not in _warned:
-        _warned.add(message)
-        if warnings_enabled:
-            log.warning(message)
-
-
-def compiler_available() -> bool:
-    """torch.compile's CPU backend needs a C++ compiler."""
-    return shutil.which("g++") is not None or shutil.which("c++") is not None or shutil.which("clang++") is not None
-
-
-class Fused:
-    """``fn`` through ``torch.compile`` when asked; falls back to eager, once and for good, on failure.
-
-    A fallback is never silent: one warning line with the cause, and ``reason`` keeps it for
-    the outputs (``flow.json``, benchmark tables). ``backend`` is torch.compile's (tests pass a
-    counting backend to check that nothing recompiles).
-    """
-
-    def __init__(self, fn: Callable, enable: bool, backend: str | Callable = "inductor", reason: str = ""):
-        self.eager = fn
-        self.fn = fn
-        self.compiled = False
-        self.reason = reason  # why it runs eagerly ("" when compiled)
-        if enable:
-            try:
-                self.fn = torch.compile(fn, dynamic=True, backend=backend)
-                self.compiled = True
-            except Exception as exc:  # no inductor on this platform, unsupported Python, ...
-                self._fall_back(f"torch.compile unavailable ({first_line(exc, with_type=True)})")
-
-    def _fall_back(self, reason: str) -> None:
-        self.fn, self.compiled, self.reason = self.eager, False, reason
-        warn_once(f"{reason}; TV-L1 runs eagerly (about 4x slower on CPU)")
-
-    def __call__(self, *args):
-        if not self.compiled:
-            return self.eager(*args)
-        try:
-            return self.fn(*args)
-        except Exception as exc:  # compiler missing or crashing: the eager path gives the same result
-            self._fall_back(f"torch.compile failed ({first_line(exc, with_type=True)})")
-            return self.eager(*args)
-
-
 # --------------------------------------------------------------------------- solver
 class TVL1:
     """Batched TV-L1 solver: ``TVL1(device="cuda")(frames0, frames1)`` -> (N, 2, H, W) float32.
@@ -371,8 +315,10 @@ class TVL1:
             if not compile:
                 reason = "no C++ compiler (g++, c++ or clang++) on PATH for torch.compile"
                 warn_once(f"{reason}; TV-L1 runs eagerly (about 4x slower on CPU)")
-        self.step = Fused(primal_dual_step, bool(compile), backend=compile_backend, reason=reason)
-        self.median = Fused(_median_torch, bool(compile) and self.device.type != "cpu", backend=compile_backend)
+        self.step = CompiledOrEager(primal_dual_step, bool(compile), backend=compile_backend, reason=reason)
+        self.median = CompiledOrEager(
+            _median_torch, bool(compile) and self.device.type != "cpu", backend=compile_backend
+        )
         self.opencv_median = self.device.type == "cpu"  # the GPU path (sorting network) when False
         self.check_every = max(1, int(check_every))
         self.threads = threads

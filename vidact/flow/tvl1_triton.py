@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vidact.errors import first_line
+from vidact.flow.compile_choice import warn_once
 from vidact.flow.tvl1 import GRAD_EPS, TVL1, TVL1Params, centered_gradient, warp_bicubic
 
 try:
@@ -302,8 +303,6 @@ class FusedTVL1(TVL1):
             except (ValueError, torch.cuda.OutOfMemoryError):  # bad input or too big a batch: not the kernel's fault
                 raise
             except Exception as exc:
-                from vidact.flow.tvl1 import warn_once
-
                 self.failure = f"fused Triton kernel failed ({first_line(exc, with_type=True)})"
                 warn_once(f"{self.failure}; TV-L1 runs the torch.compile step instead")
                 self.fallback = TVL1(self.params, device=self.device, compile=self.device.type == "cuda")
@@ -404,8 +403,6 @@ class FusedTVL1(TVL1):
                 with torch.cuda.graph(graph):
                     self._iterations(st, k0, k1, grid, consts)
             except Exception as exc:  # capture refused: launch one by one from now on, and say so
-                from vidact.flow.tvl1 import warn_once
-
                 self.graphs = False
                 self.graph_failure = f"CUDA graph capture failed ({first_line(exc, with_type=True)})"
                 warn_once(f"{self.graph_failure}; TV-L1 launches its fused kernels one by one")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidact.flow import compile_choice
 from vidact.flow.inputs import load_frames
 from vidact.flow.manifest import write_flow_folder
 from vidact.flow.options import FlowOptions
@@ -46,8 +47,6 @@ def _process_in_worker(src: Path, staging: Path, options: FlowOptions) -> None:
     """:func:`process_input` in a pool worker: its warnings are left to the parent (one line, not one per worker)."""
     import sys
 
-    from vidact.flow import tvl1
-
     global _WORKER_READY
     if not _WORKER_READY:
         _die_with_parent()
@@ -59,7 +58,7 @@ def _process_in_worker(src: Path, staging: Path, options: FlowOptions) -> None:
         # One thread per worker, set before any tensor op: a child forked from a parent whose
         # OpenMP pool had started hangs in its first multi-threaded region (seen under pytest).
         torch.set_num_threads(1)
-    tvl1.warnings_enabled = False
+    compile_choice.warnings_enabled = False
     process_input(src, staging, options)
 
 
