@@ -34,7 +34,6 @@ COMPILE_WARM_S = 2.5
 
 
 # --------------------------------------------------------------------------- compile with fallback
-KERNELS = ("triton-fused", "compiled", "eager")  # what ran the inner iteration (flow.json "kernel")
 _warned: set[str] = set()
 warnings_enabled = True  # extraction workers turn this off; their parent warns once for all of them
 

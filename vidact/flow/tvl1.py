@@ -437,10 +437,3 @@ class TVL1:
 def _put_rows(full: torch.Tensor, rows: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
     """``full`` with the batch rows ``rows`` replaced by ``part`` (``part`` itself when rows is None)."""
     return part if rows is None else full.index_copy(0, rows, part)
-
-
-def tvl1_flow(
-    frames0, frames1, params: TVL1Params | None = None, device: str = "cpu", compile: bool | str = False
-) -> np.ndarray:
-    """One-shot helper: TV-L1 flow of N pairs as a float32 numpy array (N, 2, H, W)."""
-    return TVL1(params, device=device, compile=compile)(frames0, frames1).cpu().numpy()
