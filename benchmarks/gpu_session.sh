@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU measurement the issues ask for, in one short run on a CUDA machine:
+# The GPU measurements (training speed, TV-L1, multigrid), in one short run on a CUDA machine:
 #   1. training clips/s of X3D-M (B=32 16x224) and SlowFast R50 8x8 (B=16 32x224) vs PyTorchVideo;
-#   2. TV-L1 at 340x256 (issue 17's CUDA targets: solver >= 1000 pairs/s, whole extraction >= 600 pairs/s):
+#   2. TV-L1 at 340x256 (the CUDA targets: solver >= 1000 pairs/s, whole extraction >= 600 pairs/s):
 #      the fused Triton kernel with CUDA graphs at batch 1, 32 and 384, without graphs, and the
 #      torch.compile step, each with its kernel path, EPE vs known flow and vs OpenCV; the batched
 #      extraction (frames in, JPEG folders out, 1024 pairs); pixel-iterations per pair, bytes per
 #      pair and the bound from the measured copy bandwidth; OpenCV's CPU TV-L1 as the reference;
 #   3. multigrid: step time of every schedule shape and each schedule's predicted training time.
-# Needs python with torch, vidact's dependencies, opencv-contrib (cv2.optflow) and, for part 2,
+# Needs python with torch, vidact's dependencies, opencv-contrib (cv2.optflow) and, for part 1,
 # pytorchvideo. PyAV is not needed when FRAMES exists (make it with: python benchmarks/flow.py
 # --save-frames FRAMES). Each part has its own time limit and writes its table under OUT.
 #     OUT=/tmp/gpu [PARTS="flow models multigrid"] bash benchmarks/gpu_session.sh

@@ -18,7 +18,7 @@ def extract(
     list_path: Path = typer.Option(None, "--list", help="Annotation list or data set folder; paths relative to SRC."),
     backend: str = typer.Option("torch", "--backend", help="torch (batched, CPU or CUDA) or opencv (CPU reference)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (every visible GPU gets a worker)."),
-    batch: int = typer.Option(None, "--batch", help="Frame pairs per solver call [default: 1 on CPU, 32 on CUDA]."),
+    batch: int = typer.Option(None, "--batch", help="Frame pairs per solver call [default: 1 on CPU, 256 on CUDA]."),
     short_side: int = typer.Option(None, "--short-side", help="Resize so the shorter side has this many pixels."),
     bound: float = typer.Option(20.0, "--bound", help="JPEG quantisation bound B in pixels: [-B, B] -> [0, 255]."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (flow_x/flow_y pairs, 8-bit) or npz (float16)."),

@@ -1,10 +1,11 @@
 """``vidact flow extract``: TV-L1 flow of every video (or frame folder) into ``OUT/<relpath>/``.
 
-Each input is one job of :func:`vidact.io.jobs.run_video_jobs` (atomic folder, resume,
-``failures.txt``). With one worker, a background thread decodes the next inputs while the
-current one is solved. Scale-out: ``--shard i/n``; ``--workers`` CPU processes (default: one per
-usable core, one torch thread each); on CUDA one process per visible GPU, or one per rank under
-``torchrun`` (LOCAL_RANK / RANK / WORLD_SIZE), each taking its own slice of the work list.
+Each input is one job (atomic folder, resume, ``failures.txt``): one video at a time through
+:func:`vidact.io.jobs.run_video_jobs`, or on CUDA its pairs batched with other videos'. With one
+worker, a background thread decodes the next inputs while the current one is solved.
+Scale-out: ``--shard i/n``; ``--workers`` CPU processes (default: one per usable core, one torch
+thread each); on CUDA one process per visible GPU, or one per rank under ``torchrun``
+(LOCAL_RANK / RANK / WORLD_SIZE), each taking its own slice of the work list.
 
 On CPU, ``compile="auto"`` compiles the solver's step only when the job is big enough to win
 back the compile time (:mod:`vidact.flow.compile_choice`); every ``flow.json`` records which

@@ -18,7 +18,7 @@ class FlowOptions:
 
     backend: str = "torch"
     device: str = "cpu"
-    batch: int | None = None  # frame pairs per solver call; None: 1 on CPU, 32 on CUDA
+    batch: int | None = None  # frame pairs per solver call; None: 1 on CPU, 256 on CUDA
     short_side: int | None = None
     bound: float = flowio.DEFAULT_BOUND
     fmt: str = "jpg"
