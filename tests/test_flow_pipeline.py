@@ -92,3 +92,40 @@ def test_host_copy_on_cpu_is_the_tensor():
     t = torch.arange(6, dtype=torch.uint8)
     copy = HostCopy(t)
     assert copy.event is None and copy.numpy().tolist() == list(range(6))
+
+
+def test_a_full_disk_stops_batched_extraction(tmp_path):
+    """The first video that does not fit stops the run (one DiskFullError); finished folders stay complete."""
+    from vidact.errors import DiskFullError
+
+    import threading
+    import time
+
+    frames = {k: np.zeros((3, 16, 16, 3), np.uint8) for k in "abcdefgh"}
+    read, b_failed = [], threading.Event()
+
+    def solve(f0, f1):
+        return torch.zeros(len(f0), 2, *f0.shape[1:3])
+
+    def write(staging, flows, src, n_frames):
+        if src.name == "b":
+            b_failed.set()
+            raise DiskFullError(staging / "flow_x_00001.jpg", "No space left on device")
+        (staging / "flow.npz").write_bytes(b"x")
+
+    def frames_of(job):
+        if job.rel == "e":  # decoding takes a while: the writer thread has met the full disk by now
+            assert b_failed.wait(10)
+            for _ in range(1000):  # and recorded it
+                if runner._disk_full is not None:
+                    break
+                time.sleep(0.01)
+        read.append(job.rel)
+        return frames[job.rel]
+
+    runner = BatchedExtraction(solve, 2, write, "npz", 20.0, writers=1)
+    with pytest.raises(DiskFullError, match="disk full"):
+        runner.run([VideoJob(Path(k), k) for k in frames], frames_of, tmp_path, "failures.txt")
+    assert (tmp_path / "a" / "flow.npz").is_file() and not (tmp_path / "b").exists()
+    assert read == ["a", "b", "c", "d", "e"]  # the videos after the full disk were never read
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]

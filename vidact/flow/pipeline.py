@@ -17,6 +17,7 @@ identical to the one-video-at-a-time path.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidact.errors import VidactError
+from vidact.errors import DiskFullError, VidactError
 from vidact.flow import compile_choice
 from vidact.flow.manifest import write_flow_folder
 from vidact.flow.options import FlowOptions
@@ -117,15 +118,23 @@ class BatchedExtraction:
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int], list[tuple[VideoInProgress, int, int]]] = {}  # size -> segments
         self._out = out
+        self._disk_full: DiskFullError | None = None  # set by a writer thread: the run stops
         with make_progress() as progress, cf.ThreadPoolExecutor(self.writers) as pool:
             self._progress, self._pool = progress, pool
             self._task = progress.add_task("flow", total=len(jobs), status="")
             for job in jobs:
+                if self._disk_full is not None:
+                    break
                 frames = self._frames(job, frames_of)
                 if frames is not None:
                     self._enqueue(VideoInProgress(job, frames))
             for size in list(self._pending):
-                self._flush(size)
+                if self._disk_full is None:
+                    self._flush(size)
+        if self._disk_full is not None:  # finished folders stay; every later video would fail the same way
+            with contextlib.suppress(OSError, VidactError):
+                write_failures(out, self._report.failed, failures_file)
+            raise self._disk_full
         write_failures(out, self._report.failed, failures_file)
         return self._report
 
@@ -197,6 +206,9 @@ class BatchedExtraction:
             with atomic_dir(self._out / video.job.rel) as staging:
                 self.write(staging, flows, video.job.src, video.pairs + 1)
             self._record(video.job.rel, None)
+        except DiskFullError as exc:
+            with self._lock:
+                self._disk_full = self._disk_full or exc
         except VidactError as exc:
             self._record(video.job.rel, str(exc))
         except Exception as exc:  # one bad video never stops the others
