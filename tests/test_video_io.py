@@ -3,7 +3,7 @@ import pytest
 
 from vidact.data.synthetic import SynthConfig, clip_seed, generate, render_clip
 from vidact.errors import VideoDecodeError
-from vidact.io.video import decode_frames, decode_range, probe
+from vidact.io.video import decode_frames, decode_range, probe, short_side_size
 
 
 def test_synth_is_deterministic_and_decodes_close_to_render(tmp_path):
@@ -25,6 +25,21 @@ def test_synth_is_deterministic_and_decodes_close_to_render(tmp_path):
     assert err_same < 10 and err_same < err_other / 3  # lossy H.264 (4:2:0), but the same picture
     assert (a / "classes.txt").read_text().split() == ["move_left", "move_right"]
     assert (a / "train.csv").read_text().splitlines()[0] == "path,label"
+
+
+def test_short_side_size_landscape_portrait_and_even():
+    # (width, height) in, (width, height) out, whatever the orientation
+    assert short_side_size(width=640, height=272, short_side=128) == (301, 128)
+    assert short_side_size(width=272, height=640, short_side=128) == (128, 301)
+    assert short_side_size(width=48, height=48, short_side=20) == (20, 20)
+    assert short_side_size(width=20, height=12, short_side=6) == (10, 6)
+    # encoders and frame extraction: both sides even (an odd short side too), at least 2
+    assert short_side_size(width=640, height=272, short_side=128, even=True) == (302, 128)
+    assert short_side_size(width=272, height=640, short_side=113, even=True) == (112, 266)
+    assert short_side_size(width=1, height=1, short_side=1, even=True) == (2, 2)
+    assert short_side_size(width=100, height=1, short_side=1) == (100, 1)
+    with pytest.raises(TypeError):
+        short_side_size(640, 272, 128)  # keywords only: the order cannot be mistaken
 
 
 def test_probe_and_decode_real_clip(bikes_mp4):

@@ -64,7 +64,11 @@ def resample(frames: Iterable[np.ndarray], src_fps: float, dst_fps: float) -> It
 def extract_video(src: Path, dest: Path, options: FrameOptions = FrameOptions()) -> int:
     """Write the frames of video ``src`` into folder ``dest``; returns the number written."""
     info = probe(src, count_frames=False)
-    size = short_side_size(info.width, info.height, options.short_side)
+    size = (
+        short_side_size(width=info.width, height=info.height, short_side=options.short_side, even=True)
+        if options.short_side
+        else None
+    )
     decoded = 0
 
     def counted(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

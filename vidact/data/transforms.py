@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidact.io.video import short_side_size
+
 # PySlowFast's RGB statistics on [0, 1] pixels.
 RGB_MEAN = (0.45, 0.45, 0.45)
 RGB_STD = (0.225, 0.225, 0.225)
@@ -32,13 +34,6 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1]; float input is returned as float32 unchanged."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """(height, width) with the shorter side equal to ``size``, keeping the aspect ratio."""
-    if height <= width:
-        return size, max(1, int(round(width * size / height)))
-    return max(1, int(round(height * size / width))), size
 
 
 def _resize_cpu(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -88,7 +83,7 @@ def resize(x: torch.Tensor, height: int, width: int, *, is_flow: bool = False) -
 def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> torch.Tensor:
     """Resize so the shorter side is ``size`` (dtype kept)."""
     _check_clip(x)
-    height, width = short_side_size(x.shape[-2], x.shape[-1], size)
+    width, height = short_side_size(width=x.shape[-1], height=x.shape[-2], short_side=size)
     return resize(x, height, width, is_flow=is_flow)
 
 

@@ -152,5 +152,9 @@ def job_sizes(
             frames, width, height = frame_count(src)
         except Exception:  # a broken input costs nothing here; the job reports it
             continue
-        size = short_side_size(width, height, short_side) or (width, height)
+        size = (
+            short_side_size(width=width, height=height, short_side=short_side, even=True)
+            if short_side
+            else (width, height)
+        )
         yield max(0, frames - 1), size[0] * size[1]

@@ -52,12 +52,17 @@ def load_frames(src: str | Path, short_side: int | None = None) -> np.ndarray:
         if n == 0:
             raise VideoDecodeError(src, "no frames (img_*.jpg) in folder")
         frames = read_frames(src, range(n))
-        size = short_side_size(frames.shape[2], frames.shape[1], short_side)
-        if size is not None:
+        if short_side:
+            size = short_side_size(width=frames.shape[2], height=frames.shape[1], short_side=short_side, even=True)
             frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
     else:
         info = probe(src, count_frames=False)
-        frames_list = list(iter_frames(src, size=short_side_size(info.width, info.height, short_side)))
+        size = (
+            short_side_size(width=info.width, height=info.height, short_side=short_side, even=True)
+            if short_side
+            else None
+        )
+        frames_list = list(iter_frames(src, size=size))
         if not frames_list:
             raise VideoDecodeError(src, "no decodable video frames")
         if info.num_frames > len(frames_list) + TAIL_SLACK:

@@ -196,15 +196,20 @@ def decode_range(
     return decode_frames(path, list(range(first, last)), size=size)
 
 
-def short_side_size(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
-    """(width, height) that scales the shorter side to ``short_side`` (even sizes), or None."""
-    if not short_side:
-        return None
-    if width <= height:
-        w, h = short_side, height * short_side / width
-    else:
+def short_side_size(*, width: int, height: int, short_side: int, even: bool = False) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` frame scaled so its shorter side is ``short_side``.
+
+    The aspect ratio is kept: the other side is rounded (at least 1). ``even=True`` rounds both
+    sides to even sizes (at least 2), as encoders and yuv420p need: frame and flow extraction ask
+    for it, clip transforms do not. A square frame counts as landscape.
+    """
+    if height <= width:
         w, h = width * short_side / height, short_side
-    return max(2, int(round(w / 2)) * 2), max(2, int(round(h / 2)) * 2)
+    else:
+        w, h = short_side, height * short_side / width
+    if even:
+        return max(2, int(round(w / 2)) * 2), max(2, int(round(h / 2)) * 2)
+    return max(1, int(round(w))), max(1, int(round(h)))
 
 
 def fps_fraction(fps: float) -> Fraction:
