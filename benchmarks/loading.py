@@ -44,7 +44,7 @@ def bare_clip(ds: VideoClipDataset, index: int) -> np.ndarray:
     frames = decode_frames(plan.streams[0][0], plan.indices)
     h, w = frames.shape[1:3]
     nw, nh = short_side_size(width=w, height=h, short_side=p.short_side)
-    top, left = ds.crop_offsets(p, nh, nw)
+    top, left = p.crop_offsets(nh, nw)
     y0, x0 = int(round(top * (nh - p.crop_size))), int(round(left * (nw - p.crop_size)))
     interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
     out = np.empty((len(frames), p.crop_size, p.crop_size, 3), np.float32)

@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vidact.data import sampling, transforms
+from vidact.data import sampling, transforms, views
 from vidact.io import flowio
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,15 +115,19 @@ def test_crops_have_the_asked_shape_and_come_from_the_clip(shape, data, seed):
     x = random_clip_tensor(shape, seed)
     c, t, h, w = shape
     ch, cw = data.draw(st.integers(1, h)), data.draw(st.integers(1, w))
+    fraction = st.floats(0.0, 1.0)
+    size, no_scale = min(ch, cw), min(h, w)  # a short side the frame already has: the views only crop
+    rng = np.random.default_rng(seed)
     for crop in [
-        transforms.center_crop(x, (ch, cw)),
-        transforms.random_crop(x, (ch, cw), np.random.default_rng(seed)),
-        *transforms.three_crops(x, (ch, cw)),
+        transforms.crop_at(x, (ch, cw), data.draw(fraction), data.draw(fraction)),
+        views.apply_view(x, views.train_view(rng, size, (no_scale, no_scale), hflip=False)),
+        *(views.apply_view(x, views.eval_view(size, k, 3, short_side=no_scale)) for k in range(3)),
     ]:
-        assert crop.shape == (c, t, ch, cw)
+        assert crop.shape[:2] == (c, t) and crop.shape[-2:] in ((ch, cw), (size, size))
         # the crop is a window of x: find it by its top-left value
+        kh, kw = crop.shape[-2:]
         found = any(
-            torch.equal(crop, x[..., i : i + ch, j : j + cw]) for i in range(h - ch + 1) for j in range(w - cw + 1)
+            torch.equal(crop, x[..., i : i + kh, j : j + kw]) for i in range(h - kh + 1) for j in range(w - kw + 1)
         )
         assert found
 

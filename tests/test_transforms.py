@@ -1,8 +1,10 @@
-"""Clip transforms on (C, T, H, W): shapes, crops, flips, flow handling, normalisation numbers."""
+"""Clip transforms on (C, T, H, W): shapes, crops, flips, flow handling, normalisation numbers.
+
+Where the crops and scales are drawn (training jitter, test crops) is tested in test_views.py.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -44,54 +46,16 @@ def test_resize_of_constant_flow_scales_displacements():
     assert torch.allclose(out[1], torch.full_like(out[1], -0.5))
 
 
-def test_random_short_side_scale_within_range_and_seeded():
-    sizes = {transforms.random_short_side_scale(_clip(), 6, 9, np.random.default_rng(s)).shape[-2] for s in range(40)}
-    assert sizes == {6, 7, 8, 9}
-    a = transforms.random_short_side_scale(_clip(), 6, 9, np.random.default_rng(3))
-    b = transforms.random_short_side_scale(_clip(), 6, 9, np.random.default_rng(3))
-    assert torch.equal(a, b)
-
-
-def test_center_crop_takes_the_middle():
+def test_crop_at_places_the_crop_by_fractions_of_the_free_room():
     x = torch.arange(10 * 12, dtype=torch.float32).view(1, 1, 10, 12)
-    crop = transforms.center_crop(x, 4)
-    assert crop.shape == (1, 1, 4, 4)
-    assert torch.equal(crop, x[..., 3:7, 4:8])
-    assert transforms.center_crop(x, (2, 6)).shape == (1, 1, 2, 6)
-
-
-def test_random_crop_stays_inside_and_varies():
-    x = torch.arange(10 * 12, dtype=torch.float32).view(1, 1, 10, 12)
-    corners = set()
-    for s in range(60):
-        crop = transforms.random_crop(x, 4, np.random.default_rng(s))
-        assert crop.shape == (1, 1, 4, 4)
-        y0, x0 = divmod(int(crop[0, 0, 0, 0]), 12)
-        assert 0 <= y0 <= 6 and 0 <= x0 <= 8
-        assert torch.equal(crop, x[..., y0 : y0 + 4, x0 : x0 + 4])
-        corners.add((y0, x0))
-    assert len(corners) > 20
+    assert torch.equal(transforms.crop_at(x, 4, 0.5, 0.5), x[..., 3:7, 4:8])
+    assert torch.equal(transforms.crop_at(x, 4, 0.0, 1.0), x[..., 0:4, 8:12])
+    assert torch.equal(transforms.crop_at(x, (2, 6), 1.0, 0.25), x[..., 8:10, 2:8])  # 0.25 x 6 = 1.5 rounds to 2
 
 
 def test_crop_larger_than_frame_raises():
     with pytest.raises(ValueError, match="crop 16x16 is larger than the frame 12x20"):
-        transforms.random_crop(_clip(), 16, np.random.default_rng(0))
-
-
-def test_three_crops_positions_landscape():
-    x = torch.arange(8 * 20, dtype=torch.float32).view(1, 1, 8, 20)
-    left, centre, right = transforms.three_crops(x, 8)
-    assert torch.equal(left, x[..., :, 0:8])
-    assert torch.equal(centre, x[..., :, 6:14])
-    assert torch.equal(right, x[..., :, 12:20])
-
-
-def test_three_crops_positions_portrait():
-    x = torch.arange(20 * 8, dtype=torch.float32).view(1, 1, 20, 8)
-    top, centre, bottom = transforms.three_crops(x, 8)
-    assert torch.equal(top, x[..., 0:8, :])
-    assert torch.equal(centre, x[..., 6:14, :])
-    assert torch.equal(bottom, x[..., 12:20, :])
+        transforms.crop_at(_clip(), 16, 0.5, 0.5)
 
 
 @settings(max_examples=50, deadline=None)
@@ -131,4 +95,4 @@ def test_flow_normalisation_divides_by_bound_without_centring():
 
 def test_non_clip_input_is_refused():
     with pytest.raises(ValueError, match=r"expected a clip shaped \(C, T, H, W\), got shape \(3, 8, 8\)"):
-        transforms.center_crop(torch.zeros(3, 8, 8), 4)
+        transforms.crop_at(torch.zeros(3, 8, 8), 4, 0.5, 0.5)

@@ -3,6 +3,7 @@
 Training items are one randomly sampled, scale-jittered, cropped and flipped clip per
 video. Test items are views: item ``i`` is clip ``k`` of ``num_clips`` uniform clips and
 crop ``c`` of ``num_crops`` crops of video ``v``, with ``i = (v * num_clips + k) * num_crops + c``.
+Where each view is scaled, cropped and flipped is planned by :mod:`vidact.data.views`.
 An unreadable sample is logged once and replaced by another one, chosen
 deterministically, so an epoch never crashes on one bad file; ``skipped`` counts them
 across DataLoader workers.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidact.data import sampling, transforms
+from vidact.data import sampling, transforms, views
 from vidact.data.annotations import Sample
 from vidact.errors import VidactError, VideoDecodeError, first_line
 from vidact.io import flowio, frames
@@ -44,24 +45,13 @@ class ClipSpec:
 
 
 @dataclass(frozen=True)
-class SpatialParams:
-    """Where one item is scaled, cropped and flipped; shared by its RGB and flow streams."""
-
-    short_side: int
-    crop_size: int
-    top: float  # crop offset as a fraction of the free room, 0..1
-    left: float
-    flip: bool
-
-
-@dataclass(frozen=True)
 class ClipPlan:
     """One item's recipe: the video, its streams (path, is_flow), frame indices and spatial params."""
 
     video: int
     streams: tuple[tuple[str, bool], ...]
     indices: np.ndarray
-    params: SpatialParams
+    params: views.SpatialParams
 
 
 def detect_source(path: str | Path) -> str:
@@ -103,16 +93,6 @@ def flow_folder_for(path: str | Path, flow_root: str | Path, data_root: str | Pa
         if candidate.is_dir():
             return candidate
     raise VideoDecodeError(path, f"no flow folder for it under {flow_root}")
-
-
-def default_scale_range(crop_size: int) -> tuple[int, int]:
-    """Training short-side jitter: crop x 8/7 .. crop x 10/7 (256..320 for a 224 crop)."""
-    return int(round(crop_size * 8 / 7)), int(round(crop_size * 10 / 7))
-
-
-def crop_positions(num_crops: int) -> list[float]:
-    """Crop offsets along the long side: 1 -> centre; 3 -> start/centre/end."""
-    return [0.5] if num_crops == 1 else np.linspace(0.0, 1.0, num_crops).tolist()
 
 
 class VideoClipDataset(Dataset):
@@ -162,7 +142,7 @@ class VideoClipDataset(Dataset):
         self.train = train
         self.num_clips = 1 if train else num_clips
         self.num_crops = 1 if train else num_crops
-        self.scale_range = tuple(scale_range) if scale_range is not None else default_scale_range(crop_size)
+        self.scale_range = tuple(scale_range) if scale_range is not None else views.default_scale_range(crop_size)
         if self.scale_range[0] > self.scale_range[1]:
             raise ValueError(f"scale_range {self.scale_range} is not (min, max)")
         self.flow_root = Path(flow_root) if flow_root is not None else None
@@ -273,28 +253,15 @@ class VideoClipDataset(Dataset):
             return sampling.tsn_segments(n, t, offset=(clip + 0.5) / self.num_clips)
         return sampling.uniform_clips(n, t, 1 if self.sampler == "dense" else stride, self.num_clips)[clip]
 
-    def _spatial(self, spec: ClipSpec, crop: int, rng: np.random.Generator) -> SpatialParams:
-        size = spec.crop_size
+    def _spatial(self, spec: ClipSpec, crop: int, rng: np.random.Generator) -> views.SpatialParams:
         if not self.train:
-            pos = crop_positions(self.num_crops)[crop]
-            return SpatialParams(size, size, pos, pos, False)
-        ratio = size / self.default_spec.crop_size
-        lo, hi = (max(size, int(round(s * ratio))) for s in self.scale_range)
-        short = int(rng.integers(lo, max(lo, hi) + 1))
-        flip = bool(rng.random() < 0.5) and self.hflip
-        return SpatialParams(short, size, float(rng.random()), float(rng.random()), flip)
+            return views.eval_view(spec.crop_size, crop, self.num_crops)
+        return views.train_view(
+            rng, spec.crop_size, self.scale_range, base_crop_size=self.default_spec.crop_size, hflip=self.hflip
+        )
 
-    def crop_offsets(self, p: SpatialParams, height: int, width: int) -> tuple[float, float]:
-        """(top, left) crop fractions for a scaled frame of ``height`` x ``width``."""
-        if self.train:
-            return p.top, p.left
-        return (0.5, p.left) if width >= height else (p.top, 0.5)  # test crops move along the long side
-
-    def _transform(self, x: torch.Tensor, p: SpatialParams, is_flow: bool) -> torch.Tensor:
-        x = transforms.short_side_scale(x, p.short_side, is_flow=is_flow)
-        x = transforms.crop_at(x, p.crop_size, *self.crop_offsets(p, *x.shape[-2:]))
-        if p.flip:
-            x = transforms.horizontal_flip(x, is_flow=is_flow)
+    def _transform(self, x: torch.Tensor, p: views.SpatialParams, is_flow: bool) -> torch.Tensor:
+        x = views.apply_view(x, p, is_flow=is_flow)
         if is_flow:
             return transforms.normalize_flow(x, self.flow_scale).contiguous()
         return transforms.normalize(x, self.mean, self.std).contiguous()

@@ -1,5 +1,8 @@
 """Spatial transforms on clips shaped (C, T, H, W): scale, crop, flip, normalize.
 
+Where a clip is scaled, cropped and flipped (training jitter, test crops) is decided in
+:mod:`vidact.data.views`; these functions carry it out.
+
 RGB clips are float in [0, 1] (or uint8, converted by :func:`to_float`); flow clips are
 float displacements in pixels with channel 0 = x and channel 1 = y. Functions taking
 ``is_flow`` keep flow physically consistent: resizing scales the displacements, and a
@@ -87,15 +90,6 @@ def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> to
     return resize(x, height, width, is_flow=is_flow)
 
 
-def random_short_side_scale(
-    x: torch.Tensor, min_size: int, max_size: int, rng: np.random.Generator, *, is_flow: bool = False
-) -> torch.Tensor:
-    """Scale jitter: short side drawn uniformly from ``[min_size, max_size]``."""
-    if min_size > max_size:
-        raise ValueError(f"min_size {min_size} > max_size {max_size}")
-    return short_side_scale(x, int(rng.integers(min_size, max_size + 1)), is_flow=is_flow)
-
-
 def crop_at(x: torch.Tensor, size: int | tuple[int, int], top: float, left: float) -> torch.Tensor:
     """A ``size`` crop whose offset is the fraction ``top``/``left`` (0..1) of the free room.
 
@@ -110,35 +104,6 @@ def crop_at(x: torch.Tensor, size: int | tuple[int, int], top: float, left: floa
     y0 = int(round(top * (h - ch)))
     x0 = int(round(left * (w - cw)))
     return x[..., y0 : y0 + ch, x0 : x0 + cw]
-
-
-def random_crop(x: torch.Tensor, size: int | tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
-    """A crop at a uniformly random position."""
-    _check_clip(x)
-    ch, cw = _pair(size)
-    h, w = x.shape[-2:]
-    if ch > h or cw > w:
-        raise ValueError(f"crop {ch}x{cw} is larger than the frame {h}x{w}")
-    y0 = int(rng.integers(0, h - ch + 1))
-    x0 = int(rng.integers(0, w - cw + 1))
-    return x[..., y0 : y0 + ch, x0 : x0 + cw]
-
-
-def center_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """The centred crop."""
-    return crop_at(x, size, 0.5, 0.5)
-
-
-THREE_CROP_POSITIONS = (0.0, 0.5, 1.0)
-
-
-def three_crops(x: torch.Tensor, size: int | tuple[int, int]) -> list[torch.Tensor]:
-    """Three crops along the longer side: left/centre/right (top/centre/bottom when portrait)."""
-    _check_clip(x)
-    h, w = x.shape[-2:]
-    if w >= h:
-        return [crop_at(x, size, 0.5, p) for p in THREE_CROP_POSITIONS]
-    return [crop_at(x, size, p, 0.5) for p in THREE_CROP_POSITIONS]
 
 
 def horizontal_flip(x: torch.Tensor, is_flow: bool = False) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Predict the action in a video file with a trained checkpoint, for the whole video or per time window.
 
-Each clip is preprocessed exactly like a test view of ``VideoClipDataset`` (uniform clip,
-short side scaled to the crop size, centre crop, normalised); clip probabilities
-(softmax) are averaged.
+Each clip is a test view of ``VideoClipDataset`` with one crop (uniform clip;
+:func:`vidact.data.views.eval_view`: short side scaled to the crop size, centre crop; normalised);
+clip probabilities (softmax) are averaged.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidact.data import sampling, transforms
+from vidact.data import sampling, transforms, views
 from vidact.errors import UsageError, VideoDecodeError
 from vidact.io.video import decode_frames, probe
 from vidact.runtime.build import ResolvedInput, model_from_checkpoint
@@ -23,8 +23,7 @@ from vidact.runtime.device import select_device
 
 def _clip_tensor(path: str, indices: np.ndarray, inp: ResolvedInput) -> torch.Tensor:
     frames = torch.from_numpy(decode_frames(path, indices)).permute(3, 0, 1, 2)  # (3, T, H, W) uint8
-    x = transforms.short_side_scale(frames, inp.size)
-    x = transforms.crop_at(x, inp.size, 0.5, 0.5)
+    x = views.apply_view(frames, views.eval_view(inp.size))
     return transforms.normalize(x, transforms.RGB_MEAN, transforms.RGB_STD)
 
 
