@@ -13,16 +13,13 @@ from vidact.data.annotations import (
     load_dataset_dir,
     load_samples,
     parse_csv,
-    parse_hmdb51_split,
-    parse_kinetics_csv,
     parse_rawframe_list,
-    parse_ssv2_json,
     parse_ucf101_list,
     parse_video_list,
-    read_ssv2_labels,
     read_ucf101_classes,
 )
 from vidact.data.index import index_dataset, write_dataset_dir
+from vidact.data.public_sets import parse_hmdb51_split, parse_kinetics_csv, parse_ssv2_json, read_ssv2_labels
 from vidact.errors import AnnotationError, UsageError
 
 

@@ -7,9 +7,10 @@ Formats (every malformed entry raises ``AnnotationError`` -> ``file:line: reason
 - MMAction2 video list ``path label`` (:func:`parse_video_list`)
 - MMAction2 rawframe list ``dir total_frames label`` (:func:`parse_rawframe_list`)
 - UCF101 ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt`` (:func:`parse_ucf101_list`)
-- HMDB51 ``<class>_test_split<N>.txt`` (:func:`parse_hmdb51_split`)
-- Kinetics CSV ``label,youtube_id,time_start,time_end,split`` (:func:`parse_kinetics_csv`)
-- Something-Something v2 JSON (:func:`parse_ssv2_json`)
+
+The other public data sets' files (HMDB51 splits, Kinetics CSVs, SSv2 JSON), which only
+``vidact data index`` reads, are parsed in :mod:`vidact.data.public_sets` with the entry
+helpers here (:func:`entry_lines`, :func:`resolve_path`, :class:`SeenEntries`).
 
 Paths are relative to a data root; a path that escapes it (``../``) is refused, and a
 path listed twice in one file is an error. Labels are class indices or class names.
@@ -60,19 +61,20 @@ class DatasetSplits:
         return self.splits[name]
 
 
-# ---------------------------------------------------------------------------- shared helpers
+# ---------------------------------------------------------------------------- reading entries
 
 
-def _require_file(path: Path) -> Path:
+def require_file(path: Path) -> Path:
+    """``path``, when it is a file (else a ``UsageError``)."""
     if not path.is_file():
         raise UsageError(f"{path}: annotation file not found")
     return path
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def entry_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, stripped text) of every non-blank, non-comment line."""
     # surrogateescape keeps non-UTF-8 file names byte-exact, as os.fsdecode does
-    text = _require_file(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
+    text = require_file(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
@@ -92,7 +94,7 @@ def _label(value: str, classes: list[str] | None, path: Path, line: int) -> int:
     return label
 
 
-def _resolve(rel: str, root: Path, path: Path, line: int) -> str:
+def resolve_path(rel: str, root: Path, path: Path, line: int) -> str:
     """Absolute path of ``rel`` under ``root``; relative paths may not climb out of it.
 
     The check is lexical (``..`` parts), so a data root that holds symlinks to other
@@ -108,7 +110,7 @@ def _resolve(rel: str, root: Path, path: Path, line: int) -> str:
     return str(full)
 
 
-class _Seen:
+class SeenEntries:
     """Refuses a path listed twice in one file."""
 
     def __init__(self, path: Path):
@@ -152,7 +154,7 @@ def read_ucf101_classes(path: str | Path) -> list[str]:
     """UCF101 ``classInd.txt``: lines ``1 ApplyEyeMakeup``, indices 1..N in order."""
     path = Path(path)
     names: list[str] = []
-    for n, line in _lines(path):
+    for n, line in entry_lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise AnnotationError(path, n, f"expected 'index name', got {line!r}")
@@ -171,9 +173,9 @@ def read_ucf101_classes(path: str | Path) -> list[str]:
 
 def parse_csv(path: str | Path, root: str | Path | None = None, classes: list[str] | None = None) -> list[Sample]:
     """CSV with header ``path,label`` (optional third column ``num_frames``); paths relative to ``root``."""
-    path = _require_file(Path(path))
+    path = require_file(Path(path))
     root = Path(root) if root is not None else path.parent
-    seen = _Seen(path)
+    seen = SeenEntries(path)
     samples = []
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f)
@@ -192,7 +194,7 @@ def parse_csv(path: str | Path, root: str | Path | None = None, classes: list[st
             frames = None
             if has_frames and len(row) > 2 and row[2].strip():
                 frames = _positive_int(row[2].strip(), "num_frames", path, line)
-            samples.append(Sample(_resolve(rel, root, path, line), _label(row[1], classes, path, line), frames))
+            samples.append(Sample(resolve_path(rel, root, path, line), _label(row[1], classes, path, line), frames))
     return samples
 
 
@@ -202,14 +204,14 @@ def parse_video_list(
     """MMAction2 video list: ``path label`` per line (the path may contain spaces)."""
     path = Path(path)
     root = Path(root) if root is not None else path.parent
-    seen = _Seen(path)
+    seen = SeenEntries(path)
     samples = []
-    for n, line in _lines(path):
+    for n, line in entry_lines(path):
         parts = line.rsplit(None, 1)
         if len(parts) != 2:
             raise AnnotationError(path, n, f"expected 'path label', got {line!r}")
         seen.add(parts[0], n)
-        samples.append(Sample(_resolve(parts[0], root, path, n), _label(parts[1], classes, path, n)))
+        samples.append(Sample(resolve_path(parts[0], root, path, n), _label(parts[1], classes, path, n)))
     return samples
 
 
@@ -219,20 +221,17 @@ def parse_rawframe_list(
     """MMAction2 rawframe list: ``frame_dir total_frames label`` per line."""
     path = Path(path)
     root = Path(root) if root is not None else path.parent
-    seen = _Seen(path)
+    seen = SeenEntries(path)
     samples = []
-    for n, line in _lines(path):
+    for n, line in entry_lines(path):
         parts = line.rsplit(None, 2)
         if len(parts) != 3:
             raise AnnotationError(path, n, f"expected 'frame_dir total_frames label', got {line!r}")
         rel, frames, label = parts
         frames_n = _positive_int(frames, "total_frames", path, n)
         seen.add(rel, n)
-        samples.append(Sample(_resolve(rel, root, path, n), _label(label, classes, path, n), frames_n))
+        samples.append(Sample(resolve_path(rel, root, path, n), _label(label, classes, path, n), frames_n))
     return samples
-
-
-# ---------------------------------------------------------------------------- public data sets
 
 
 def _match_class(name: str, classes: list[str]) -> int | None:
@@ -248,9 +247,9 @@ def parse_ucf101_list(path: str | Path, root: str | Path, classes: list[str]) ->
     Without a label the class comes from the folder name; with one, it must agree with it.
     """
     path = Path(path)
-    seen = _Seen(path)
+    seen = SeenEntries(path)
     samples = []
-    for n, line in _lines(path):
+    for n, line in entry_lines(path):
         parts = line.split()
         if len(parts) not in (1, 2):
             raise AnnotationError(path, n, f"expected 'Class/video.avi [label]', got {line!r}")
@@ -270,172 +269,7 @@ def parse_ucf101_list(path: str | Path, root: str | Path, classes: list[str]) ->
         else:
             label = by_folder
         seen.add(rel, n)
-        samples.append(Sample(_resolve(rel, root, path, n), label))
-    return samples
-
-
-HMDB51_SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
-HMDB51_USE = {"0": None, "1": "train", "2": "test"}
-
-
-def parse_hmdb51_split(path: str | Path, root: str | Path, label: int) -> dict[str, list[Sample]]:
-    """One HMDB51 ``<class>_test_split<N>.txt``: ``video.avi 1`` (train), ``2`` (test), ``0`` (unused).
-
-    Videos live in ``root/<class>/``. Returns ``{"train": [...], "test": [...]}``.
-    """
-    path = Path(path)
-    m = HMDB51_SPLIT_FILE.match(path.name)
-    if m is None:
-        raise AnnotationError(path, None, "expected a file name like '<class>_test_split1.txt'")
-    seen = _Seen(path)
-    out: dict[str, list[Sample]] = {"train": [], "test": []}
-    for n, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 2:
-            raise AnnotationError(path, n, f"expected 'video.avi 0|1|2', got {line!r}")
-        if parts[1] not in HMDB51_USE:
-            raise AnnotationError(path, n, f"split id must be 0, 1 or 2, got {parts[1]!r}")
-        seen.add(parts[0], n)
-        split = HMDB51_USE[parts[1]]
-        if split is not None:
-            out[split].append(Sample(_resolve(f"{m['cls']}/{parts[0]}", root, path, n), label))
-    return out
-
-
-KINETICS_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
-KINETICS_SPLITS = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
-
-
-def kinetics_clip_name(youtube_id: str, start: int, end: int, ext: str = ".mp4") -> str:
-    """``<youtube_id>_<start:06d>_<end:06d>.mp4``, the name the download scripts use."""
-    return f"{youtube_id}_{start:06d}_{end:06d}{ext}"
-
-
-def _whole_seconds(value: str, what: str, path: Path, line: int) -> int:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise AnnotationError(path, line, f"{what} must be a number, got {value!r}") from None
-    if seconds < 0 or seconds != int(seconds):
-        raise AnnotationError(path, line, f"{what} must be a whole number of seconds >= 0, got {value!r}")
-    return int(seconds)
-
-
-@dataclass(frozen=True)
-class KineticsClip:
-    """One Kinetics CSV row: where it came from and the clip file it names."""
-
-    where: str  # file:line
-    label: str
-    name: str  # clip file name
-    split: str  # train | val | test
-
-
-def parse_kinetics_csv(path: str | Path) -> list[KineticsClip]:
-    """Kinetics CSV with header ``label,youtube_id,time_start,time_end,split`` (the test CSV may omit label)."""
-    path = _require_file(Path(path))
-    seen = _Seen(path)
-    clips = []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, None) or []]
-        has_label = header == KINETICS_HEADER
-        if not has_label and header != KINETICS_HEADER[1:]:
-            raise AnnotationError(path, 1, f"expected the header {','.join(KINETICS_HEADER)!r}")
-        for row in reader:
-            n = reader.line_num
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(header):
-                raise AnnotationError(path, n, f"expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-            row = [v.strip() for v in row]
-            label, (yid, start, end, split) = (row[0], row[1:]) if has_label else ("", row)
-            if has_label and not label:
-                raise AnnotationError(path, n, "empty label")
-            if not yid:
-                raise AnnotationError(path, n, "empty youtube_id")
-            start_s = _whole_seconds(start, "time_start", path, n)
-            end_s = _whole_seconds(end, "time_end", path, n)
-            if end_s <= start_s:
-                raise AnnotationError(path, n, f"time_end {end} must be after time_start {start}")
-            if split not in KINETICS_SPLITS:
-                raise AnnotationError(path, n, f"unknown split {split!r} (expected train, val, validate or test)")
-            name = kinetics_clip_name(yid, start_s, end_s)
-            seen.add(name, n)
-            clips.append(KineticsClip(f"{path}:{n}", label, name, KINETICS_SPLITS[split]))
-    return clips
-
-
-def read_ssv2_labels(path: str | Path) -> list[str]:
-    """``something-something-v2-labels.json``: ``{"Template name": "index"}`` with indices 0..N-1."""
-    path = _require_file(Path(path))
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
-    if not isinstance(table, dict) or not table:
-        raise AnnotationError(path, 1, "expected an object {label name: index}")
-    names: list[str | None] = [None] * len(table)
-    for name, index in table.items():
-        if not str(index).isdigit() or int(index) >= len(table) or names[int(index)] is not None:
-            raise AnnotationError(path, _json_line(path, name), f"bad index {index!r} for label {name!r}")
-        names[int(index)] = name
-    return names  # type: ignore[return-value]
-
-
-def _json_line(path: Path, key: str) -> int | None:
-    text = path.read_text(encoding="utf-8")
-    pos = text.find(json.dumps(key))
-    return text.count("\n", 0, pos) + 1 if pos >= 0 else None
-
-
-def _json_array_items(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, item) for each element of a top-level JSON array."""
-    text = _require_file(path).read_text(encoding="utf-8-sig")
-    decoder = json.JSONDecoder()
-    ws = re.compile(r"[\s,]*")
-    pos = ws.match(text, 0).end()
-    if not text.startswith("[", pos):
-        raise AnnotationError(path, text.count("\n", 0, pos) + 1, "expected a JSON array of entries")
-    pos = ws.match(text, pos + 1).end()
-    line = text.count("\n", 0, pos) + 1
-    while pos < len(text) and text[pos] != "]":
-        try:
-            item, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
-        yield line, item
-        nxt = ws.match(text, end).end()
-        line += text.count("\n", pos, nxt)
-        pos = nxt
-    if pos >= len(text):
-        raise AnnotationError(path, line, "invalid JSON: unterminated array")
-
-
-def ssv2_label_name(template: str) -> str:
-    """The class of an SSv2 entry: its template without brackets (``[something]`` -> ``something``)."""
-    return template.replace("[", "").replace("]", "")
-
-
-def parse_ssv2_json(path: str | Path, root: str | Path, classes: list[str], ext: str = ".webm") -> list[Sample]:
-    """SSv2 ``train.json``/``validation.json``: ``[{"id", "label", "template", "placeholders"}]``.
-
-    The video of an entry is ``<id>.webm``.
-    """
-    path = Path(path)
-    seen = _Seen(path)
-    samples = []
-    for n, item in _json_array_items(path):
-        if not isinstance(item, dict) or "id" not in item or "template" not in item:
-            raise AnnotationError(path, n, "expected an object with 'id' and 'template'")
-        vid = str(item["id"]).strip()
-        if not vid:
-            raise AnnotationError(path, n, "empty id")
-        name = ssv2_label_name(str(item["template"]))
-        if name not in classes:
-            raise AnnotationError(path, n, f"unknown label {name!r}")
-        seen.add(vid, n)
-        samples.append(Sample(_resolve(vid + ext, root, path, n), classes.index(name)))
+        samples.append(Sample(resolve_path(rel, root, path, n), label))
     return samples
 
 
@@ -453,10 +287,10 @@ def split_from_name(path: str | Path) -> str | None:
 
 def detect_list_format(path: str | Path) -> str:
     """``csv``, ``videolist``, ``rawframes`` or ``ucf101``, from the file name and first entry."""
-    path = _require_file(Path(path))
+    path = require_file(Path(path))
     if re.fullmatch(r"(train|test)list\d+\.txt", path.name):
         return "ucf101"
-    first = next(_lines(path), None)
+    first = next(entry_lines(path), None)
     if first is None:
         raise AnnotationError(path, None, "empty annotation list")
     n, line = first
@@ -501,7 +335,7 @@ def infer_classes(files: list[str | Path], fmt: str | None = None) -> list[str]:
     tokens = set()
     for f in map(Path, files):
         kind = fmt or detect_list_format(f)
-        lines = list(_lines(f))[1 if kind == "csv" else 0 :]
+        lines = list(entry_lines(f))[1 if kind == "csv" else 0 :]
         tokens |= {_label_token(kind, line).strip() for _, line in lines}
     tokens.discard("")
     if tokens and all(t.isdigit() for t in tokens):

@@ -15,22 +15,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidact.data import annotations as ann_mod
 from vidact.data.annotations import (
-    HMDB51_SPLIT_FILE,
     SPLITS,
     Sample,
     infer_classes,
-    parse_hmdb51_split,
-    parse_kinetics_csv,
     parse_list,
-    parse_ssv2_json,
     parse_ucf101_list,
     read_classes,
-    read_ssv2_labels,
     read_ucf101_classes,
     split_from_name,
     write_dataset_options,
+)
+from vidact.data.public_sets import (
+    HMDB51_SPLIT_FILE,
+    KINETICS_HEADER,
+    parse_hmdb51_split,
+    parse_kinetics_csv,
+    parse_ssv2_json,
+    read_ssv2_labels,
 )
 from vidact.data.videos import find_videos
 from vidact.errors import UsageError
@@ -185,7 +187,7 @@ def index_kinetics(root: Path, ann: Path | None = None) -> Index:
 def _is_kinetics_csv(path: Path) -> bool:
     with open(path, encoding="utf-8-sig") as f:
         first = f.readline().strip().replace(" ", "")
-    return first in (",".join(ann_mod.KINETICS_HEADER), ",".join(ann_mod.KINETICS_HEADER[1:]))
+    return first in (",".join(KINETICS_HEADER), ",".join(KINETICS_HEADER[1:]))
 
 
 def index_ssv2(root: Path, ann: Path | None = None) -> Index:
