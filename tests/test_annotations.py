@@ -11,7 +11,6 @@ from vidact.data.annotations import (
     detect_list_format,
     load_data,
     load_dataset_dir,
-    load_samples,
     parse_csv,
     parse_rawframe_list,
     parse_ucf101_list,
@@ -106,11 +105,11 @@ def test_load_data_accepts_a_folder_or_one_list(tmp_path):
     write(tmp_path / "train.csv", "path,label\nv/a.mp4,run\n")
     write(tmp_path / "val.csv", "path,label\nv/b.mp4,0\n")
     assert load_dataset_dir(tmp_path).classes == ["jump", "run"]
-    assert [s.label for s in load_samples(tmp_path, split="train")] == [1]
+    assert [s.label for s in load_data(tmp_path).split("train")] == [1]
     one = write(tmp_path / "my_val_list.txt", "v/b.mp4 run\n")
     data = load_data(one)  # classes.txt beside the file is used
     assert data.classes == ["jump", "run"] and list(data.splits) == ["val"]
-    assert load_samples(one)[0].label == 1
+    assert data.splits["val"][0].label == 1
     lone = write(tmp_path / "sub" / "eval.txt", "x.mp4 2\n")
     assert load_data(lone).classes == ["class_0", "class_1", "class_2"]
     with pytest.raises(UsageError, match="data set folder or list file not found"):

@@ -91,7 +91,7 @@ def test_frame_folders_match_videos(splits, frame_samples):
     # exact: 16 frames, span 15, so clip k holds frames k, k+2, ..., k+14
     for k in range(2):
         raw = torch.from_numpy(read_frames(frame_samples[1].path, range(k, 16, 2))).permute(3, 0, 1, 2)
-        assert torch.allclose(from_frames[2 + k]["video"], transforms.normalize(transforms.to_float(raw)), atol=1e-5)
+        assert torch.allclose(from_frames[2 + k]["video"], transforms.normalize(raw), atol=1e-5)
 
 
 def test_detect_source(splits, frame_samples, flow_root, tmp_path):
@@ -118,7 +118,7 @@ def test_test_views_are_clips_times_crops(wide_video):
         _, k, c = ds.view_of(i)
         assert item["view"] == i and item["index"] == 0 and item["label"] == 1
         clip = raw[:, clip_starts[k] : clip_starts[k] + 7 : 2, :, crop_lefts[c] : crop_lefts[c] + 32]
-        expected = transforms.normalize(transforms.to_float(clip))
+        expected = transforms.normalize(clip)
         assert torch.allclose(item["video"], expected, atol=1e-6)
 
 

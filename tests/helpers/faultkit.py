@@ -1,4 +1,4 @@
-"""Bad inputs for the fault suite (issue 10) and the checks every fault test makes.
+"""Bad inputs for the fault suite (tests/faults/: each command fed broken inputs) and the checks every fault test makes.
 
 ``faults`` makes each bad input on demand in a fresh temporary folder, small and fast:
 broken videos (zero bytes, truncated, random bytes, audio only), odd but valid videos

@@ -15,10 +15,11 @@ helpers here (:func:`entry_lines`, :func:`resolve_path`, :class:`SeenEntries`).
 Paths are relative to a data root; a path that escapes it (``../``) is refused, and a
 path listed twice in one file is an error. Labels are class indices or class names.
 
-Every command that takes ``--data`` calls :func:`load_data` (or :func:`load_samples`), so
-it accepts either a data set folder or a single list file in any of the generic list
-formats (CSV, video list, rawframe list, UCF101 train/test list), detected by
-extension and content (:func:`detect_list_format`).
+``--data`` (train, eval, x3d expand) takes a data set folder (:func:`load_dataset_dir`).
+``--list`` (frames extract, flow extract) goes through :func:`load_data`, so it accepts
+either a data set folder or a single list file in any of the generic list formats (CSV,
+video list, rawframe list, UCF101 train/test list), detected by extension and content
+(:func:`detect_list_format`).
 """
 
 from __future__ import annotations
@@ -359,7 +360,7 @@ def _classes_for(path: Path, classes: list[str] | str | Path | None) -> list[str
 def load_data(
     path: str | Path, classes: list[str] | str | Path | None = None, root: str | Path | None = None
 ) -> DatasetSplits:
-    """What ``--data`` takes: a data set folder, or one list file in any generic list format.
+    """What ``--list`` takes: a data set folder, or one list file in any generic list format.
 
     A single list file becomes the split its name says (train/val/test; any other name:
     val). Class names come from ``classes`` (a list or a ``classes.txt``), else from a
@@ -379,16 +380,6 @@ def load_data(
     if not samples:
         raise AnnotationError(path, None, "no samples")
     return DatasetSplits(path, names, {split_from_name(path) or "val": samples})
-
-
-def load_samples(
-    path: str | Path, classes: list[str] | str | Path | None = None, root: str | Path | None = None, split: str = "val"
-) -> list[Sample]:
-    """Samples of ``split`` from a data set folder, or every sample of one list file."""
-    data = load_data(path, classes, root)
-    if Path(path).is_dir():
-        return data.split(split)
-    return next(iter(data.splits.values()))
 
 
 def load_dataset_dir(root: str | Path) -> DatasetSplits:

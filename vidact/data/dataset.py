@@ -173,10 +173,6 @@ class VideoClipDataset(Dataset):
         """Unreadable samples met so far (every failed read, summed over all workers)."""
         return int(self._skipped.value)
 
-    def reset_skipped(self) -> None:
-        with self._skipped.get_lock():
-            self._skipped.value = 0
-
     def set_epoch(self, epoch: int) -> None:
         """Training augmentation depends on (seed, epoch, item); visible to persistent workers."""
         self._epoch.value = int(epoch)

@@ -3,7 +3,7 @@
 Where a clip is scaled, cropped and flipped (training jitter, test crops) is decided in
 :mod:`vidact.data.views`; these functions carry it out.
 
-RGB clips are float in [0, 1] (or uint8, converted by :func:`to_float`); flow clips are
+RGB clips are uint8 pixels or float in [0, 1] (:func:`normalize` takes both); flow clips are
 float displacements in pixels with channel 0 = x and channel 1 = y. Functions taking
 ``is_flow`` keep flow physically consistent: resizing scales the displacements, and a
 horizontal flip negates the x component.
@@ -32,11 +32,6 @@ def _check_clip(x: torch.Tensor) -> None:
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1]; float input is returned as float32 unchanged."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def _resize_cpu(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -210,11 +209,6 @@ def short_side_size(*, width: int, height: int, short_side: int, even: bool = Fa
     if even:
         return max(2, int(round(w / 2)) * 2), max(2, int(round(h / 2)) * 2)
     return max(1, int(round(w))), max(1, int(round(h)))
-
-
-def fps_fraction(fps: float) -> Fraction:
-    """A tidy rational frame rate for encoders (29.97 -> 30000/1001)."""
-    return Fraction(fps).limit_denominator(1001)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 25, codec: str = "libx264") -> None:
