@@ -203,35 +203,32 @@ def parse_video_list(
     path: str | Path, root: str | Path | None = None, classes: list[str] | None = None
 ) -> list[Sample]:
     """MMAction2 video list: ``path label`` per line (the path may contain spaces)."""
-    path = Path(path)
-    root = Path(root) if root is not None else path.parent
-    seen = SeenEntries(path)
-    samples = []
-    for n, line in entry_lines(path):
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2:
-            raise AnnotationError(path, n, f"expected 'path label', got {line!r}")
-        seen.add(parts[0], n)
-        samples.append(Sample(resolve_path(parts[0], root, path, n), _label(parts[1], classes, path, n)))
-    return samples
+    return _parse_columns(path, root, classes, ("path", "label"))
 
 
 def parse_rawframe_list(
     path: str | Path, root: str | Path | None = None, classes: list[str] | None = None
 ) -> list[Sample]:
     """MMAction2 rawframe list: ``frame_dir total_frames label`` per line."""
+    return _parse_columns(path, root, classes, ("frame_dir", "total_frames", "label"))
+
+
+def _parse_columns(
+    path: str | Path, root: str | Path | None, classes: list[str] | None, columns: tuple[str, ...]
+) -> list[Sample]:
+    """A list of ``path [frames] label`` lines, split from the right so the path may contain spaces."""
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     seen = SeenEntries(path)
     samples = []
     for n, line in entry_lines(path):
-        parts = line.rsplit(None, 2)
-        if len(parts) != 3:
-            raise AnnotationError(path, n, f"expected 'frame_dir total_frames label', got {line!r}")
-        rel, frames, label = parts
-        frames_n = _positive_int(frames, "total_frames", path, n)
+        parts = line.rsplit(None, len(columns) - 1)
+        if len(parts) != len(columns):
+            raise AnnotationError(path, n, f"expected '{' '.join(columns)}', got {line!r}")
+        rel, label = parts[0], parts[-1]
+        frames = _positive_int(parts[1], columns[1], path, n) if len(columns) == 3 else None
         seen.add(rel, n)
-        samples.append(Sample(resolve_path(rel, root, path, n), _label(label, classes, path, n), frames_n))
+        samples.append(Sample(resolve_path(rel, root, path, n), _label(label, classes, path, n), frames))
     return samples
 
 
