@@ -60,6 +60,19 @@ def test_predict_whole_video_matches_the_model(ckpt, video):
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_a_predicted_clip_is_the_datasets_test_view(video):
+    from vidact.data import sampling
+    from vidact.data.annotations import Sample
+    from vidact.data.dataset import VideoClipDataset
+    from vidact.predict.video import _clip_tensor
+    from vidact.runtime.build import ResolvedInput
+
+    inp = ResolvedInput("rgb", 3, frames=4, size=24, stride=2)
+    ds = VideoClipDataset([Sample(str(video), 0)], num_frames=4, stride=2, crop_size=24, train=False, num_clips=3)
+    for k, idx in enumerate(sampling.uniform_clips(16, inp.frames, inp.stride, 3)):
+        assert torch.equal(_clip_tensor(str(video), idx, inp), ds[k]["video"])
+
+
 def test_predict_cli_windows(cli, ckpt, video):
     r = cli("predict", ckpt, video, "--topk", "2", "--window", "0.2", "--json")
     assert r.exit_code == 0, r.stderr
