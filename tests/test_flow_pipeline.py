@@ -96,10 +96,10 @@ def test_host_copy_on_cpu_is_the_tensor():
 
 def test_a_full_disk_stops_batched_extraction(tmp_path):
     """The first video that does not fit stops the run (one DiskFullError); finished folders stay complete."""
-    from vidact.errors import DiskFullError
-
     import threading
     import time
+
+    from vidact.errors import DiskFullError
 
     frames = {k: np.zeros((3, 16, 16, 3), np.uint8) for k in "abcdefgh"}
     read, b_failed = [], threading.Event()
