@@ -289,7 +289,8 @@ def phase_iterations(cfg, num_samples: int) -> list[dict]:
 def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, args, label: str | None = None) -> dict:
     from vidact.data.dataset import ClipSpec
     from vidact.train.config import load_config
-    from vidact.train.engine import TrainData, fit
+    from vidact.train.data import TrainData
+    from vidact.train.engine import fit
 
     default = ClipSpec(args.frames, args.size, args.stride)
     train_set = MemoryClips(*data["train"], default, train=True, seed=args.seed)

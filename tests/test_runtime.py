@@ -117,7 +117,8 @@ class _PoisonedClips(torch.utils.data.Dataset):
 def test_divergence_is_a_runtime_failure_that_keeps_the_last_checkpoint(tmp_path, one_thread):
     from helpers.shaped_clips import shaped_config, shaped_data
 
-    from vidact.train.engine import TrainData, fit
+    from vidact.train.data import TrainData
+    from vidact.train.engine import fit
 
     run = tmp_path / "run"
     fit(shaped_config(run, epochs=1, overrides=[]), shaped_data(), progress=False)
@@ -170,7 +171,8 @@ def _uneven_worker(rank: int, world: int, port: int, out: str) -> None:
     from helpers.shaped_clips import ShapedClips, shaped_config
 
     from vidact.runtime import distributed
-    from vidact.train.engine import TrainData, fit
+    from vidact.train.data import TrainData
+    from vidact.train.engine import fit
 
     join_as_rank(rank, world, port)
     try:

@@ -19,7 +19,7 @@ def test_synthetic_set_forbids_horizontal_flip(synth_dir, tmp_path):
 
 
 def test_engine_dataset_follows_the_folder_unless_overridden(synth_dir):
-    from vidact.train.engine import build_data, config_input
+    from vidact.train.data import build_data, config_input
 
     for mode, expected in (("auto", False), ("on", True), ("off", False)):
         cfg = TrainConfig(arch="c3d", data=str(synth_dir), frames=4, size=32, hflip=mode).validate()

@@ -215,3 +215,38 @@ def test_tiny_model_shapes():
 
     model = create_model(register_tiny(), num_classes=5, in_channels=2)
     assert model(torch.randn(2, 2, 8, 32, 32)).shape == (2, 5)
+
+
+def test_the_cli_checks_a_config_once(cli, synth_dir, tmp_path, monkeypatch):
+    calls = []
+    original = TrainConfig._check
+    monkeypatch.setattr(TrainConfig, "_check", lambda self: (calls.append(1), original(self))[1])
+    register_tiny()
+    r = cli("train", "--arch", TINY, "--data", synth_dir, "--out", tmp_path / "run", "--epochs", "1")
+    assert r.exit_code == 0, r.stderr
+    assert len(calls) == 1
+    cfg = load_config(epochs=2)
+    cfg.epochs = 0  # a changed config is checked again
+    with pytest.raises(UsageError, match="epochs must be at least 1"):
+        cfg.validate()
+
+
+def test_every_batch_sampler_is_what_the_loop_asks_for():
+    from vidact.train.samplers import (
+        EpochBatchSampler,
+        IterationBudgetSampler,
+        TrainingBatches,
+        multigrid_training,
+    )
+
+    plain = EpochBatchSampler(10, 3, rank=0, world_size=1)
+    budget = IterationBudgetSampler(10, 3, iterations=7, rank=0, world_size=1)
+    multigrid = multigrid_training(load_config(overrides=["multigrid=long"], epochs=2, batch_size=2), 64).sampler
+    for sampler in (plain, budget, multigrid):
+        assert isinstance(sampler, TrainingBatches)
+    assert (plain.total_batches(4), budget.total_batches(2)) == (12, 14)
+    lengths = []
+    for epoch in range(3):  # the run's count is what the epochs yield, though they differ in length
+        multigrid.set_epoch(epoch, 0)
+        lengths.append(len(multigrid))
+    assert multigrid.total_batches(3) == sum(lengths) and len(set(lengths)) > 1

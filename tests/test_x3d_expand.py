@@ -13,24 +13,10 @@ import torch
 from vidact.errors import UsageError, VidactError
 from vidact.models import create_model
 from vidact.models.x3d import X3D_VARIANTS, X3DFactors, x3d_from_factors
-from vidact.search.x3d_expand import (
-    AXES,
-    X2D,
-    Budget,
-    Cost,
-    CostModel,
-    SearchConfig,
-    TrainResult,
-    axis_range,
-    choose,
-    contract,
-    expand,
-    parse_budget,
-    path_to,
-    replay,
-    run_search,
-    set_axis,
-)
+from vidact.search.axes import AXES, X2D, axis_range, path_to, replay, set_axis
+from vidact.search.candidates import Budget, SearchConfig, TrainResult, parse_budget
+from vidact.search.cost import Cost, CostModel, contract, expand
+from vidact.search.x3d_expand import choose, run_search
 from vidact.train.samplers import IterationBudgetSampler
 
 

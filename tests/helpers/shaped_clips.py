@@ -52,7 +52,7 @@ class ShapedClips(torch.utils.data.Dataset):
 
 def shaped_data():
     """64 training and 8 validation clips of four motion classes."""
-    from vidact.train.engine import TrainData
+    from vidact.train.data import TrainData
 
     return TrainData([f"class{i}" for i in range(4)], ShapedClips(64), ShapedClips(8, seed=1, train=False))
 

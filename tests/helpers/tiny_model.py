@@ -82,7 +82,7 @@ class FakeMotionClips(torch.utils.data.Dataset):
 
 
 def fake_data(num_classes: int = 4):
-    from vidact.train.engine import TrainData
+    from vidact.train.data import TrainData
 
     return TrainData(
         [f"class{i}" for i in range(num_classes)],

@@ -70,8 +70,8 @@ def train(
     Multigrid: vidact train --arch x3d-xs --epochs 10 --multigrid long+short --dry-run
     """
     from vidact.train.config import load_config
-    from vidact.train.engine import resume_config
     from vidact.train.engine import train as run_training
+    from vidact.train.state import resume_config
 
     base = resume_config(out) if (resume and out is not None) else None
     cfg = load_config(

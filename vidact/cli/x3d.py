@@ -52,7 +52,9 @@ def expand(
 
     Example: vidact x3d expand --data data/synth --steps 3 --budget-per-candidate 2ep --threads 1 --out runs/x3d
     """
-    from vidact.search.x3d_expand import X2D, SearchConfig, run_search
+    from vidact.search.axes import X2D
+    from vidact.search.candidates import SearchConfig
+    from vidact.search.x3d_expand import run_search
 
     require_path(data, "data folder", kind="dir")
     cfg = SearchConfig(

@@ -90,7 +90,19 @@ class TrainConfig:
     deterministic: bool = False
 
     def validate(self) -> TrainConfig:
-        """Raise a one-line UsageError for the first invalid value; return self."""
+        """Raise a one-line UsageError for the first invalid value; return self.
+
+        The checks run once per set of values: a config that passes from ``load_config`` to ``fit``
+        unchanged is not checked again.
+        """
+        values = dataclasses.astuple(self)
+        if self.__dict__.get("_validated_values") == values:
+            return self
+        self._check()
+        self.__dict__["_validated_values"] = values
+        return self
+
+    def _check(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_CHOICES)
@@ -133,7 +145,6 @@ class TrainConfig:
             raise UsageError("freeze and multigrid together are not supported (multigrid replaces BatchNorm layers)")
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
-        return self
 
     def resolved_precise_bn(self) -> int:
         """Batches for precise BatchNorm statistics: ``-1`` is 20 with multigrid and 0 otherwise."""
@@ -180,8 +191,8 @@ def _field_types() -> dict[str, object]:
 def _coerce(key: str, value, kind, source: str):
     """Check/convert a TOML value (already typed) to the field's type."""
     bad = UsageError(f"{source}: {key} expects {_type_name(kind)}, got {value!r}")
-    if key == "channels_last" and isinstance(value, bool):
-        return "on" if value else "off"  # configs and checkpoints written when it was a flag
+    if key == "channels_last" and _channels_last_flag(value) is not None:
+        return _channels_last_flag(value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -205,6 +216,16 @@ def _coerce(key: str, value, kind, source: str):
     raise bad  # pragma: no cover - every field type is handled above
 
 
+def _channels_last_flag(value) -> str | None:
+    """``on``/``off`` for the true/false that configs, checkpoints and ``--set`` held when channels_last was a
+    flag (a bool, or its text); None for anything else."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return None
+
+
 def _type_name(kind) -> str:
     if typing.get_origin(kind) is list:
         return "a list of integers (e.g. [20, 30])"
@@ -218,8 +239,8 @@ def parse_value(key: str, text: str, source: str = "--set"):
         raise _unknown_key(key, source)
     kind = types[key]
     text = text.strip()
-    if key == "channels_last" and text.lower() in ("true", "false"):
-        return "on" if text.lower() == "true" else "off"
+    if key == "channels_last" and _channels_last_flag(text) is not None:
+        return _channels_last_flag(text)
     if kind is str:
         return text
     if kind is bool:

@@ -19,45 +19,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader
 
 from vidact.data.loader import make_loader
-from vidact.errors import CheckpointError, TrainingDiverged, UsageError
+from vidact.errors import TrainingDiverged, UsageError
 from vidact.evaluate.metrics import topk_accuracy
 from vidact.evaluate.multiview import collect_view_scores
 from vidact.io.atomic import atomic_write_text
 from vidact.io.progress import make_progress
 from vidact.runtime import distributed
-from vidact.runtime.build import ResolvedInput, build_model, resolve_input
-from vidact.runtime.checkpoint import (
-    capture_rng_state,
-    check_arch,
-    check_classes,
-    load_checkpoint,
-    load_model_state,
-    restore_rng_state,
-    save_checkpoint,
-)
+from vidact.runtime.build import ResolvedInput, build_model
+from vidact.runtime.checkpoint import save_checkpoint
 from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_everything, select_device, to_device
 from vidact.runtime.provenance import write_environment
 from vidact.runtime.wrap import prepare_model, unwrap_model
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
+from vidact.train.data import TrainData, build_data, config_input
 from vidact.train.finetune import Finetuning, param_groups, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
-from vidact.train.samplers import EpochBatchSampler
-
-LAST, BEST = "last.pt", "best.pt"
-
-
-def config_input(cfg: TrainConfig) -> ResolvedInput:
-    """The clip a config's run feeds its model (the architecture's defaults with the config's overrides)."""
-    return resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
+from vidact.train.samplers import EpochBatchSampler, TrainingBatches
+from vidact.train.state import BEST, LAST, TrainState, checkpoint_fields, resume_from_folder
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
@@ -71,28 +59,24 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) ->
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-# --------------------------------------------------------------------------- state and the run
-@dataclass
-class TrainState:
-    """What the loop changes and a checkpoint restores."""
+# --------------------------------------------------------------------------- the run
+@runtime_checkable
+class EpochAware(Protocol):
+    """A training set whose augmentation depends on the epoch (``VideoClipDataset``)."""
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    epoch: int = 0  # epochs finished
-    batch_in_epoch: int = 0  # batches finished in the running epoch
-    iteration: int = 0  # optimizer steps in total
-    best_top1: float = -1.0
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 @dataclass
-class TrainData:
-    classes: list[str]
-    train_set: Dataset
-    val_set: Dataset | None
+class PreciseBN:
+    """Full-shape training batches that refresh BatchNorm statistics before a validation."""
+
+    batches: int  # per refresh
+    sampler: EpochBatchSampler  # a fixed draw per epoch, so a resumed run draws the same
+    loader: DataLoader
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """A training run after :func:`setup_run`: what every epoch and epoch-end step reads."""
 
@@ -103,24 +87,23 @@ class Run:
     amp: str  # resolved: none | bf16 | fp16
     channels_last: bool  # resolved
     state: TrainState
+    batches: TrainingBatches
     lr_at: Callable[[float], float]
     num_epochs: int
-    batches: object  # the batch sampler
-    loader: object
-    val_loader: object | None
-    bn_batches: int  # precise-BN batches per validation (0: off)
-    bn_sampler: EpochBatchSampler | None
-    bn_loader: object | None
+    loader: DataLoader
+    val_loader: DataLoader | None
+    precise_bn: PreciseBN | None
     criterion: nn.Module
     folder: Path
-    log: MetricsLog | None
-    resumed_from: int | None
+    log: MetricsLog | None  # rank 0 only
+    resumed_from: int | None  # the epoch a resumed run continued from
+    finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
 
     @property
-    def main(self) -> bool:
+    def is_main_process(self) -> bool:
+        """Rank 0 (or the only process): the one that writes the run folder."""
         return distributed.is_main_process()
 
 
@@ -166,7 +149,9 @@ def _model(
     return model, finetuning
 
 
-def _schedule(cfg: TrainConfig, num_samples: int, batch_sampler, lr_at) -> tuple[object, Callable, int]:
+def _schedule(
+    cfg: TrainConfig, num_samples: int, batch_sampler: TrainingBatches | None, lr_at: Callable[[float], float] | None
+) -> tuple[TrainingBatches, Callable[[float], float], int]:
     """(batch sampler, LR function, epochs): plain, multigrid, or the caller's seams."""
     if cfg.multigrid != "none" and batch_sampler is None:
         from vidact.train.samplers import multigrid_training
@@ -178,17 +163,6 @@ def _schedule(cfg: TrainConfig, num_samples: int, batch_sampler, lr_at) -> tuple
         lr_at or LRSchedule.from_config(cfg),
         cfg.epochs,
     )
-
-
-def _resume(state: TrainState, cfg: TrainConfig, classes: list[str], folder: Path) -> int | None:
-    """Restore ``RUN/last.pt`` into ``state``; the epoch resumed from (None for a fresh run)."""
-    last = folder / LAST
-    if last.is_file():
-        ckpt = load_checkpoint(last)
-        check_arch(ckpt, cfg.arch, last)
-        check_classes(ckpt, classes, last, cfg.data)
-        restore_state(state, ckpt, last)
-    return state.epoch if state.epoch or state.batch_in_epoch else None
 
 
 def _run_folder(cfg: TrainConfig, folder: Path, finetuning: Finetuning | None = None) -> None:
@@ -208,14 +182,14 @@ def setup_run(
     data: TrainData,
     *,
     resume: bool = False,
-    batch_sampler=None,
+    batch_sampler: TrainingBatches | None = None,
     lr_at: Callable[[float], float] | None = None,
     model: nn.Module | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> Run:
     """Everything before the first epoch: device, model (pretrained, frozen), optimizer, schedule, loaders,
-    resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did."""
-    cfg.validate()
+    resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did.
+    ``cfg`` is validated (:func:`fit` and :func:`vidact.train.config.load_config` do it)."""
     device = _runtime(cfg)
     inp = config_input(cfg)
     folder = Path(cfg.out)
@@ -228,7 +202,7 @@ def setup_run(
     optimizer = build_optimizer(cfg, unwrap_model(model), finetuning.head if finetuning is not None else ())
     state = TrainState(model, optimizer, torch.amp.GradScaler(device.type, enabled=amp == "fp16"))
     batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
-    resumed_from = _resume(state, cfg, data.classes, folder) if resume else None
+    resumed_from = resume_from_folder(state, cfg, data.classes, folder) if resume else None
     if distributed.is_main_process():
         _run_folder(cfg, folder, finetuning)
     log = MetricsLog(folder, resume_epoch=resumed_from) if distributed.is_main_process() else None
@@ -242,36 +216,36 @@ def setup_run(
         if data.val_set is None
         else make_loader(data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
     )
-    # Precise BN: full-shape training clips, a fixed draw per epoch (so a resumed run draws the same).
-    bn_batches = cfg.resolved_precise_bn()
-    bn_sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1) if bn_batches else None
-    bn_loader = (
-        None
-        if bn_sampler is None
-        else make_loader(data.train_set, batch_sampler=bn_sampler, workers=cfg.workers, seed=cfg.seed, device=device)
-    )
     return Run(
-        cfg,
-        data,
-        inp,
-        device,
-        amp,
-        channels_last,
-        state,
-        lr_at,
-        num_epochs,
-        batches,
-        loader,
-        val_loader,
-        bn_batches,
-        bn_sampler,
-        bn_loader,
-        nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-        folder,
-        log,
-        resumed_from,
+        cfg=cfg,
+        data=data,
+        inp=inp,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        state=state,
+        batches=batches,
+        lr_at=lr_at,
+        num_epochs=num_epochs,
+        loader=loader,
+        val_loader=val_loader,
+        precise_bn=_precise_bn(cfg, data, device),
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        folder=folder,
+        log=log,
+        resumed_from=resumed_from,
         finetuning=finetuning,
     )
+
+
+def _precise_bn(cfg: TrainConfig, data: TrainData, device: torch.device) -> PreciseBN | None:
+    """Precise BN's own sampler and loader over the training set, or None when it is off."""
+    batches = cfg.resolved_precise_bn()
+    if not batches:
+        return None
+    sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1)
+    loader = make_loader(data.train_set, batch_sampler=sampler, workers=cfg.workers, seed=cfg.seed, device=device)
+    return PreciseBN(batches, sampler, loader)
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -366,11 +340,12 @@ def is_validation_epoch(run: Run, epoch: int) -> bool:
 
 def precise_bn_step(run: Run, epoch: int, record: dict) -> None:
     """Before a validation (and at the end): BatchNorm statistics at the full shape, when enabled."""
-    if run.bn_loader is None or not (is_validation_epoch(run, epoch) or epoch + 1 == run.num_epochs):
+    bn = run.precise_bn
+    if bn is None or not (is_validation_epoch(run, epoch) or epoch + 1 == run.num_epochs):
         return
-    run.bn_sampler.set_epoch(epoch)
+    bn.sampler.set_epoch(epoch)
     record["precise_bn_seconds"] = precise_bn(
-        run.state.model, run.bn_loader, run.bn_batches, run.device, amp=run.amp, channels_last=run.channels_last
+        run.state.model, bn.loader, bn.batches, run.device, amp=run.amp, channels_last=run.channels_last
     )
 
 
@@ -392,8 +367,10 @@ def checkpoint_step(run: Run, record: dict, is_best: bool) -> None:
     """Log the epoch; rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
     if run.log is not None:
         run.log.log({"kind": "epoch", "step": run.state.iteration, **record})
-    if run.main:
-        fields = checkpoint_fields(run, record)
+    if run.is_main_process:
+        fields = checkpoint_fields(
+            run.state, run.cfg, classes=run.data.classes, inp=run.inp, lr_at=run.lr_at, metrics=record
+        )
         save_checkpoint(run.folder / LAST, **fields)
         if is_best:
             save_checkpoint(run.folder / BEST, **fields)
@@ -415,89 +392,12 @@ def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
     return record
 
 
-# --------------------------------------------------------------------------- checkpoints
-def checkpoint_fields(run: Run, metrics: dict) -> dict:
-    state, cfg = run.state, run.cfg
-    return {
-        "arch": cfg.arch,
-        "classes": list(run.data.classes),
-        "config": cfg.to_dict(),
-        "input": run.inp.to_dict(),
-        "model": unwrap_model(state.model).state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "scaler": state.scaler.state_dict(),
-        "schedule": {"epoch": float(state.epoch), "lr": float(run.lr_at(float(state.epoch)))},
-        "rng": capture_rng_state(),
-        "epoch": state.epoch,
-        "batch_in_epoch": state.batch_in_epoch,
-        "iteration": state.iteration,
-        "best_top1": float(state.best_top1),
-        "metrics": metrics,
-    }
-
-
-def restore_state(state: TrainState, ckpt: dict, path: Path) -> None:
-    """Load model, optimizer, scaler, counters and RNG states from a checkpoint of this run."""
-    load_model_state(state.model, ckpt["model"], path)
-    try:
-        state.optimizer.load_state_dict(ckpt["optimizer"])
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: optimizer state does not fit ({exc}); was optimizer changed?") from None
-    if ckpt.get("scaler"):
-        state.scaler.load_state_dict(ckpt["scaler"])
-    state.epoch, state.batch_in_epoch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))
-    state.iteration, state.best_top1 = int(ckpt["iteration"]), float(ckpt.get("best_top1", -1.0))
-    restore_rng_state(ckpt["rng"])
-
-
-def resume_config(run_dir: str | Path) -> TrainConfig | None:
-    """The config saved in ``RUN/last.pt`` (the base for ``--resume``), or None when there is none."""
-    path = Path(run_dir) / LAST
-    if not path.is_file():
-        return None
-    return TrainConfig.from_dict(load_checkpoint(path)["config"])
-
-
-# --------------------------------------------------------------------------- data
-def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
-    """Train and validation datasets from the data set folder ``cfg.data``."""
-    from vidact.data.annotations import load_dataset_dir
-    from vidact.data.dataset import VideoClipDataset
-
-    if not cfg.data:
-        raise UsageError("no data: pass --data LISTS/ (a folder with classes.txt and train.csv)")
-    splits = load_dataset_dir(cfg.data)
-    train_samples = splits.split("train")
-    if not train_samples:
-        raise UsageError(f"{Path(cfg.data) / 'train.csv'}: no samples listed")
-    val_samples = splits.splits.get(cfg.val_split) or []
-    common = dict(
-        modality=inp.modality,
-        num_frames=inp.frames,
-        stride=inp.stride,
-        crop_size=inp.size,
-        flow_root=cfg.flow_root or None,
-        data_root=cfg.data if cfg.flow_root else None,
-        seed=cfg.seed,
-        hflip={"on": True, "off": False}.get(cfg.hflip, splits.horizontal_flip),
-        scale_range=tuple(cfg.scale_range) if cfg.scale_range else None,
-    )
-    try:
-        train_set = VideoClipDataset(train_samples, train=True, **common)
-        val_set = (
-            VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None
-        )
-    except ValueError as exc:
-        raise UsageError(f"{cfg.data}: {exc}") from None
-    return TrainData(splits.classes, train_set, val_set)
-
-
 # --------------------------------------------------------------------------- the run
 def finish_run(run: Run) -> dict:
     """Close the log, plot the curves and summarise the run."""
     if run.log is not None:
         run.log.close()
-    if run.main:
+    if run.is_main_process:
         plot_curves(run.folder)
     final = run.history[-1] if run.history else {}
     state, data, ft = run.state, run.data, run.finetuning
@@ -533,7 +433,7 @@ def fit(
     *,
     resume: bool = False,
     progress: bool | None = None,
-    batch_sampler=None,
+    batch_sampler: TrainingBatches | None = None,
     lr_at: Callable[[float], float] | None = None,
     model: nn.Module | None = None,
     notify: Callable[[str], None] | None = None,
@@ -544,16 +444,16 @@ def fit(
     :class:`LRSchedule`) are the seams for other schedules; ``model`` trains a network built
     elsewhere (e.g. an X3D search candidate) in place of ``cfg.arch``'s registry model.
     """
+    cfg.validate()
     run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
     state, batches = run.state, run.batches
     batches.set_epoch(0, 0)
     iters_per_epoch = len(batches)
-    with make_progress(disable=None if (run.main and progress is not False) else True) as bar:
-        planned = getattr(batches, "total_batches", lambda n: n * iters_per_epoch)  # multigrid: varies per epoch
+    with make_progress(disable=None if (run.is_main_process and progress is not False) else True) as bar:
         task = bar.add_task(
             f"epoch {state.epoch + 1}/{run.num_epochs}",
-            total=planned(run.num_epochs),
-            completed=planned(state.epoch) + state.batch_in_epoch,
+            total=batches.total_batches(run.num_epochs),  # multigrid: the count varies per epoch
+            completed=batches.total_batches(state.epoch) + state.batch_in_epoch,
             status="",
         )
 
@@ -570,7 +470,7 @@ def fit(
         for epoch in range(state.epoch, run.num_epochs):
             batches.set_epoch(epoch, state.batch_in_epoch)
             iters_per_epoch = len(batches) + state.batch_in_epoch
-            if hasattr(data.train_set, "set_epoch"):
+            if isinstance(data.train_set, EpochAware):
                 data.train_set.set_epoch(epoch)
             stats = train_one_epoch(run, epoch, iters_per_epoch, on_step)
             end_epoch(run, epoch, stats)
@@ -581,7 +481,6 @@ def train(
     cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None, notify: Callable[[str], None] | None = None
 ) -> dict:
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
-    cfg.validate()
     inp = config_input(cfg)
     joined = distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -59,6 +60,23 @@ def global_batch_sizes(total: int, global_batch: int, world_size: int, drop_last
     return sizes
 
 
+@runtime_checkable
+class TrainingBatches(Protocol):
+    """What the training loop asks of its batch sampler (every sampler here is one)."""
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch; skip the ``start_batch`` batches a resumed run has already done."""
+
+    def __iter__(self) -> Iterator[list]:
+        """This rank's keys, one list per iteration (indices, or ``(index, ClipSpec)`` pairs)."""
+
+    def __len__(self) -> int:
+        """Iterations left in the selected epoch."""
+
+    def total_batches(self, num_epochs: int) -> int:
+        """Iterations of a whole run of ``num_epochs`` epochs (for progress and schedules)."""
+
+
 class _RankSampler(Sampler):
     """What every sampler shares: rank and world size, seed, epoch and resume position."""
 
@@ -73,6 +91,13 @@ class _RankSampler(Sampler):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch; a resumed run skips the ``start_batch`` batches it has already done."""
         self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def batches(self) -> list[list]:  # pragma: no cover - every sampler defines it
+        raise NotImplementedError
+
+    def total_batches(self, num_epochs: int) -> int:
+        """Iterations of ``num_epochs`` epochs (the same number every epoch, unless a sampler says otherwise)."""
+        return num_epochs * len(self.batches())
 
 
 class EpochBatchSampler(_RankSampler):
