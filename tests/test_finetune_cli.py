@@ -20,26 +20,8 @@ pytest.importorskip("pytorchvideo.models.x3d", reason="pytorchvideo is not insta
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # X3D-XS at a tiny clip; no recipe, so the run is small and its LR plain.
-SMALL = [
-    "--arch",
-    "x3d-xs",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "4",
-    "--frames",
-    "4",
-    "--stride",
-    "2",
-    "--size",
-    "32",
-    "--recipe",
-    "none",
-    "--set",
-    "threads=1",
-    "--set",
-    "dropout=0",
-]
+SMALL = "--arch x3d-xs --epochs 1 --batch-size 4 --frames 4 --stride 2 --size 32 --recipe none --set threads=1".split()
+SMALL += ["--set", "dropout=0"]
 
 
 @pytest.fixture
@@ -253,33 +235,11 @@ def test_slowfast_r50_over_http_frozen_backbone_epoch(cli, synth_dir, tmp_path, 
     server = LocalServer(path.parent)
     try:
         run = tmp_path / "run"
+        options = "--epochs 1 --batch-size 4 --frames 8 --stride 2 --size 32 --recipe none --set threads=1".split()
         res = cli(
-            "train",
-            "--arch",
-            "slowfast-r50-8x8",
-            "--data",
-            synth_dir,
-            "--out",
-            run,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--frames",
-            "8",
-            "--stride",
-            "2",
-            "--size",
-            "32",
-            "--recipe",
-            "none",
-            "--set",
-            "threads=1",
-            "--pretrained",
-            server.url(path.name),
-            "--freeze",
-            "backbone",
-        )
+            "train", "--arch", "slowfast-r50-8x8", "--data", synth_dir, "--out", run, *options,
+            "--pretrained", server.url(path.name), "--freeze", "backbone",
+        )  # fmt: skip
     finally:
         server.stop()
     assert res.exit_code == 0, res.stderr

@@ -149,26 +149,8 @@ def test_rng_state_round_trip():
 def test_cli_trains_on_videos(cli, synth_dir, tmp_path):
     register_tiny()
     run = tmp_path / "run"
-    r = cli(
-        "train",
-        "--arch",
-        TINY,
-        "--data",
-        synth_dir,
-        "--out",
-        run,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--frames",
-        "4",
-        "--size",
-        "16",
-        "--set",
-        "log_every=1",
-        "--json",
-    )
+    options = "--epochs 1 --batch-size 4 --frames 4 --size 16 --set log_every=1 --json".split()
+    r = cli("train", "--arch", TINY, "--data", synth_dir, "--out", run, *options)
     assert r.exit_code == 0, r.stderr
     import json
 
