@@ -126,34 +126,11 @@ def test_hash_mismatch_and_truncation_exit_2_and_cache_nothing(cli, synth_dir, x
 
 def test_other_architecture_is_refused(cli, synth_dir, x3d_server, tmp_path):
     _, _, root = x3d_server
-    res = cli(
-        "train",
-        "--arch",
-        "c3d-bn",
-        "--data",
-        synth_dir,
-        "--out",
-        tmp_path / "r",
-        "--epochs",
-        "1",
-        "--pretrained",
-        root / "X3D_XS.pyth",
-    )
+    where = ("--data", synth_dir, "--out", tmp_path / "r", "--epochs", "1")
+    res = cli("train", "--arch", "c3d-bn", *where, "--pretrained", root / "X3D_XS.pyth")
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "foreign PyTorchVideo/PySlowFast weights exist for the x3d and slowfast families only" in res.stderr
-    res = cli(
-        "train",
-        "--arch",
-        "x3d-xs",
-        "--data",
-        synth_dir,
-        "--out",
-        tmp_path / "r",
-        "--epochs",
-        "1",
-        "--pretrained",
-        "pytorchvideo-slowfast-r50-8x8",
-    )
+    res = cli("train", "--arch", "x3d-xs", *where, "--pretrained", "pytorchvideo-slowfast-r50-8x8")
     assert res.exit_code == 2 and "holds slowfast-r50-8x8 weights, not x3d-xs" in res.stderr
 
 

@@ -121,6 +121,24 @@ class FCHead(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
+class FCHeadNet(nn.Module):
+    """Base of the networks whose classifier is an :class:`FCHead` at ``self.head``: subclasses define
+    ``forward_features``; the head contract and ``forward`` follow from it."""
+
+    head: FCHead
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def side_by_side_pre_logits(streams: Sequence[nn.Module], features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each stream's pooled features (``forward_head(f, pre_logits=True)``) concatenated along channels."""
+    return torch.cat([s.forward_head(f, pre_logits=True) for s, f in zip(streams, features)], dim=1)
+
+
 def init_conv_linear(module: nn.Module) -> None:
     """Kaiming-normal (fan-in) conv weights and hidden FC weights, N(0, 0.01) classifier weights,
     zero biases, unit BatchNorm.
@@ -149,6 +167,7 @@ def init_conv_linear(module: nn.Module) -> None:
 __all__ = [
     "Conv3dBNReLU",
     "FCHead",
+    "FCHeadNet",
     "MaxPool2dMinSize",
     "MaxPool3dMinSize",
     "PadTimeConv3d",
@@ -158,5 +177,6 @@ __all__ = [
     "pad_time_to",
     "pad_to_window",
     "scaled",
+    "side_by_side_pre_logits",
     "stack_flow",
 ]

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from vidact.models.blocks import FCHead, MaxPool3dMinSize, init_conv_linear, scaled
+from vidact.models.blocks import FCHead, FCHeadNet, MaxPool3dMinSize, init_conv_linear, scaled
 from vidact.models.registry import InputSpec, register_model
 
 __all__ = ["C3D", "c3d", "c3d_bn"]
@@ -29,7 +29,7 @@ def _pool(name: str) -> nn.MaxPool3d:
     return MaxPool3dMinSize((2, 2, 2), (2, 2, 2))
 
 
-class C3D(nn.Module):
+class C3D(FCHeadNet):
     """C3D on (B, C, T, H, W); an adaptive pool to 1x4x4 (identity at 16x112x112) precedes fc6."""
 
     def __init__(
@@ -60,12 +60,6 @@ class C3D(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(

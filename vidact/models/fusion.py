@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidact.models.blocks import FCHead, PadTimeConv3d, init_conv_linear, scaled
+from vidact.models.blocks import FCHead, FCHeadNet, PadTimeConv3d, init_conv_linear, scaled
 from vidact.models.registry import InputSpec, register_model
 
 __all__ = ["FusionNet", "KarpathyTower", "single_frame", "early_fusion", "late_fusion", "slow_fusion"]
@@ -75,7 +75,7 @@ class KarpathyTower(nn.Sequential):
         self.out_channels = c5
 
 
-class FusionNet(nn.Module):
+class FusionNet(FCHeadNet):
     """Karpathy's tower with single/early/late/slow fusion in time; input (B, C, T, H, W)."""
 
     def __init__(
@@ -122,12 +122,6 @@ class FusionNet(nn.Module):
             b, c, t, h, w = maps.shape
             maps = maps.transpose(1, 2).reshape(b, t * c, 1, h, w)
         return maps
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _spec(frames: int) -> InputSpec:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vidact.errors import CheckpointError
-from vidact.models.blocks import Conv3dBNReLU, MaxPool3dMinSize, scaled
+from vidact.models.blocks import Conv3dBNReLU, MaxPool3dMinSize, scaled, side_by_side_pre_logits
 from vidact.models.registry import InputSpec, register_model
 
 __all__ = [
@@ -137,13 +137,7 @@ class I3DTwoStream(nn.Module):
     def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Summed logits, or with ``pre_logits`` both streams' pooled features side by side."""
         if pre_logits:
-            return torch.cat(
-                [
-                    self.rgb.forward_head(features[0], pre_logits=True),
-                    self.flow.forward_head(features[1], pre_logits=True),
-                ],
-                dim=1,
-            )
+            return side_by_side_pre_logits((self.rgb, self.flow), features)
         return self.rgb.forward_head(features[0]) + self.flow.forward_head(features[1])
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:

@@ -16,7 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidact.models.blocks import FCHead, MaxPool2dMinSize, centre_frame, fit_time, init_conv_linear, scaled, stack_flow
+from vidact.models.blocks import (
+    FCHead,
+    FCHeadNet,
+    MaxPool2dMinSize,
+    centre_frame,
+    fit_time,
+    init_conv_linear,
+    scaled,
+    side_by_side_pre_logits,
+    stack_flow,
+)
 from vidact.models.registry import InputSpec, register_model
 
 __all__ = [
@@ -32,7 +42,7 @@ __all__ = [
 FLOW_FRAMES = 10  # L in the paper
 
 
-class CNNM2048(nn.Module):
+class CNNM2048(FCHeadNet):
     """CNN-M-2048 on (B, C, H, W); the adaptive pool before full6 is an identity at 224x224."""
 
     def __init__(
@@ -76,12 +86,6 @@ class CNNM2048(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class SpatialStream(CNNM2048):
@@ -147,13 +151,7 @@ class TwoStream(nn.Module):
     def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         """Fused scores, or with ``pre_logits`` both streams' classifier inputs side by side."""
         if pre_logits:
-            return torch.cat(
-                [
-                    self.spatial.forward_head(features[0], pre_logits=True),
-                    self.temporal.forward_head(features[1], pre_logits=True),
-                ],
-                dim=1,
-            )
+            return side_by_side_pre_logits((self.spatial, self.temporal), features)
         spatial = self.spatial.forward_head(features[0])
         temporal = self.temporal.forward_head(features[1])
         if self.fuse is None:
