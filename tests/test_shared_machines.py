@@ -43,6 +43,9 @@ def test_every_file_and_folder_honours_the_umask(cli, tmp_path, umask):
         args = ("--classes", "2", "--per-class", "2", "--frames", "10", "--size", "32")
         assert cli("data", "synth", data, *args).exit_code == 0
         assert cli("frames", "extract", data, frames, "--list", data, "--workers", "1").exit_code == 0
+        assert cli("data", "index", data, "--format", "folder", "--out", tmp_path / "index").exit_code == 0
+        flow = ("flow", "extract", data / "videos", tmp_path / "flow", "--short-side", "32", "--no-compile")
+        assert cli(*flow, "--workers", "1").exit_code == 0
         r = cli("train", "--arch", TINY, "--data", data, "--out", run, "--epochs", "1", "--batch-size", "2")
         assert r.exit_code == 0, r.stderr
     finally:
@@ -50,7 +53,7 @@ def test_every_file_and_folder_honours_the_umask(cli, tmp_path, umask):
     files, dirs = _modes(tmp_path)
     written = {Path(p).name for p in files}
     assert {"classes.txt", "train.csv", "val.csv", "dataset.json", "last.pt", "best.pt", "config.toml"} <= written
-    assert {"env.json", "metrics.jsonl", "curves.png", "img_00001.jpg"} <= written
+    assert {"env.json", "metrics.jsonl", "curves.png", "img_00001.jpg", "flow_x_00001.jpg", "flow.json"} <= written
     assert any(p.endswith(".mp4") for p in files)
     assert set(files.values()) == {0o666 & ~umask}, {p: oct(m) for p, m in files.items() if m != 0o666 & ~umask}
     assert set(dirs.values()) == {0o777 & ~umask}
@@ -241,3 +244,67 @@ def test_a_checkpoint_on_a_full_disk_keeps_the_previous_one(cli, synth_dir, tmp_
     after = torch.load(run / "last.pt", weights_only=True)
     assert after["epoch"] == before["epoch"] == 1
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def _torn_write_for(name: str):
+    """An ``os.write`` that writes half of what it is given to a file called ``name``, then fails like a full disk."""
+    real_write = os.write
+
+    def write(fd, data):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == name:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            _no_space()
+        return real_write(fd, data)
+
+    return write
+
+
+def test_an_appended_log_line_on_a_full_disk_is_cut_back_and_named(tmp_path, monkeypatch):
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    log = tmp_path / "metrics.jsonl"
+    atomic.append_line(log, '{"step": 1}')
+    monkeypatch.setattr(atomic.os, "write", _torn_write_for("metrics.jsonl"))
+    with pytest.raises(DiskFullError, match=f"^{log}: disk full"):
+        atomic.append_line(log, '{"step": 2, "loss": 0.5}')
+    assert log.read_text() == '{"step": 1}\n'  # the half-written line was cut off
+
+
+# (command writing the file, the file that meets the full disk); each: one line naming it, exit 1, no temporaries
+_TRAIN = ("train", "--arch", TINY, "--epochs", "1", "--batch-size", "4")
+_WRITERS = [
+    ("index", "train.csv"),
+    ("flow", "flow.json"),
+    ("train", "config.toml"),
+    ("train", "metrics.jsonl"),
+    ("train", "best.pt"),
+    ("train", "curves.png"),
+]
+
+
+@pytest.mark.parametrize(("command", "name"), _WRITERS)
+def test_each_writer_on_a_full_disk_is_one_line(cli, synth_dir, tmp_path, monkeypatch, command, name):
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    register_tiny()
+    out = tmp_path / "out"
+    args = {
+        "index": ("data", "index", synth_dir, "--format", "folder", "--out", out),
+        "flow": ("flow", "extract", synth_dir / "videos", out, "--short-side", "32", "--no-compile", "--workers", "1"),
+        "train": (*_TRAIN, "--data", synth_dir, "--out", out),
+    }[command]
+    if name.endswith(".jsonl"):
+        monkeypatch.setattr(atomic.os, "write", _torn_write_for(name))
+    else:
+        monkeypatch.setattr(atomic.os, "fsync", _full_for(name))
+    r = cli(*args)
+    monkeypatch.undo()
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and f"{name}: disk full (No space left on device)" in lines[-1], r.stderr
+    assert lines[-1].startswith("error: ") and not [line for line in lines if "Traceback" in line]
+    if command == "flow":
+        assert len(lines) == 1  # the run stopped at the first video: one line, not one per video
+        assert not [p for p in out.rglob("flow.json")]
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+    if name.endswith(".jsonl"):
+        assert all(json.loads(line) for line in (out / name).read_text().splitlines())  # no torn line

@@ -150,6 +150,34 @@ def atomic_torch_save(obj, dest: str | Path) -> None:
                 raise
 
 
+def append_line(path: str | Path, line: str, *, sync: bool = False) -> None:
+    """Append ``line`` (a newline is added) to a log file, whole or not at all.
+
+    A failed write (a full disk) cuts the file back to its old length, so no torn line is left, and
+    a full disk or quota is one :class:`DiskFullError` naming ``path``. ``sync`` fsyncs the file.
+    """
+    path = Path(path)
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # the umask applies, as for open()
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            full = disk_full_cause(exc)
+            if full is not None:
+                raise DiskFullError(path, full) from None
+            raise
+    finally:
+        os.close(fd)
+
+
 def tmp_dir_for(dest: str | Path) -> Path:
     """The staging folder name used by :func:`atomic_dir` for ``dest``."""
     dest = Path(dest)

@@ -4,11 +4,10 @@ a rerun so that finished candidates are not trained again."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from vidact.errors import VidactError
-from vidact.io.atomic import atomic_write_text
+from vidact.io.atomic import append_line, atomic_write_text
 from vidact.models.x3d import X3DFactors
 
 
@@ -60,10 +59,7 @@ class Trajectory:
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps(record), sync=True)
         self.records.append(record)
 
     def mark_chosen(self, chosen: list[dict]) -> None:

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from vidact.io.atomic import atomic_write_text
+from vidact.io.atomic import append_line, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -41,8 +41,7 @@ class MetricsLog:
     def log(self, record: dict) -> None:
         """Append one record (``kind``: ``train``/``val``/``epoch``, with ``epoch`` and ``step``)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(clean) + "\n")
+        append_line(self.path, json.dumps(clean))
         if self.writer is not None:
             step = record.get("step", 0)
             for key, value in record.items():
