@@ -1,9 +1,29 @@
-"""Checkpoints in PyTorchVideo's format, built with its own builders, with every tensor random."""
+"""Checkpoints in PyTorchVideo's format, built with its own builders, with every tensor random; and
+PyTorchVideo's own clip functions as references."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch
 from torch import nn
+
+
+def ptv_functional() -> ModuleType:
+    """``pytorchvideo.transforms.functional`` (PackPathway's subsampling, short-side scale, uniform crop).
+
+    Loaded from its file: the ``pytorchvideo.transforms`` package imports a torchvision module that
+    newer torchvision releases removed, while this module needs only torch, numpy and OpenCV.
+    """
+    import pytorchvideo
+
+    path = Path(pytorchvideo.__file__).parent / "transforms" / "functional.py"
+    spec = importlib.util.spec_from_file_location("ptv_transforms_functional", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def randomise(model: nn.Module) -> nn.Module:
@@ -13,6 +33,34 @@ def randomise(model: nn.Module) -> nn.Module:
         for name, t in model.state_dict().items():
             if t.is_floating_point():
                 t.copy_(torch.rand(t.shape, generator=g) + (0.5 if name.endswith("running_var") else -0.5))
+    return model
+
+
+def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Every BatchNorm tensor random (the builder's conv and linear init kept, so a deep network's
+    outputs stay moderate); a wrong or skipped mapping of any BN statistic still shows."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+@torch.no_grad()
+def temper_classifier(model: nn.Module, example, spread: float = 2.0) -> nn.Module:
+    """Scale the last ``nn.Linear`` so its outputs on ``example`` have standard deviation ``spread``:
+    random deep networks otherwise saturate the softmax (one class at 1.0), hiding every difference."""
+    proj = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen = []
+    handle = proj.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    model(example)
+    handle.remove()
+    factor = spread / float(seen[0].std())
+    proj.weight.mul_(factor)
+    proj.bias.mul_(factor)
     return model
 
 

@@ -7,9 +7,11 @@ Fast features into Slow, where they are concatenated. Temporal kernels as in PyS
 Slow pathway has them only in res4/res5 (``a`` convs 3x1x1), the Fast one everywhere (stem
 5x7x7, ``a`` convs 3x1x1). The head pools each pathway, concatenates and classifies.
 
-``forward`` takes either the fast-rate clip (B, C, T, H, W), from which the Slow input is
-``x[:, :, ::alpha]`` (what vidact's data loader gives), or a list ``[slow, fast]``
-(PyTorchVideo / PySlowFast style).
+``forward`` takes either the fast-rate clip (B, C, T, H, W), from which the Slow input is taken as
+PySlowFast's ``pack_pathway_output`` and PyTorchVideo's ``PackPathway`` take it (frames
+``linspace(0, T - 1, T / alpha)``, truncated: 0, 4, 8, 13, 17, 22, 26, 31 of 32), or a list
+``[slow, fast]`` (PyTorchVideo / PySlowFast style). In eval mode at a test crop larger than the
+training crop the head slides the training pool window (:mod:`vidact.models.test_head`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from torch import nn
 
 from vidact.models.registry import InputSpec, register_model
 from vidact.models.res_blocks import batch_norm, init_weights, res_stage, round_repeats
+from vidact.models.test_head import (
+    Window,
+    mean_position_log_probs,
+    position_features,
+    slides,
+    spatial_cells,
+    window_pool,
+)
 
 STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 SLOW_TEMPORAL_KERNELS = (1, 1, 1, 3, 3)  # stem, res2..res5 (Slow: temporal only in res4/res5)
@@ -82,19 +92,31 @@ class FuseFastToSlow(nn.Module):
 
 
 class SlowFastHead(nn.Module):
-    """Global average pool of each pathway, concatenate, dropout, linear classifier."""
+    """Pool each pathway, concatenate, dropout, linear classifier.
+
+    Training: global average pool. Eval: ``test_window`` (one per pathway, the training clip's
+    feature map) slid at stride 1 where the map is larger, softmax per position, averaged.
+    """
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, dropout: float):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(sum(in_channels), num_classes)
+        self.test_window: list[Window] | None = None
 
     def forward(self, x: list[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
-        x = torch.cat([self.pool(t).flatten(1) for t in x], dim=1)
+        windows = self.test_window
+        if self.training or windows is None or not any(slides(t, w) for t, w in zip(x, windows)):
+            x = torch.cat([self.pool(t).flatten(1) for t in x], dim=1)
+            return x if pre_logits else self.projection(self.dropout(x))
+        pooled = [window_pool(t, w) for t, w in zip(x, windows)]
+        if len({p.shape[2:] for p in pooled}) > 1:  # a test clip longer than training: pool time whole
+            pooled = [window_pool(t, (t.shape[2], *w[1:])) for t, w in zip(x, windows)]
+        features = position_features(torch.cat(pooled, dim=1))
         if pre_logits:
-            return x
-        return self.projection(self.dropout(x))
+            return features.mean(dim=(1, 2, 3))
+        return mean_position_log_probs(self.projection(features))
 
 
 class SlowFast(nn.Module):
@@ -122,6 +144,8 @@ class SlowFast(nn.Module):
         width_mult: float = 1.0,
         depth_mult: float = 1.0,
         temporal_blocks: Sequence[int] | None = None,
+        train_frames: int = 32,
+        train_size: int = 224,
     ):
         super().__init__()
         if depth not in STAGE_DEPTHS:
@@ -168,12 +192,26 @@ class SlowFast(nn.Module):
             fast_in = fast_out
         self.num_features = slow_out + fast_out
         self.head = SlowFastHead((slow_out, fast_out), num_classes, dropout)
+        self.set_train_clip(train_frames, train_size)
         init_weights(self)
 
+    def slow_frames(self, frames: int) -> int:
+        """Slow-pathway frames of a ``frames``-frame clip: ``frames / alpha`` (rounded up, so the
+        lateral convs' output lengths match when ``alpha`` does not divide ``frames``)."""
+        return -(-frames // self.alpha)
+
+    def set_train_clip(self, frames: int, size: int) -> None:
+        """The head's test-time pool windows: the res5 maps of a ``frames`` x ``size`` training clip
+        (PySlowFast: ``NUM_FRAMES / ALPHA`` and ``NUM_FRAMES`` by ``TRAIN_CROP_SIZE // 32``)."""
+        cells = spatial_cells(size, ceil=False)
+        self.head.test_window = [(self.slow_frames(frames), cells, cells), (frames, cells, cells)]
+
     def pathways(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``[slow, fast]`` from a fast-rate clip (slow = every ``alpha``-th frame) or a pair."""
+        """``[slow, fast]`` from a fast-rate clip (slow: ``linspace(0, T - 1, T / alpha)`` frames) or a pair."""
         if isinstance(x, torch.Tensor):
-            return [x[:, :, :: self.alpha], x]
+            t = x.shape[2]
+            index = torch.linspace(0, t - 1, self.slow_frames(t)).long().to(x.device)
+            return [x.index_select(2, index), x]
         if len(x) != 2:
             raise ValueError(f"SlowFast takes one clip tensor or [slow, fast], got {len(x)} tensors")
         return [x[0], x[1]]

@@ -6,7 +6,8 @@ stride ``gamma_tau``, crop size ``gamma_s``, width ``gamma_w``, bottleneck ``gam
 :data:`X3D_VARIANTS`. Layout as in PySlowFast's ``X3D``: a (2+1)D stem (1x3x3 conv, 5x1x1
 channel-wise conv), four stages of [1, 2, 5, 3] x gamma_d bottlenecks with channel-wise 3x3x3
 convs, squeeze-excitation (ratio 1/16) on every other block and swish, then ``conv5`` (1x1x1 to
-gamma_b x width) and the head (global pool, 1x1x1 to 2048 + ReLU, dropout, linear).
+gamma_b x width) and the head (pool, 1x1x1 to 2048 + ReLU, dropout, linear; in eval mode at a test
+crop larger than the training crop the training pool window slides, :mod:`vidact.models.test_head`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from vidact.models.res_blocks import (
     res_stage,
     round_repeats,
     round_width,
+)
+from vidact.models.test_head import (
+    Window,
+    mean_position_log_probs,
+    position_features,
+    slides,
+    spatial_cells,
+    window_pool,
 )
 
 STEM_WIDTH = 12  # X2D's stem and res2 width before gamma_w
@@ -98,7 +107,11 @@ class X3DStem(nn.Module):
 
 
 class X3DHead(nn.Module):
-    """Global average pool, 1x1x1 conv to 2048 + ReLU (``lin5``), dropout, linear classifier."""
+    """Pool, 1x1x1 conv to 2048 + ReLU (``lin5``), dropout, linear classifier.
+
+    Training: global average pool. Eval: ``test_window`` (the training clip's feature map) slid at
+    stride 1 where the map is larger, softmax per position, averaged (PySlowFast's ``X3DHead``).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float, width: int = HEAD_WIDTH):
         super().__init__()
@@ -107,12 +120,16 @@ class X3DHead(nn.Module):
         self.lin5_relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(width, num_classes)
+        self.test_window: Window | None = None
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.lin5_relu(self.lin5(self.pool(x))).flatten(1)
+        if self.training or not slides(x, self.test_window):
+            x = self.lin5_relu(self.lin5(self.pool(x))).flatten(1)
+            return x if pre_logits else self.projection(self.dropout(x))
+        features = position_features(self.lin5_relu(self.lin5(window_pool(x, self.test_window))))
         if pre_logits:
-            return x
-        return self.projection(self.dropout(x))
+            return features.mean(dim=(1, 2, 3))
+        return mean_position_log_probs(self.projection(features))
 
 
 class X3D(nn.Module):
@@ -159,7 +176,14 @@ class X3D(nn.Module):
         self.conv5_relu = nn.ReLU(inplace=True)
         self.num_features = head_width
         self.head = X3DHead(dim_inner, num_classes, dropout, head_width)
+        self.set_train_clip(factors.gamma_t, factors.gamma_s)
         init_weights(self)
+
+    def set_train_clip(self, frames: int, size: int) -> None:
+        """The head's test-time pool window: the conv5 map of a ``frames`` x ``size`` training clip
+        (PySlowFast: ``NUM_FRAMES`` by ``ceil(TRAIN_CROP_SIZE / 32)``)."""
+        cells = spatial_cells(size, ceil=True)
+        self.head.test_window = (frames, cells, cells)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> the conv5 feature map (B, gamma_b x width, T, H/32, W/32)."""

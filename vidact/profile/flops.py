@@ -73,6 +73,7 @@ DATA_MOVEMENT = {
     "fill_",
     "zero_",
     "arange",
+    "linspace",
     "lift_fresh",
     "lift_fresh_copy",
     "detach",

@@ -57,13 +57,17 @@ def build_model(
     in_channels: int | None = None,
     dropout: float | None = None,
     width_mult: float = 1.0,
+    train_clip: tuple[int, int] | None = None,
 ) -> nn.Module:
     """``create_model`` with only the options the run changes; an option the arch lacks is a UsageError.
 
     The options are checked against the builder's signature before the call, so an error raised
-    inside a constructor surfaces as itself, not as a usage error.
+    inside a constructor surfaces as itself, not as a usage error. ``train_clip`` (frames, crop) is
+    the clip the model trains on: a sliding test-time head (:mod:`vidact.models.test_head`) pools
+    with its feature map.
     """
     from vidact.models import create_model, get_entry
+    from vidact.models.test_head import SlidingTestHead
 
     entry = get_entry(arch)
     kwargs: dict = {"num_classes": num_classes}
@@ -79,7 +83,10 @@ def build_model(
         raise UsageError(
             f"arch {arch!r} does not accept option {unknown[0]!r} (it takes {', '.join(sorted(accepted))})"
         )
-    return create_model(arch, **kwargs)
+    model = create_model(arch, **kwargs)
+    if train_clip is not None and isinstance(model, SlidingTestHead):
+        model.set_train_clip(*train_clip)
+    return model
 
 
 def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) -> tuple[nn.Module, ResolvedInput]:
@@ -97,6 +104,7 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, device: torch.device) ->
         in_channels=inp.channels,
         dropout=cfg.get("dropout", 0.5),
         width_mult=cfg.get("width_mult", 1.0),
+        train_clip=(inp.frames, inp.size),
     )
     load_model_state(model, ckpt["model"], path)
     return model.to(device).eval(), inp

@@ -132,7 +132,14 @@ def _model(
     if model is None:
 
         def rebuild(n: int) -> nn.Module:
-            return build_model(cfg.arch, n, in_channels=inp.channels, dropout=cfg.dropout, width_mult=cfg.width_mult)
+            return build_model(
+                cfg.arch,
+                n,
+                in_channels=inp.channels,
+                dropout=cfg.dropout,
+                width_mult=cfg.width_mult,
+                train_clip=(inp.frames, inp.size),
+            )
 
         model = rebuild(num_classes)
         main = distributed.is_main_process()
