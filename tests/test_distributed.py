@@ -8,33 +8,22 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers.ddp_ranks import free_port, join_as_rank
+from helpers.ddp_ranks import free_port, join_as_rank, sub_batch_bn_net
 
 from vidact.runtime import distributed
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: join via torchrun-style env vars, train a tiny DDP model on multigrid batches."""
-    from torch import nn
 
     from vidact.runtime.device import select_device
     from vidact.train.lr import LRSchedule
     from vidact.train.multigrid import build_schedule
     from vidact.train.samplers import MultigridBatchSampler
-    from vidact.train.subbatch_bn import convert_sub_batch_norm
 
     join_as_rank(rank, world, port)
     try:
-        torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
-        model = nn.Sequential(
-            nn.Conv3d(3, 4, 3, padding=1),
-            nn.BatchNorm3d(4),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool3d(1),
-            nn.Flatten(),
-            nn.Linear(4, 3),
-        )
-        convert_sub_batch_norm(model)
+        model = sub_batch_bn_net(seed=rank)  # different init per rank: DDP must broadcast rank 0's weights
         device = select_device("cpu")
         ddp = distributed.wrap_ddp(model, device)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)

@@ -10,10 +10,14 @@ from rich.console import Console
 from vidact.errors import UsageError
 from vidact.train.lr import LRSchedule
 from vidact.train.multigrid import (
+    allowed_batch_mult,
     build_schedule,
+    clips_ratio,
+    describe_batch_rule,
     format_table,
     long_cycle_shapes,
     lr_multiplier,
+    paper_batch_warning,
     short_cycle_shapes,
 )
 
@@ -279,3 +283,84 @@ def test_config_picks_the_lr_scaling_rule_of_the_optimizer(optimizer, setting, e
     first = schedule_for_config(cfg).phases[0]
     assert first.batch_mult == 8
     assert first.lr_mult == pytest.approx(lr_multiplier(8, expected))
+
+
+# --------------------------------------------------------------------------- batch rules
+@pytest.mark.parametrize(
+    "b_simple, expected",
+    # m <= 1.5 + B_simple / (2 x 8): the largest power of two whose batch needs <= 1.5x the clips of batch 8
+    [(0.0, 1), (2.0, 1), (7.9, 1), (8.0, 2), (11.0, 2), (39.9, 2), (40.0, 4), (103.9, 4), (104.0, 8), (232.0, 16)]
+    + [(488.0, 32), (1e6, 32)],
+)
+def test_allowed_batch_multiplier_at_its_boundaries(b_simple, expected):
+    assert allowed_batch_mult(b_simple, 8) == expected
+    if b_simple > 0 and expected < 32:
+        assert clips_ratio(8 * expected, 8, b_simple) <= 1.5 < clips_ratio(16 * expected, 8, b_simple)
+
+
+# the long cycle of STEP under the bounded rule at B_simple 11 (cap 2x): the paper's phases and shares, batches
+# min(paper, 2) x 8 and the LR x the multiplier used
+BOUNDED_11 = [(s, e, t, sz, min(b, 16), lr * min(b, 16) / b) for s, e, t, sz, b, lr in LONG_TABLE[:8]] + LONG_TABLE[8:]
+
+
+@pytest.mark.parametrize(
+    "rule, b_simple, expected",
+    [
+        ("bounded", 11.0, BOUNDED_11),
+        ("bounded", 40.0, [(s, e, t, sz, min(b, 32), lr * min(b, 32) / b) for s, e, t, sz, b, lr in LONG_TABLE]),
+        ("bounded", 1000.0, LONG_TABLE),  # the critical batch allows every paper batch: the paper's table
+        ("fixed", None, [(s, e, t, sz, 8, lr * 8 / b) for s, e, t, sz, b, lr in LONG_TABLE]),
+    ],
+)
+def test_bounded_and_fixed_tables_keep_the_shapes_and_shares(rule, b_simple, expected):
+    schedule = build_schedule("long", STEP, frames=16, size=112, batch_size=8, batch_rule=rule, critical_batch=b_simple)
+    _assert_table(_table(schedule), expected)
+
+
+def test_bounded_rule_caps_the_short_cycle_too():
+    def batches(rule, b):
+        schedule = build_schedule(
+            "long+short", STEP, frames=16, size=112, batch_size=8, batch_rule=rule, critical_batch=b
+        )
+        return [row["batch_sizes"] for row in schedule.rows()]
+
+    paper = batches("paper", None)
+    assert paper[0] == [128, 64, 64] and paper[3] == [32, 16, 8]
+    assert batches("bounded", 11.0)[:4] == [[16, 16, 16], [16, 16, 16], [16, 16, 16], [16, 16, 8]]
+    assert batches("bounded", 40.0)[:4] == [[32, 32, 32], [32, 32, 32], [32, 32, 16], [32, 16, 8]]
+    assert batches("bounded", 1000.0) == paper
+    assert batches("fixed", None)[0] == [8, 8, 8]
+    # under DDP the cap is of the global base batch (2 processes x 8 = 16 clips): B_simple 40 allows 2x
+    ddp = build_schedule(
+        "long", STEP, frames=16, size=112, batch_size=8, batch_rule="bounded", critical_batch=40.0, world_size=2
+    )
+    assert ddp.max_batch_mult == 2
+
+
+def test_bounded_rule_without_a_critical_batch_and_a_bad_rule_are_usage_errors():
+    with pytest.raises(UsageError, match="multigrid_batch=bounded needs the critical batch"):
+        build_schedule("long", STEP, frames=16, size=112, batch_size=8, batch_rule="bounded")
+    with pytest.raises(UsageError, match=r"multigrid_batch='big' is not one of paper, bounded, fixed"):
+        build_schedule("long", STEP, frames=16, size=112, batch_size=8, batch_rule="big")
+
+
+def test_dry_run_table_names_the_rule_and_the_critical_batch():
+    schedule = build_schedule(
+        "long+short", STEP, frames=16, size=112, batch_size=8, batch_rule="bounded", critical_batch=11.0
+    )
+    assert describe_batch_rule(schedule) == (
+        "batch rule bounded by B_simple 11 clips (batches up to 2x the base; this schedule's largest 2x)"
+    )
+    assert describe_batch_rule(build_schedule("long+short", STEP, frames=16, size=112, batch_size=8)) == (
+        "batch rule paper (batches up to 16x the base)"
+    )
+    assert schedule.to_dict()["critical_batch"] == 11.0 and schedule.to_dict()["batch_rule"] == "bounded"
+
+
+def test_paper_rule_warning_only_when_its_batches_waste_clips():
+    schedule = build_schedule("long+short", STEP, frames=16, size=112, batch_size=8)
+    line = paper_batch_warning(schedule, 11.0, 8)
+    assert line.startswith("warning: measured gradient noise scale B_simple ≈ 11 clips")
+    assert "(128 clips, 16x) need 7.3x the clips" in line and "at or below 2x" in line
+    assert paper_batch_warning(schedule, 232.0, 8) is None  # 16x fits
+    assert paper_batch_warning(schedule, None, 8) is None

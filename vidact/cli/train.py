@@ -51,7 +51,10 @@ def train(
         None, "--freeze", help="Freeze 'backbone' or modules 'stem,res2' (BN in eval mode)."
     ),
     multigrid: str | None = typer.Option(
-        None, "--multigrid", help="Multigrid schedule: none, long, short or long+short (epochs x 1.5)."
+        None,
+        "--multigrid",
+        help="Multigrid schedule: none, long, short or long+short (epochs x 1.5); its batch rule: --set "
+        "multigrid_batch=paper|bounded|fixed.",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."
@@ -102,7 +105,7 @@ def train(
         freeze=freeze,
     )
     if dry_run:
-        from vidact.train.multigrid import format_table, schedule_for_config
+        from vidact.train.multigrid import describe_batch_rule, format_table, schedule_for_config
         from vidact.train.recipes import get_recipe
 
         schedule = schedule_for_config(cfg)
@@ -125,6 +128,8 @@ def train(
                     highlight=False,
                     markup=False,
                 )
+            if schedule.mode != "none":
+                out_console.print(describe_batch_rule(schedule), highlight=False, markup=False, soft_wrap=True)
             out_console.print(format_table(schedule))
         return
 
@@ -155,4 +160,9 @@ def train(
             + (f", best val top-1 {100 * top1:.1f}%" if top1 is not None else "")
             + f"; checkpoints in {summary['run']}"
         )
+        noise = summary.get("noise_scale")
+        if noise and noise.get("measurements"):
+            from vidact.train.noise_monitor import noise_scale_line
+
+            out_console.print(noise_scale_line(noise), highlight=False, markup=False, soft_wrap=True)
     finish(1 if failed else 0)

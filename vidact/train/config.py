@@ -19,8 +19,8 @@ import tomllib
 from vidact.errors import UsageError
 from vidact.runtime.device import AMP_MODES
 from vidact.train.lr import SCHEDULES
-from vidact.train.multigrid import LR_SCALINGS, SHORT_CYCLE_RULES
-from vidact.train.multigrid import MODES as MULTIGRID
+from vidact.train.multigrid import BATCH_RULES, LR_SCALINGS, SHORT_CYCLE_RULES
+from vidact.train.multigrid import MODES as MULTIGRID_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 AMP_CHOICES = ("auto", *AMP_MODES)  # auto: the family's preference on CUDA, none on the CPU
@@ -29,6 +29,7 @@ HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (datase
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 PRECISE_BN_MULTIGRID = 20  # batches of precise BN statistics per validation in a multigrid run
 MULTIGRID_LR_SCALINGS = ("auto", *LR_SCALINGS)  # auto: linear for SGD, sqrt for AdamW
+MULTIGRID = MULTIGRID_MODES
 
 
 @dataclass
@@ -82,6 +83,11 @@ class TrainConfig:
     # -1: 20 with multigrid (its running statistics come from other shapes), 0 (off) otherwise
     multigrid_lr_scaling: str = "auto"  # LR x batch multiplier (linear), x its square root (sqrt), or x1
     multigrid_short_cycle: str = "pyslowfast"  # short-cycle crops of the default size, or "relative" to the current
+    multigrid_batch: str = "paper"  # batch multipliers: the paper's, bounded by the critical batch, or fixed
+    critical_batch: float = 0.0  # B_simple in clips for the bounded rule; 0 = measured by the probe
+    noise_scale_every: int = 0  # measure the gradient noise scale every N steps (0 = off)
+    lr_finder: bool = False  # --lr auto: an LR range test in the probe picks lr
+    probe_decision: str = ""  # what the probe measured and decided (written by the run, not an input)
     # validation, logging, reproducibility
     val_split: str = "val"
     val_every: int = 1
@@ -112,6 +118,7 @@ class TrainConfig:
         _choice("multigrid", self.multigrid, MULTIGRID)
         _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
         _choice("multigrid_short_cycle", self.multigrid_short_cycle, SHORT_CYCLE_RULES)
+        _choice("multigrid_batch", self.multigrid_batch, BATCH_RULES)
         for name in ("epochs", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -119,12 +126,12 @@ class TrainConfig:
             raise UsageError(
                 f"precise_bn_batches must be -1 (auto), 0 (off) or a number of batches, got {self.precise_bn_batches}"
             )
-        for name in ("frames", "size", "stride", "num_classes", "workers", "threads"):
+        for name in ("frames", "size", "stride", "num_classes", "workers", "threads", "noise_scale_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
-        for name in ("weight_decay", "clip_grad", "warmup_epochs", "min_lr", "width_mult"):
+        for name in ("weight_decay", "clip_grad", "warmup_epochs", "min_lr", "width_mult", "critical_batch"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("label_smoothing", "dropout", "momentum"):

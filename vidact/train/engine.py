@@ -43,9 +43,20 @@ from vidact.train.data import TrainData, build_data, config_input
 from vidact.train.finetune import Finetuning, param_groups, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.metrics_log import MetricsLog
+from vidact.train.noise_monitor import DEFAULT_CHECK_EVERY, DEFAULT_CHECK_WINDOW, NoiseMonitor
+from vidact.train.noise_scale import (
+    LocalGradientNorm,
+    attach_local_norm,
+    gradient_squared_norm,
+    mean_over_ranks,
+    micro_batch_backward,
+    micro_batches_exact,
+    sub_batches,
+)
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
 from vidact.train.samplers import EpochBatchSampler, TrainingBatches
 from vidact.train.state import BEST, LAST, TrainState, checkpoint_fields, resume_from_folder
+from vidact.train.subbatch_bn import BN_BASE, convert_sub_batch_norm
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
@@ -98,6 +109,8 @@ class Run:
     log: MetricsLog | None  # rank 0 only
     resumed_from: int | None  # the epoch a resumed run continued from
     finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
+    noise: NoiseMonitor | None = None  # gradient noise-scale measurement, when on
+    local_norm: LocalGradientNorm | None = None  # under DDP: each rank's gradient norm before the all-reduce
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -150,8 +163,6 @@ def _model(
             for line in finetuning.lines():
                 notify(line)
     if cfg.multigrid != "none":
-        from vidact.train.subbatch_bn import convert_sub_batch_norm
-
         convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
     return model, finetuning
 
@@ -223,6 +234,7 @@ def setup_run(
         if data.val_set is None
         else make_loader(data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
     )
+    noise = _noise_monitor(cfg, batches, unwrap_model(model), notify)
     return Run(
         cfg=cfg,
         data=data,
@@ -242,7 +254,48 @@ def setup_run(
         log=log,
         resumed_from=resumed_from,
         finetuning=finetuning,
+        noise=noise,
+        local_norm=attach_local_norm(model) if noise is not None else None,
     )
+
+
+def _noise_monitor(
+    cfg: TrainConfig, batches: TrainingBatches, model: nn.Module, notify: Callable[[str], None] | None
+) -> NoiseMonitor | None:
+    """The run's noise-scale measurement: every ``noise_scale_every`` steps when asked; and, for a multigrid
+    run on the paper's batch rule, a few early measurements that check its batches against the critical batch."""
+    from vidact.train.samplers import MultigridBatchSampler
+
+    schedule = batches.schedule if isinstance(batches, MultigridBatchSampler) else None
+    world = distributed.get_world_size()
+    largest = cfg.batch_size * (schedule.largest_batch_mult() if schedule is not None else 1)
+    measurable = world > 1 or (sub_batches(largest, BN_BASE) >= 2 and micro_batches_exact(model))
+    check = schedule is not None and schedule.batch_rule == "paper" and schedule.largest_batch_mult() > 1
+    if cfg.noise_scale_every and not measurable:
+        raise UsageError(
+            f"noise_scale_every: one process measures the gradient noise with micro-batches of {BN_BASE} clips "
+            f"inside a batch, and this run's batches ({largest} clips"
+            + ("" if micro_batches_exact(model) else ", BatchNorm over the whole batch")
+            + ") cannot be cut so; run it under torchrun with 2 or more processes, or with multigrid "
+            "(sub-batch BatchNorm, batches of 16 clips and more)"
+        )
+    if not measurable or not (cfg.noise_scale_every or check):
+        return None
+    monitor = NoiseMonitor(
+        every=cfg.noise_scale_every or DEFAULT_CHECK_EVERY,
+        world_size=world,
+        window=None if cfg.noise_scale_every else DEFAULT_CHECK_WINDOW,
+    )
+    if check:
+        from vidact.train.multigrid import paper_batch_warning
+
+        def on_ready(estimate) -> None:
+            line = paper_batch_warning(schedule, estimate.b_simple, cfg.batch_size * world)
+            if line and notify is not None and distributed.is_main_process():
+                notify(line)
+
+        monitor.on_ready = on_ready
+    return monitor
 
 
 def _precise_bn(cfg: TrainConfig, data: TrainData, device: torch.device) -> PreciseBN | None:
@@ -265,6 +318,54 @@ def _diverged(run: Run, loss: torch.Tensor, epoch: int, lr: float) -> TrainingDi
     )
 
 
+def _shape_of(x) -> tuple:
+    """The input's shape without the batch dimension (of the first stream)."""
+    first = x[0] if isinstance(x, (list, tuple)) else x
+    return tuple(first.shape[1:])
+
+
+def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch_f: float) -> torch.Tensor:
+    """One step's forward and backward (gradients left in ``.grad``); the loss. A step the noise monitor
+    picks is measured: cut into micro-batches on one process, its local gradient read under DDP."""
+    state, noise = run.state, run.noise
+    model, scaler = state.model, state.scaler
+    mode = noise.mode(model, state.iteration, len(y)) if noise is not None else None
+    scale = float(scaler.get_scale()) if scaler.is_enabled() else 1.0
+    started = time.perf_counter()
+
+    def loss_of(xs, ys) -> torch.Tensor:
+        with autocast(run.device, run.amp):
+            loss = run.criterion(model(xs).float(), ys)
+        if not torch.isfinite(loss):
+            raise _diverged(run, loss, epoch, lr)
+        return scaler.scale(loss)
+
+    state.optimizer.zero_grad(set_to_none=True)
+    if mode == "micro":
+        k = sub_batches(len(y), noise.base)
+        step = micro_batch_backward(model, x, y, k, loss_of, scale=scale)
+        loss, small_sq, big_sq, b_small, b_big = step.loss, step.small_sq, step.big_sq, step.micro_size, len(y)
+    else:
+        if mode == "ddp":
+            run.local_norm.start()
+        loss = loss_of(x, y)
+        loss.backward()
+        loss = loss.detach() / scale
+        if mode == "ddp":
+            small_sq = mean_over_ranks(run.local_norm.stop() / scale**2)  # the one extra scalar all-reduce
+            big_sq = gradient_squared_norm(model, scale)
+            b_small, b_big = len(y), len(y) * distributed.get_world_size()
+    if noise is not None:
+        if run.device.type == "cuda":
+            torch.cuda.synchronize(run.device)
+        noise.time_step(_shape_of(x), len(y), time.perf_counter() - started, measured=mode is not None)
+        if mode is not None:
+            record = noise.record(small_sq, big_sq, b_small, b_big)
+            if run.log is not None:
+                run.log.log({**record, "epoch": epoch, "step": state.iteration + 1, "epoch_f": epoch_f})
+    return loss
+
+
 def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> dict:
     """One pass over the run's loader; returns mean loss, clips and clips/s."""
     state, cfg, device = run.state, run.cfg, run.device
@@ -272,23 +373,18 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
     model.train()
     total_loss, total_clips, start = 0.0, 0, time.perf_counter()
     for batch in run.loader:
-        lr = run.lr_at(epoch + state.batch_in_epoch / iters_per_epoch)
+        epoch_f = epoch + state.batch_in_epoch / iters_per_epoch
+        lr = run.lr_at(epoch_f)
         set_lr(optimizer, lr)
         x = to_device(batch["video"], device, run.channels_last)
         y = torch.as_tensor(batch["label"]).to(device)
-        with autocast(device, run.amp):
-            logits = model(x)
-            loss = run.criterion(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise _diverged(run, loss, epoch, lr)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        loss = _forward_backward(run, x, y, epoch, lr, epoch_f)
         if cfg.clip_grad > 0:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(optimizer)
         scaler.update()
-        loss_value = float(distributed.all_reduce_mean(loss.detach()).item())
+        loss_value = float(distributed.all_reduce_mean(loss).item())
         total_loss += loss_value * len(y)
         total_clips += len(y)
         state.batch_in_epoch += 1
@@ -402,6 +498,8 @@ def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
 # --------------------------------------------------------------------------- the run
 def finish_run(run: Run) -> dict:
     """Close the log, plot the curves and summarise the run."""
+    if run.noise is not None:
+        run.noise.settle()  # a run shorter than the noise check's window
     if run.log is not None:
         run.log.close()
     if run.is_main_process:
@@ -431,6 +529,7 @@ def finish_run(run: Run) -> dict:
         "recipe": run.cfg.recipe or None,
         "pretrained": ft.pretrained.to_dict() if ft is not None and ft.pretrained is not None else None,
         "freeze": ft.freeze.to_dict() if ft is not None and ft.freeze.frozen_params else None,
+        "noise_scale": run.noise.summary(sum(r["seconds"] for r in run.history)) if run.noise is not None else None,
     }
 
 

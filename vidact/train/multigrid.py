@@ -33,6 +33,14 @@ option ``short_cycle="relative"`` takes the factors of the current long-cycle cr
 (0.5·S and √0.5·S with 4x and 2x batches at every long-cycle shape; up to 32x). With the short
 cycle alone, the base schedule is stretched by 1.5.
 
+Batch rules. ``paper`` is the above. ``bounded`` keeps every shape and its share of the run but
+caps each shape's combined batch multiplier (long cycle x short cycle) at what the measured
+gradient noise scale allows (:func:`allowed_batch_mult`); the long-cycle LR multiplier follows
+the multiplier actually used. ``fixed`` keeps the base batch at every shape (and the base LR).
+On a device already busy at the base batch (a CPU) a coarse clip costs its multiply-adds whatever
+the batch, so the coarse shapes save time under every rule; only growth past the critical batch
+costs accuracy.
+
 Where vidact departs from PySlowFast on purpose: cosine and constant bases are cut into equal
 stages (PySlowFast needs steps); phase ends stay fractional; a ``step`` base without steps
 inside the run keeps its constant LR (the stages are only for the shape cycle); the long-cycle
@@ -54,6 +62,46 @@ SHORT_CYCLE_RULES = ("pyslowfast", "relative")  # crops from the default size, o
 LR_SCALINGS = ("linear", "sqrt", "none")
 EPOCH_FACTOR = 1.5
 COSINE_STAGES = 4
+BATCH_RULES = ("paper", "bounded", "fixed")
+# bounded rule: a batch may grow while it needs at most this much more data than the base batch for the same
+# progress, by the large-batch model E = E_min (1 + B / B_noise) with B_noise the measured B_simple
+MAX_EXTRA_CLIPS = 0.5
+MAX_BATCH_MULT = 32
+
+
+def clips_ratio(batch: float, base: float, b_noise: float) -> float:
+    """Examples a batch of ``batch`` needs for the same progress, relative to a batch of ``base``:
+    (1 + B/B_noise) / (1 + B_base/B_noise) (McCandlish et al. 2018)."""
+    return (1.0 + batch / b_noise) / (1.0 + base / b_noise)
+
+
+def allowed_batch_mult(b_noise: float, base_batch: int, limit: int = MAX_BATCH_MULT) -> int:
+    """The largest power-of-two multiplier m <= ``limit`` of the (global) base batch whose batch needs at
+    most 1 + MAX_EXTRA_CLIPS times the base batch's examples for the same progress (at least 1; 1 when
+    B_noise is 0: a noise-free gradient gains nothing from a larger batch)."""
+    if not b_noise > 0:
+        return 1
+    mult = 1
+    while mult * 2 <= limit and clips_ratio(mult * 2 * base_batch, base_batch, b_noise) <= 1.0 + MAX_EXTRA_CLIPS:
+        mult *= 2
+    return mult
+
+
+def batch_cap(rule: str, critical_batch: float | None, base_batch: int) -> int | None:
+    """The largest combined batch multiplier a rule allows: None (the paper's, uncapped), 1 (fixed), or
+    :func:`allowed_batch_mult` of the critical batch (bounded)."""
+    if rule not in BATCH_RULES:
+        raise UsageError(f"multigrid_batch={rule!r} is not one of {', '.join(BATCH_RULES)}")
+    if rule == "paper":
+        return None
+    if rule == "fixed":
+        return 1
+    if not critical_batch:
+        raise UsageError(
+            "multigrid_batch=bounded needs the critical batch: measured by the probe of --multigrid auto, "
+            "or given with --set critical_batch=CLIPS (a run's B_simple in metrics.jsonl)"
+        )
+    return allowed_batch_mult(critical_batch, base_batch)
 
 
 def stage_bounds(base: LRSchedule, cosine_stages: int = COSINE_STAGES) -> tuple[list[float], bool]:
@@ -134,6 +182,9 @@ class MultigridSchedule:
     total_epochs: int
     phases: tuple[Phase, ...]
     short_cycle_rule: str = "pyslowfast"
+    batch_rule: str = "paper"
+    critical_batch: float | None = None  # the measured B_simple (clips) the bounded rule used
+    max_batch_mult: int | None = None  # combined batch multiplier cap; None: the paper's
 
     @property
     def long_cycle(self) -> bool:
@@ -151,10 +202,19 @@ class MultigridSchedule:
         return self.phases[-1]
 
     def short_shapes(self, phase: Phase) -> list[ShortCycleShape]:
-        """Iteration shapes of ``phase``: the short cycle, or the long-cycle shape alone."""
-        if self.short_cycle:
-            return short_cycle_shapes(phase.size, self.size, self.short_cycle_rule)
-        return [ShortCycleShape(phase.size, 1)]
+        """Iteration shapes of ``phase``: the short cycle (its batches within the rule's cap), or the
+        long-cycle shape alone."""
+        if not self.short_cycle:
+            return [ShortCycleShape(phase.size, 1)]
+        shapes = short_cycle_shapes(phase.size, self.size, self.short_cycle_rule)
+        if self.max_batch_mult is None:
+            return shapes
+        room = max(1, self.max_batch_mult // phase.batch_mult)
+        return [ShortCycleShape(s.size, min(s.batch_mult, room)) for s in shapes]
+
+    def largest_batch_mult(self) -> int:
+        """The largest combined batch multiplier of any iteration."""
+        return max(p.batch_mult * s.batch_mult for p in self.phases for s in self.short_shapes(p))
 
     def stride_range(self, phase: Phase) -> tuple[int, int]:
         """Frame-rate jitter: strides in [rate, rate·T/t] so short clips span the full time."""
@@ -209,6 +269,9 @@ class MultigridSchedule:
             "batch_size": self.batch_size,
             "total_epochs": self.total_epochs,
             "short_cycle_rule": self.short_cycle_rule,
+            "batch_rule": self.batch_rule,
+            "critical_batch": self.critical_batch,
+            "max_batch_mult": self.max_batch_mult,
             "phases": self.rows(),
         }
 
@@ -241,10 +304,17 @@ def build_schedule(
     cosine_stages: int = COSINE_STAGES,
     lr_scaling: str = "linear",
     short_cycle: str = "pyslowfast",
+    batch_rule: str = "paper",
+    critical_batch: float | None = None,
+    world_size: int = 1,
 ) -> MultigridSchedule:
-    """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size)."""
+    """The multigrid schedule for ``mode`` over the plain run ``base`` at shape (frames, size).
+
+    ``batch_rule``: ``paper``, ``bounded`` (by ``critical_batch``, the measured B_simple in clips, against
+    the global base batch ``batch_size * world_size``) or ``fixed``."""
     if mode not in MODES:
         raise UsageError(f"multigrid={mode!r} is not one of {', '.join(MODES)}")
+    cap = batch_cap(batch_rule, critical_batch, batch_size * world_size)
     lr_multiplier(1, lr_scaling)  # validates the name
     short_cycle_shapes(size, size, short_cycle)  # validates the rule
     if min(frames, size, batch_size, stride) < 1:
@@ -259,6 +329,9 @@ def build_schedule(
         stride=stride,
         batch_size=batch_size,
         short_cycle_rule=short_cycle,
+        batch_rule=batch_rule,
+        critical_batch=critical_batch if batch_rule == "bounded" else None,
+        max_batch_mult=cap,
     )
     if mode == "none":
         phase = Phase(0.0, float(base.epochs), frames, size, 1, 1.0, 0.0, float(base.epochs))
@@ -268,7 +341,7 @@ def build_schedule(
         phase = Phase(0.0, float(total), frames, size, 1, 1.0, 0.0, float(base.epochs))
         return MultigridSchedule(total_epochs=total, phases=(phase,), **common)
     phases = _long_cycle_phases(
-        base, frames, size, total, short_cycle if mode == "long+short" else None, cosine_stages, lr_scaling
+        base, frames, size, total, short_cycle if mode == "long+short" else None, cosine_stages, lr_scaling, cap
     )
     return MultigridSchedule(total_epochs=total, phases=tuple(phases), **common)
 
@@ -276,6 +349,7 @@ def build_schedule(
 def schedule_for_config(cfg) -> MultigridSchedule:
     """The schedule of a training config (``vidact.train.config.TrainConfig``) and its architecture's input."""
     from vidact.runtime.build import resolve_input
+    from vidact.runtime.distributed import launch_env
 
     inp = resolve_input(cfg.arch, cfg.modality, cfg.frames, cfg.size, cfg.stride)
     return build_schedule(
@@ -287,6 +361,9 @@ def schedule_for_config(cfg) -> MultigridSchedule:
         batch_size=cfg.batch_size,
         lr_scaling=cfg.resolved_lr_scaling(),
         short_cycle=cfg.multigrid_short_cycle,
+        batch_rule=cfg.multigrid_batch,
+        critical_batch=cfg.critical_batch or None,
+        world_size=launch_env().world_size,
     )
 
 
@@ -298,8 +375,12 @@ def _long_cycle_phases(
     short_cycle: str | None,
     cosine_stages: int,
     lr_scaling: str = "linear",
+    cap: int | None = None,
 ) -> list[Phase]:
-    """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends (``short_cycle``: its rule, or None)."""
+    """PySlowFast's ``get_long_cycle_schedule`` with fractional phase ends (``short_cycle``: its rule, or None).
+
+    The shares of the run come from the paper's multipliers whatever the rule; ``cap`` bounds the
+    batch multiplier each phase uses, and its LR follows the multiplier used."""
     shapes = long_cycle_shapes(frames, size)
     # Average batch multiplier of each long-cycle shape over its short cycle (if any).
     avg = []
@@ -331,8 +412,9 @@ def _long_cycle_phases(
     for k, j, epochs, lo, hi in raw:
         start, end = end, end + epochs * scale
         t, s, mult = shapes[j]
+        used = mult if cap is None else min(mult, cap)
         phases.append(
-            Phase(start, end, t, s, mult, lr_multiplier(mult, lr_scaling), lo, hi, stage_lr(k) if step_lr else None)
+            Phase(start, end, t, s, used, lr_multiplier(used, lr_scaling), lo, hi, stage_lr(k) if step_lr else None)
         )
     # Fine-tune at the full shape: first half at the previous stage's LR, second at the last.
     t, s, _ = shapes[-1]
@@ -343,6 +425,36 @@ def _long_cycle_phases(
         Phase(mid, float(total), t, s, 1, 1.0, base_mid, bounds[-1], stage_lr(last) if step_lr else None, True)
     )
     return phases
+
+
+def paper_batch_warning(schedule: MultigridSchedule, b_simple: float | None, base_batch: int) -> str | None:
+    """One warning line when the measured B_simple says the schedule's largest batches waste clips; None when
+    they fit (or nothing was measured). ``base_batch``: the global base batch."""
+    if b_simple is None:
+        return None
+    allowed, largest = allowed_batch_mult(b_simple, base_batch), schedule.largest_batch_mult()
+    if allowed >= largest:
+        return None
+    ratio = clips_ratio(largest * base_batch, base_batch, b_simple) if b_simple > 0 else math.inf
+    return (
+        f"warning: measured gradient noise scale B_simple ≈ {b_simple:.3g} clips: the paper's largest batches "
+        f"({largest * base_batch} clips, {largest}x) need {ratio:.2g}x the clips of the base batch for the same "
+        f"progress; --set multigrid_batch=bounded --set critical_batch={b_simple:.3g} keeps them at or below "
+        f"{allowed}x (--multigrid auto measures and picks)"
+    )
+
+
+def describe_batch_rule(schedule: MultigridSchedule) -> str:
+    """One phrase: the batch rule, the B_simple it used and the largest batch it gives."""
+    largest = schedule.largest_batch_mult()
+    if schedule.batch_rule == "paper":
+        return f"batch rule paper (batches up to {largest}x the base)"
+    if schedule.batch_rule == "fixed":
+        return "batch rule fixed (the base batch at every shape)"
+    return (
+        f"batch rule bounded by B_simple {schedule.critical_batch:.3g} clips "
+        f"(batches up to {schedule.max_batch_mult}x the base; this schedule's largest {largest}x)"
+    )
 
 
 def format_table(schedule: MultigridSchedule):

@@ -20,6 +20,9 @@ forward pre-hook, so the splits still hold whole clips.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,6 +49,7 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"base must be >= 1, got {base}")
         self.base = base
         self.clips: int | None = None  # clips in the model's input; set by the model's pre-hook
+        self.pending: list | None = None  # split statistics held back by deferred_running_stats
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, base={self.base}"
@@ -58,12 +62,21 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         splits = self.num_splits(x.shape[0]) if self.training else 1
-        if splits == 1:
+        deferred = self.training and self.pending is not None
+        if splits == 1 and not deferred:
             return super().forward(x)
         y, means, variances, counts = self._normalise_splits(x, splits)
-        if self.track_running_stats:
+        if deferred:
+            self.pending.append((means.detach(), variances.detach(), counts))
+        elif self.track_running_stats:
             self._update_running_stats(means, variances, counts)
         return y
+
+    def fold_pending(self) -> None:
+        """Fold the statistics held back since :func:`deferred_running_stats` began in one update."""
+        pending, self.pending = self.pending, None
+        if pending and self.track_running_stats:
+            self._update_running_stats(*(torch.cat(parts) for parts in zip(*pending)))
 
     def _split_of_sample(self, n: int, splits: int) -> torch.Tensor:
         """Split index of every sample: its clip's index modulo ``splits``."""
@@ -114,6 +127,26 @@ class _SubBatchNorm(nn.modules.batchnorm._BatchNorm):
         factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
         self.running_var.mul_(1 - factor).add_(var.to(self.running_var.dtype), alpha=factor)
+
+
+def is_sub_batch_norm(module: nn.Module) -> bool:
+    """True for the sub-batch BatchNorm layers of this module."""
+    return isinstance(module, _SubBatchNorm)
+
+
+@contextmanager
+def deferred_running_stats(model: nn.Module) -> Iterator[None]:
+    """Forward passes over the micro-batches of one batch inside this block update the running
+    statistics once, at its end, exactly as one forward pass of the whole batch would (the
+    micro-batches being the batch's sub-batches)."""
+    layers = [m for m in model.modules() if isinstance(m, _SubBatchNorm)]
+    for m in layers:
+        m.pending = []
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.fold_pending()
 
 
 def aggregate_split_stats(
