@@ -9,6 +9,11 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
+# A run that stopped on a signal (SIGTERM, SIGUSR1, SIGINT) after saving its exact position: rerunning
+# the same command with --resume continues it. sysexits.h's EX_TEMPFAIL ("temporary failure, the user
+# is invited to retry"): distinct from failure (1), bad usage (2) and a death by signal (128 + N, 143
+# for SIGTERM), so a batch script, or SLURM's RequeueExit=75, requeues on it alone.
+EXIT_PREEMPTED = 75
 
 # Terminal control sequences (colours, cursor moves) that a library may put in its messages.
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f]")

@@ -115,12 +115,14 @@ def fake_config(out, **changes):
     return load_config(**values)
 
 
-def run_fake_training(out: str, epochs: int, resume: bool) -> None:
-    """Entry point for the SIGKILL test's child process."""
+def run_fake_training(out: str, epochs: int, resume: bool, seconds_per_step: float = 0.0, **changes) -> None:
+    """Entry point for the SIGKILL tests' child processes; each step can be slowed down by ``seconds_per_step``."""
+    from helpers.step_hooks import slow_steps
     from vidact.train.engine import fit
 
     torch.set_num_threads(1)
-    fit(fake_config(out, epochs=epochs), fake_data(), resume=resume, progress=False)
+    slow_steps(seconds_per_step)
+    fit(fake_config(out, epochs=epochs, **changes), fake_data(), resume=resume, progress=False)
 
 
 def make_checkpoint(path, classes: list[str], *, frames: int = 4, size: int = 16, stride: int = 2, seed: int = 0):

@@ -41,6 +41,11 @@ def train(
         None, "--deterministic/--no-deterministic", help="Deterministic algorithms (bit-exact resume on CPU)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
+    checkpoint_every: str | None = typer.Option(
+        None,
+        "--checkpoint-every",
+        help="Also write last.pt every N iterations (500) or every duration (90s, 30m, 2h); default: each epoch.",
+    ),
     recipe: str | None = typer.Option(
         None, "--recipe", help="Training recipe by name; default: the arch's own (none: defaults only)."
     ),
@@ -63,6 +68,9 @@ def train(
 ) -> None:
     """Train a model; writes RUN/last.pt, RUN/best.pt, metrics.jsonl, curves.png, config.toml.
 
+    SIGTERM, SIGUSR1 or SIGINT: the current iteration finishes, last.pt is written at that exact position
+    and the run exits with code 75 (rerun with --resume to continue); a second signal exits at once.
+
     Config: defaults <- the resumed run's config (--resume) <- the arch's recipe (vidact/recipes, scaled to
     the batch size; --recipe NAME or none) <- --config FILE <- options <- --set.
 
@@ -74,8 +82,9 @@ def train(
     """
     from vidact.train.config import load_config
     from vidact.train.engine import train as run_training
-    from vidact.train.state import resume_config
+    from vidact.train.state import resume_config, should_resume
 
+    resume = should_resume(resume, out)  # also after torchrun restarted the group (--max-restarts)
     base = resume_config(out) if (resume and out is not None) else None
     cfg = load_config(
         config,
@@ -103,6 +112,7 @@ def train(
         multigrid=multigrid,
         pretrained=pretrained,
         freeze=freeze,
+        checkpoint_every=checkpoint_every,
     )
     if dry_run:
         from vidact.train.multigrid import describe_batch_rule, format_table, schedule_for_config
@@ -136,11 +146,19 @@ def train(
     def notify(line: str) -> None:
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    summary = run_training(cfg, resume=resume, notify=notify)
+    summary = run_training(cfg, resume=resume, notify=notify, stop_signals=True)
+    from vidact.errors import EXIT_PREEMPTED
     from vidact.runtime.distributed import launched_rank
 
     if launched_rank() != 0:
+        finish(EXIT_PREEMPTED if summary.get("stopped") else 0)
         return  # under torchrun, rank 0 reports for all
+    if summary.get("stopped"):  # a stop signal: the position is saved; the same command with --resume goes on
+        if json_out:
+            print_json(summary)
+        err_console.print(summary["stopped"]["message"], highlight=False, markup=False, soft_wrap=True)
+        finish(EXIT_PREEMPTED)
+        return
     failed = summary.get("unreadable_samples", 0)
     if failed:  # partial failure: each bad video was named once above, the rest trained
         err_console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -25,12 +26,21 @@ def collate_clips(items: list[dict]) -> dict:
     return batch
 
 
+# Signals that ask a job to stop (a scheduler's SIGTERM or chosen SIGUSR1, a terminal's SIGINT). A job
+# scheduler sends them to every process of the job: loader workers ignore them, so that the main
+# process decides when to stop (a worker that died of one would end it mid-iteration).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a worker from torch's per-worker seed (itself from the loader's seed).
+    """Seed numpy and ``random`` in a worker from torch's per-worker seed (itself from the loader's seed);
+    the worker ignores :data:`STOP_SIGNALS` (it still ends when its main process does).
 
     OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a forked
     worker can deadlock on the parent's thread-pool state (seen with OpenCV 5.0).
     """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

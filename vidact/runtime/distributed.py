@@ -50,6 +50,7 @@ class LaunchEnv:
     rank: int
     world_size: int
     local_rank: int
+    restart_count: int = 0  # how often torchrun has restarted the group (--max-restarts) before this start
 
     @property
     def launched(self) -> bool:
@@ -66,9 +67,15 @@ def _env_int(name: str, default: int) -> int:
 
 
 def launch_env() -> LaunchEnv:
-    """``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them; the only reader of those variables."""
+    """``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``TORCHELASTIC_RESTART_COUNT`` as torchrun sets them;
+    the only reader of those variables."""
     local = _env_int("LOCAL_RANK", 0)
-    return LaunchEnv(rank=_env_int("RANK", local), world_size=max(1, _env_int("WORLD_SIZE", 1)), local_rank=local)
+    return LaunchEnv(
+        rank=_env_int("RANK", local),
+        world_size=max(1, _env_int("WORLD_SIZE", 1)),
+        local_rank=local,
+        restart_count=max(0, _env_int("TORCHELASTIC_RESTART_COUNT", 0)),
+    )
 
 
 def launched_rank() -> int:

@@ -21,6 +21,7 @@ from vidact.runtime.device import AMP_MODES
 from vidact.train.lr import SCHEDULES
 from vidact.train.multigrid import BATCH_RULES, LR_SCALINGS, SHORT_CYCLE_RULES
 from vidact.train.multigrid import MODES as MULTIGRID_MODES
+from vidact.train.preemption import Cadence
 
 OPTIMIZERS = ("sgd", "adamw")
 AMP_CHOICES = ("auto", *AMP_MODES)  # auto: the family's preference on CUDA, none on the CPU
@@ -94,6 +95,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     deterministic: bool = False
+    # long jobs
+    checkpoint_every: str = ""  # last.pt also every N steps ("500") or every period ("30m", "90s"); "" = epochs only
 
     def validate(self) -> TrainConfig:
         """Raise a one-line UsageError for the first invalid value; return self.
@@ -150,6 +153,7 @@ class TrainConfig:
             raise UsageError(f"scale_range must be [min, max] short sides with 0 < min <= max, got {self.scale_range}")
         if self.freeze and self.multigrid != "none":
             raise UsageError("freeze and multigrid together are not supported (multigrid replaces BatchNorm layers)")
+        Cadence.parse(self.checkpoint_every)
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
 

@@ -14,6 +14,7 @@ Seams for other schedules (multigrid) and for DDP:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ from vidact.train.noise_scale import (
     sub_batches,
 )
 from vidact.train.precise_bn import average_bn_stats_across_ranks, update_bn_stats
+from vidact.train.preemption import Cadence, StepControl, StopSignals, signal_name
 from vidact.train.samplers import EpochBatchSampler, TrainingBatches
 from vidact.train.state import BEST, LAST, TrainState, checkpoint_fields, resume_from_folder
 from vidact.train.subbatch_bn import BN_BASE, convert_sub_batch_norm
@@ -111,6 +113,7 @@ class Run:
     finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
     noise: NoiseMonitor | None = None  # gradient noise-scale measurement, when on
     local_norm: LocalGradientNorm | None = None  # under DDP: each rank's gradient norm before the all-reduce
+    control: StepControl = field(default_factory=StepControl)  # after each step: save? stop? (agreed by all ranks)
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -223,7 +226,10 @@ def setup_run(
     resumed_from = resume_from_folder(state, cfg, data.classes, folder) if resume else None
     if distributed.is_main_process():
         _run_folder(cfg, folder, finetuning)
-    log = MetricsLog(folder, resume_epoch=resumed_from) if distributed.is_main_process() else None
+    resume_at = None if resumed_from is None else (state.epoch, state.iteration)
+    if resume_at is not None and notify is not None and distributed.is_main_process():
+        notify(f"resumed from {folder / LAST} at {state.position()}")
+    log = MetricsLog(folder, resume_at=resume_at) if distributed.is_main_process() else None
 
     # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
     loader = make_loader(
@@ -367,11 +373,12 @@ def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch
 
 
 def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> dict:
-    """One pass over the run's loader; returns mean loss, clips and clips/s."""
+    """One pass over the run's loader (what is left of it); returns the epoch's mean loss, clips and clips/s, and
+    ``stopped``: the signal that stopped it after an iteration (None when it ran to the end)."""
     state, cfg, device = run.state, run.cfg, run.device
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
     model.train()
-    total_loss, total_clips, start = 0.0, 0, time.perf_counter()
+    first_clips, start, decision = state.epoch_clips, time.perf_counter(), None
     for batch in run.loader:
         epoch_f = epoch + state.batch_in_epoch / iters_per_epoch
         lr = run.lr_at(epoch_f)
@@ -384,11 +391,13 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(optimizer)
         scaler.update()
-        loss_value = float(distributed.all_reduce_mean(loss).item())
-        total_loss += loss_value * len(y)
-        total_clips += len(y)
         state.batch_in_epoch += 1
         state.iteration += 1
+        decision = run.control.after_step(loss, state.iteration)
+        loss_value = decision.loss
+        state.epoch_loss_sum += loss_value * len(y)
+        state.epoch_clips += len(y)
+        total_clips = state.epoch_clips - first_clips
         if on_step is not None:
             elapsed = time.perf_counter() - start
             on_step(
@@ -403,12 +412,17 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
                     "clips_per_s": total_clips * distributed.get_world_size() / max(elapsed, 1e-9),
                 }
             )
-    seconds = time.perf_counter() - start
+        if decision.save:
+            save_last(run, epoch_so_far(run))
+        if decision.stop is not None:
+            break
+    seconds, total_clips = time.perf_counter() - start, state.epoch_clips - first_clips
     return {
-        "loss": total_loss / max(total_clips, 1),
+        "loss": state.epoch_loss_sum / max(state.epoch_clips, 1),
         "clips": total_clips,
         "seconds": seconds,
         "clips_per_s": total_clips * distributed.get_world_size() / max(seconds, 1e-9),
+        "stopped": None if decision is None or decision.stop is None else (decision.stop, decision.save),
     }
 
 
@@ -466,22 +480,35 @@ def validate_step(run: Run, epoch: int, record: dict) -> bool:
     return False
 
 
-def checkpoint_step(run: Run, record: dict, is_best: bool) -> None:
-    """Log the epoch; rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
-    if run.log is not None:
-        run.log.log({"kind": "epoch", "step": run.state.iteration, **record})
+def save_last(run: Run, record: dict, *, best: bool = False) -> None:
+    """Rank 0 writes ``last.pt`` (and ``best.pt``) at the run's exact position, atomically."""
     if run.is_main_process:
         fields = checkpoint_fields(
             run.state, run.cfg, classes=run.data.classes, inp=run.inp, lr_at=run.lr_at, metrics=record
         )
         save_checkpoint(run.folder / LAST, **fields)
-        if is_best:
+        if best:
             save_checkpoint(run.folder / BEST, **fields)
+
+
+def epoch_so_far(run: Run) -> dict:
+    """The running epoch's record so far (a mid-epoch checkpoint's metrics)."""
+    state = run.state
+    loss = state.epoch_loss_sum / max(state.epoch_clips, 1)
+    return {"epoch": state.epoch, "batch": state.batch_in_epoch, "train_loss": loss}
+
+
+def checkpoint_step(run: Run, record: dict, is_best: bool) -> None:
+    """Log the epoch; rank 0 writes ``last.pt`` (and ``best.pt``) atomically."""
+    if run.log is not None:
+        run.log.log({"kind": "epoch", "step": run.state.iteration, **record})
+    save_last(run, record, best=is_best)
 
 
 def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
     """The epoch-end steps in order; the epoch's record."""
     run.state.epoch, run.state.batch_in_epoch = epoch + 1, 0
+    run.state.epoch_loss_sum, run.state.epoch_clips = 0.0, 0
     record = {
         "epoch": epoch,
         "train_loss": stats["loss"],
@@ -493,6 +520,29 @@ def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
     run.history.append(record)
     checkpoint_step(run, record, is_best)
     return record
+
+
+def stop_run(run: Run, signum: int, saved: bool) -> dict:
+    """Stopped by a signal between two iterations: ``last.pt`` at this exact position (unless the step's
+    periodic checkpoint just wrote it), the log and the curves so far; the summary's ``stopped`` says how to go on."""
+    state, last = run.state, run.folder / LAST
+    if not saved:
+        save_last(run, epoch_so_far(run))
+    name = signal_name(signum) if signum else "a signal to another rank"
+    if run.log is not None:
+        run.log.log({"kind": "stop", "epoch": state.epoch, "step": state.iteration, "signal": name})
+    distributed.barrier()  # every rank leaves once the checkpoint is on disk
+    summary = finish_run(run)
+    summary["stopped"] = {
+        "signal": name,
+        "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch,
+        "iteration": state.iteration,
+        "checkpoint": str(last),
+        "message": f"stopped by {name} at {state.position()}: saved {last}; "
+        f"continue with the same command and --resume (vidact train --out {run.folder} --resume)",
+    }
+    return summary
 
 
 # --------------------------------------------------------------------------- the run
@@ -514,6 +564,7 @@ def finish_run(run: Run) -> dict:
         "amp": run.amp,
         "channels_last": run.channels_last,
         "resumed_from_epoch": run.resumed_from,
+        "restart": distributed.launch_env().restart_count,  # torchrun's restarts of the group (--max-restarts)
         "train_clips": len(data.train_set),
         "seconds": time.perf_counter() - run.started,
         "iterations": state.iteration,
@@ -543,15 +594,26 @@ def fit(
     lr_at: Callable[[float], float] | None = None,
     model: nn.Module | None = None,
     notify: Callable[[str], None] | None = None,
+    stop_signals: bool = False,
 ) -> dict:
     """Train ``cfg.arch`` on ``data``; checkpoints, metrics and curves go to ``cfg.out``.
 
     ``batch_sampler`` (default :class:`EpochBatchSampler`) and ``lr_at`` (default
     :class:`LRSchedule`) are the seams for other schedules; ``model`` trains a network built
     elsewhere (e.g. an X3D search candidate) in place of ``cfg.arch``'s registry model.
+    With ``stop_signals``, SIGTERM, SIGUSR1 and SIGINT stop the run after the current iteration
+    (:func:`stop_run`; the summary then has ``stopped``).
     """
     cfg.validate()
-    run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
+    with StopSignals() if stop_signals else contextlib.nullcontext() as signals:
+        run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
+        run.control = StepControl(Cadence.parse(cfg.checkpoint_every), signals)
+        return _train_epochs(run, progress)
+
+
+def _train_epochs(run: Run, progress: bool | None) -> dict:
+    """The epochs left, with a progress bar; the run's summary."""
+    cfg, data = run.cfg, run.data
     state, batches = run.state, run.batches
     batches.set_epoch(0, 0)
     iters_per_epoch = len(batches)
@@ -579,18 +641,29 @@ def fit(
             if isinstance(data.train_set, EpochAware):
                 data.train_set.set_epoch(epoch)
             stats = train_one_epoch(run, epoch, iters_per_epoch, on_step)
+            if stats["stopped"] is not None:
+                return stop_run(run, *stats["stopped"])
             end_epoch(run, epoch, stats)
+            stopped = run.control.stop_requested()  # a signal during validation: stop at the epoch's checkpoint
+            if stopped is not None and epoch + 1 < run.num_epochs:
+                return stop_run(run, stopped, saved=True)
     return finish_run(run)
 
 
 def train(
-    cfg: TrainConfig, *, resume: bool = False, progress: bool | None = None, notify: Callable[[str], None] | None = None
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    notify: Callable[[str], None] | None = None,
+    stop_signals: bool = False,
 ) -> dict:
     """Everything ``vidact train`` does: data from ``cfg.data``, then :func:`fit`."""
     inp = config_input(cfg)
     joined = distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
     try:
-        return fit(cfg, build_data(cfg, inp), resume=resume, progress=progress, notify=notify)
+        data = build_data(cfg, inp)
+        return fit(cfg, data, resume=resume, progress=progress, notify=notify, stop_signals=stop_signals)
     finally:
         if joined:
             distributed.cleanup()

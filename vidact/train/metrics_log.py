@@ -25,16 +25,25 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return records
 
 
-class MetricsLog:
-    """Append-only metrics log; on resume it drops records from epochs that will be redone."""
+def before_position(record: dict, epoch: int, iteration: int) -> bool:
+    """True when ``record`` was logged before a checkpoint at ``epoch`` (the running one) and step ``iteration``:
+    earlier epochs, and the running epoch's per-step records up to that step."""
+    if record.get("epoch", 0) != epoch:
+        return record.get("epoch", 0) < epoch
+    return record.get("kind") not in ("val", "epoch") and record.get("step", 0) <= iteration
 
-    def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True):
+
+class MetricsLog:
+    """Append-only metrics log; on resume it drops the records that the resumed run will write again."""
+
+    def __init__(self, run_dir: str | Path, resume_at: tuple[int, int] | None = None, tensorboard: bool = True) -> None:
+        """``resume_at``: the (running epoch, step) of the checkpoint a resumed run starts from."""
         self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_epoch is None:
+        if resume_at is None:
             atomic_write_text(self.path, "")
         else:
-            kept = [r for r in read_metrics(run_dir) if r.get("epoch", 0) < resume_epoch]
+            kept = [r for r in read_metrics(run_dir) if before_position(r, *resume_at)]
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.writer = _tensorboard_writer(Path(run_dir) / "tb") if tensorboard else None
 

@@ -3,8 +3,9 @@
 A training checkpoint (``RUN/last.pt``, ``RUN/best.pt``) holds ``arch``, ``classes``, ``config``,
 ``input`` (what :func:`vidact.runtime.build.model_from_checkpoint` needs), ``model``,
 ``optimizer``, ``scaler``, ``schedule``, ``rng`` and the position: ``epoch`` (finished),
-``batch_in_epoch`` (finished in the running epoch), ``iteration`` (optimizer steps), plus
-``best_top1`` and the epoch's ``metrics``.
+``batch_in_epoch`` (finished in the running epoch), ``iteration`` (optimizer steps) and the running
+epoch's loss so far (``epoch_loss_sum`` over ``epoch_clips``), plus ``best_top1`` and the ``metrics``
+of the epoch (or, saved mid-epoch, of the epoch so far).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from vidact.errors import CheckpointError
+from vidact.runtime import distributed
 from vidact.runtime.build import ResolvedInput
 from vidact.runtime.checkpoint import (
     capture_rng_state,
@@ -43,6 +45,14 @@ class TrainState:
     batch_in_epoch: int = 0  # batches finished in the running epoch
     iteration: int = 0  # optimizer steps in total
     best_top1: float = -1.0
+    epoch_loss_sum: float = 0.0  # the running epoch's loss x clips so far (its mean survives a mid-epoch resume)
+    epoch_clips: int = 0
+
+    def position(self) -> str:
+        """Where training stands: ``epoch 3, iteration 57 (step 417)``, or ``the start of epoch 3 (step 360)``."""
+        if self.batch_in_epoch == 0:
+            return f"the start of epoch {self.epoch + 1} (step {self.iteration})"
+        return f"epoch {self.epoch + 1}, iteration {self.batch_in_epoch} (step {self.iteration})"
 
 
 def checkpoint_fields(
@@ -69,6 +79,8 @@ def checkpoint_fields(
         "batch_in_epoch": state.batch_in_epoch,
         "iteration": state.iteration,
         "best_top1": float(state.best_top1),
+        "epoch_loss_sum": float(state.epoch_loss_sum),
+        "epoch_clips": int(state.epoch_clips),
         "metrics": metrics,
     }
 
@@ -84,6 +96,7 @@ def restore_state(state: TrainState, ckpt: dict, path: Path) -> None:
         state.scaler.load_state_dict(ckpt["scaler"])
     state.epoch, state.batch_in_epoch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))
     state.iteration, state.best_top1 = int(ckpt["iteration"]), float(ckpt.get("best_top1", -1.0))
+    state.epoch_loss_sum, state.epoch_clips = float(ckpt.get("epoch_loss_sum", 0.0)), int(ckpt.get("epoch_clips", 0))
     restore_rng_state(ckpt["rng"])
 
 
@@ -96,6 +109,14 @@ def resume_from_folder(state: TrainState, cfg: TrainConfig, classes: list[str], 
         check_classes(ckpt, classes, last, cfg.data)
         restore_state(state, ckpt, last)
     return state.epoch if state.epoch or state.batch_in_epoch else None
+
+
+def should_resume(requested: bool, run_dir: str | Path | None) -> bool:
+    """``--resume``, or a group that torchrun restarted (``--max-restarts``) after a rank died: it continues
+    from ``RUN/last.pt`` when there is one, with no human to add ``--resume``."""
+    if requested or run_dir is None:
+        return requested
+    return distributed.launch_env().restart_count > 0 and (Path(run_dir) / LAST).is_file()
 
 
 def resume_config(run_dir: str | Path) -> TrainConfig | None:
