@@ -171,3 +171,18 @@ def test_cli_convert_wrong_arch_is_one_line_exit_2(cli, ptv_x3d_xs_file, tmp_pat
         f"error: {ptv_x3d_xs_file}: missing key 'blocks.6.proj.weight': not a pytorchvideo slowfast checkpoint"
     )
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_colour_codes_in_a_library_message_never_reach_the_terminal(cli, tmp_path):
+    from vidact.errors import CheckpointError, first_line
+
+    coloured = RuntimeError("Weights only load failed, \x1b[1mdo those steps only if you trust it\x1b[0m.\nmore")
+    assert first_line(coloured) == "Weights only load failed, do those steps only if you trust it."
+    assert "\x1b" not in str(CheckpointError(f"x.pt: cannot read ({coloured})"))
+
+    path = tmp_path / "objects.pt"  # a pickled object weights-only loading refuses, with torch's coloured message
+    torch.save({"model_state": {"w": torch.zeros(1)}, "extra": CheckpointError("x")}, path)
+    res = cli("models", "convert", path, tmp_path / "out.pt", "--arch", "x3d-xs")
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and "\x1b" not in res.stderr
+    assert "refused: the file holds pickled Python objects" in res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_pytorchvideo_x3d_loads_bit_identically_and_replaces_the_head(tmp_path, 
             assert torch.equal(value, head_before[key])  # the fresh init, untouched
         elif key not in report.identity_filled:
             assert torch.equal(value, ref_state[_ptv_to_vidact_key(ref_state, key)]), key
-    assert report.loaded == len(own) - 2
+    assert report.loaded == len(own) - 2 - len(report.identity_filled)  # only tensors read from the file
     assert "replaced 2 classifier tensors" in report.summary()
 
 
@@ -72,7 +73,7 @@ def test_same_class_count_loads_the_head_too(tmp_path):
     torch.save(ref.state_dict(), path)
     model = create_model("x3d-xs", num_classes=7)
     report = load_pretrained(model, str(path), "x3d-xs", _rebuild("x3d-xs"), progress=False)
-    assert report.replaced == [] and report.loaded == len(model.state_dict())
+    assert report.replaced == [] and report.loaded == len(model.state_dict()) - len(report.identity_filled)
     assert torch.equal(model.head.projection.weight, ref.blocks[5].proj.weight)
 
 
@@ -188,17 +189,51 @@ def test_caffe2_names():
     assert caffe2_name("res2_0_branch2a_w_momentum") is None and caffe2_name("lr") is None
 
 
-def test_pyslowfast_caffe2_pickle_round_trip(tmp_path):
+def test_pyslowfast_caffe2_pickle_round_trip_and_models_convert(tmp_path, cli):
     src = randomise(create_model("slowfast-r50-4x16", num_classes=400))
     path = tmp_path / "SLOWFAST_4x16_R50.pkl"
     with open(path, "wb") as f:
         pickle.dump(_as_caffe2(src), f)
+    counters = [k for k in src.state_dict() if k.endswith("num_batches_tracked")]
+    from_file = len(src.state_dict()) - len(counters)
     model = create_model("slowfast-r50-4x16", num_classes=10)
     report = load_pretrained(model, str(path), "slowfast-r50-4x16", _rebuild("slowfast-r50-4x16"), progress=False)
     assert report.format == "pyslowfast-caffe2" and len(report.replaced) == 2
+    # the file holds no BatchNorm batch counters: reported as left at init, never as loaded
+    assert report.left_at_init == counters and report.loaded == from_file - 2
+    assert f"left {len(counters)} at init" in report.summary()
     for k, v in model.state_dict().items():
         if k not in report.replaced and not k.endswith("num_batches_tracked"):
             assert torch.equal(v, src.state_dict()[k]), k
+
+    # models convert reads the same .pkl (it used to refuse it with torch's weights-only message)
+    dst = tmp_path / "sf.pt"
+    res = cli("models", "convert", path, dst, "--arch", "slowfast-r50-4x16", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["source"], out["num_classes"], out["tensors"]) == ("pyslowfast", 400, from_file)
+    assert out["left_at_init"] == counters and out["filled_identity"] == []
+    res = cli("models", "convert", path, dst, "--arch", "slowfast-r50-4x16")
+    assert f"({from_file} tensors from the file, 400 classes, {len(counters)} BN batch counters" in res.stdout
+    from vidact.runtime.checkpoint import load_checkpoint
+
+    state = load_checkpoint(dst)["model"]
+    assert all(torch.equal(state[k], v) for k, v in src.state_dict().items() if k not in counters)
+    assert all(int(state[k]) == 0 for k in counters)
+
+
+def test_load_report_of_a_pytorchvideo_file_without_bn_counters(tmp_path):
+    ref = ptv_x3d_xs()
+    state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "X3D_XS.pyth"
+    torch.save({"model_state": state}, path)
+    model = create_model("x3d-xs", num_classes=400)
+    report = load_pretrained(model, str(path), "x3d-xs", _rebuild("x3d-xs"), progress=False)
+    own = model.state_dict()
+    assert report.identity_filled  # PyTorchVideo's X3D lacks res2's shortcut BN: made here, not read
+    counters = [k for k in own if k.endswith("num_batches_tracked") and k not in report.identity_filled]
+    assert report.left_at_init == counters and report.replaced == []
+    assert report.loaded == len(own) - len(counters) - len(report.identity_filled) == len(state)
 
 
 def test_a_pickle_with_code_is_refused(tmp_path):

@@ -41,7 +41,7 @@ class VidactError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(message)
+        super().__init__(strip_control(message))  # a library's text inside never colours a terminal
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -57,7 +57,7 @@ class VideoDecodeError(VidactError):
 
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
-        self.reason = reason
+        self.reason = strip_control(reason)
         super().__init__(f"{path}: {reason}")
 
 
@@ -69,7 +69,7 @@ class AnnotationError(VidactError):
     def __init__(self, path: str | Path, line: int | None, reason: str):
         self.path = str(path)
         self.line = line
-        self.reason = reason
+        self.reason = strip_control(reason)
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {reason}")
 

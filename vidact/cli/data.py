@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from vidact.cli.common import JsonFlag, finish, out_console, print_json
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 from vidact.io.progress import make_progress
 
 app = typer.Typer(help="Make, index and check data sets.", no_args_is_help=True)
@@ -41,13 +41,13 @@ def synth(
             classes=classes, per_class=per_class, frames=frames, size=size, fps=fps, seed=seed, style=style
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(first_line(exc)) from None
     with make_progress() as progress:
         task = progress.add_task("synth", total=classes * per_class, status="")
         try:
             result = generate(out, cfg, progress=lambda: progress.advance(task))
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(first_line(exc)) from None
     if json_out:
         print_json(result)
     else:

@@ -15,7 +15,7 @@ import typer
 
 from vidact import __version__
 from vidact.cli.common import err_console
-from vidact.errors import EXIT_USAGE, DiskFullError, VidactError, disk_full_cause
+from vidact.errors import EXIT_USAGE, DiskFullError, VidactError, disk_full_cause, first_line
 
 app = typer.Typer(
     name="vidact",
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             code = DiskFullError.exit_code
         else:
             err_console.print(
-                f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                f"error: {first_line(exc, with_type=True)} (rerun with --debug for the traceback)",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,

@@ -10,7 +10,9 @@ from vidact.cli.common import JsonFlag, out_console, print_json, require_path
 
 
 def convert(
-    src: Path = typer.Argument(..., help="PyTorchVideo or PySlowFast checkpoint (.pyth/.pt/.pkl state dict)."),
+    src: Path = typer.Argument(
+        ..., help="PyTorchVideo or PySlowFast checkpoint: a .pyth/.pt state dict or PySlowFast's Caffe2 .pkl."
+    ),
     dst: Path = typer.Argument(..., help="Where to write the vidact checkpoint."),
     arch: str = typer.Option(..., "--arch", help="vidact architecture, e.g. x3d-m or slowfast-r50-8x8."),
     source: str = typer.Option("auto", "--from", help="Origin of SRC: auto, pytorchvideo or pyslowfast."),
@@ -19,10 +21,12 @@ def convert(
 ) -> None:
     """Convert a SlowFast/X3D checkpoint from PyTorchVideo or PySlowFast into a vidact checkpoint.
 
-    Keys are mapped and every shape is checked; a checkpoint that does not fit ARCH fails with
-    one line naming the first missing, mismatched or unused key.
+    Reads every format --pretrained reads. Keys are mapped and every shape is checked; a checkpoint
+    that does not fit ARCH fails with one line naming the first missing, mismatched or unused key.
+    The count is of tensors read from SRC; BatchNorm batch counters SRC lacks (a Caffe2 .pkl has
+    none) are reported as left at their initial value 0.
 
-    Example: vidact models convert SLOWFAST_8x8_R50.pyth sf.pt --arch slowfast-r50-8x8
+    Example: vidact models convert SLOWFAST_8x8_R50.pkl sf.pt --arch slowfast-r50-8x8
     """
     from vidact.weights.convert import convert_checkpoint
 
@@ -36,9 +40,12 @@ def convert(
     if json_out:
         print_json({**report.to_dict(), "src": src, "dst": dst})
     else:
-        filled = f", {len(report.filled_identity)} identity BN tensors added" if report.filled_identity else ""
+        extra = f", {len(report.filled_identity)} identity BN tensors added" if report.filled_identity else ""
+        if report.left_at_init:
+            extra += f", {len(report.left_at_init)} BN batch counters not in the file left at 0"
         out_console.print(
-            f"converted {report.source} {report.arch} ({report.tensors} tensors, "
-            f"{report.num_classes} classes{filled}) -> {dst}",
+            f"converted {report.source} {report.arch} ({report.tensors} tensors from the file, "
+            f"{report.num_classes} classes{extra}) -> {dst}",
             highlight=False,
+            soft_wrap=True,
         )

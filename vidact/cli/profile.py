@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from vidact.cli.common import JsonFlag, out_console, print_json, wide_console
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 
 
 def _table_of_layers(report, depth: int) -> Table:
@@ -103,7 +103,7 @@ def profile(
     try:
         n_views = parse_views(views)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(first_line(exc)) from None
     report = profile_arch(arch, frames, size, batch, num_classes, views=n_views)
     result = None
     if bench:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vidact.data.annotations import SPLITS, read_classes
-from vidact.errors import UsageError, VidactError
+from vidact.errors import UsageError, VidactError, first_line
 from vidact.io.atomic import atomic_write_text
 
 ERROR = "error"  # the sample cannot be used at all
@@ -275,7 +275,8 @@ def _scan(entry: Entry) -> tuple[Entry, VideoStats | None, Problem | None]:
     except VidactError as exc:
         return entry, None, Problem("undecodable", entry.where, shown(str(exc)))
     except Exception as exc:  # any decoder failure means the same thing here
-        return entry, None, Problem("undecodable", entry.where, f"{shown(entry.rel)}: {type(exc).__name__}: {exc}")
+        reason = f"{shown(entry.rel)}: {first_line(exc, with_type=True)}"
+        return entry, None, Problem("undecodable", entry.where, reason)
     stats = VideoStats(entry.path, entry.split, entry.label, n, round(fps, 3), round(duration, 3), w, h, codec)
     expected = duration * fps
     if expected and abs(expected - n) > max(2.0, 0.1 * expected):

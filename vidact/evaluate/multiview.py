@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 from vidact.evaluate.metrics import (
     confusion_matrix,
     mean_class_accuracy,
@@ -72,7 +72,7 @@ class ViewScores:
                     json.loads(str(z["meta"])) if "meta" in z else {},
                 )
         except (KeyError, ValueError, OSError) as exc:
-            raise UsageError(f"{path}: not a vidact scores file ({exc})") from None
+            raise UsageError(f"{path}: not a vidact scores file ({first_line(exc)})") from None
 
 
 @dataclass
@@ -241,7 +241,7 @@ def evaluate_checkpoint(
             data_root=data if flow_root else None,
         )
     except ValueError as exc:
-        raise UsageError(f"{data}: {exc}") from None
+        raise UsageError(f"{data}: {first_line(exc)}") from None
     loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev)
     amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
     with make_progress(disable=None if progress is not False else True) as bar:

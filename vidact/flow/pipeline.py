@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidact.errors import DiskFullError, VidactError
+from vidact.errors import DiskFullError, VidactError, first_line
 from vidact.flow import compile_choice
 from vidact.flow.manifest import write_flow_folder
 from vidact.flow.options import FlowOptions
@@ -155,7 +155,7 @@ class BatchedExtraction:
             self._record(job.rel, str(exc))
             return None
         except Exception as exc:
-            self._record(job.rel, f"{job.src}: {type(exc).__name__}: {exc}")
+            self._record(job.rel, f"{job.src}: {first_line(exc, with_type=True)}")
             return None
         if min(frames.shape[1:3]) < 3:  # what the solver would refuse, for this video alone
             self._record(job.rel, f"{job.src}: frames must be at least 3x3 pixels, got {tuple(frames.shape[1:3])}")
@@ -187,7 +187,7 @@ class BatchedExtraction:
             for v, _, _ in segments:
                 if v.frames is not None:
                     v.frames = None
-                    self._record(v.job.rel, f"{v.job.src}: {type(exc).__name__}: {exc}")
+                    self._record(v.job.rel, f"{v.job.src}: {first_line(exc, with_type=True)}")
             return
         self.batches += 1
         self.batch_sizes.append(len(f0))
@@ -212,7 +212,7 @@ class BatchedExtraction:
         except VidactError as exc:
             self._record(video.job.rel, str(exc))
         except Exception as exc:  # one bad video never stops the others
-            self._record(video.job.rel, f"{video.job.src}: {type(exc).__name__}: {exc}")
+            self._record(video.job.rel, f"{video.job.src}: {first_line(exc, with_type=True)}")
 
 
 def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_file: str) -> JobReport:

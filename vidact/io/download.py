@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vidact.errors import DownloadError
+from vidact.errors import DownloadError, first_line
 from vidact.io.atomic import atomic_path, atomic_write_text
 from vidact.io.progress import make_progress
 
@@ -151,7 +151,9 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool | None)
                             f"{total} bytes); nothing was cached"
                         ) from None
                     except OSError as exc:
-                        raise DownloadError(f"{url}: download failed after {received} bytes ({exc})") from None
+                        raise DownloadError(
+                            f"{url}: download failed after {received} bytes ({first_line(exc)})"
+                        ) from None
                     if not chunk:
                         break
                     f.write(chunk)
@@ -168,5 +170,5 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool | None)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
-            raise DownloadError(f"{url}: cannot write to the cache {dest.parent} ({exc})") from None
+            raise DownloadError(f"{url}: cannot write to the cache {dest.parent} ({first_line(exc)})") from None
     return digest

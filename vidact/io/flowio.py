@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_line
 from vidact.io.atomic import atomic_path, atomic_write_text
 
 MANIFEST_FILE = "flow.json"
@@ -63,7 +63,7 @@ def read_manifest(folder: str | Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise VidactError(f"{path}: unreadable flow manifest: {exc}") from None
+        raise VidactError(f"{path}: unreadable flow manifest: {first_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- writers

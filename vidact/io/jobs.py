@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidact.errors import DiskFullError, VidactError
+from vidact.errors import DiskFullError, VidactError, first_line
 from vidact.io.atomic import atomic_dir, atomic_write_text, tmp_dir_for
 from vidact.io.progress import make_progress
 
@@ -79,7 +79,7 @@ def _run_one(process: Callable[[Path, Path], None], job: VideoJob, out: Path) ->
     except VidactError as exc:
         return job.rel, str(exc)
     except Exception as exc:  # a bad video must never stop the others
-        return job.rel, f"{job.src}: {type(exc).__name__}: {exc}"
+        return job.rel, f"{job.src}: {first_line(exc, with_type=True)}"
 
 
 def run_video_jobs(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vidact.errors import VidactError
+from vidact.errors import VidactError, first_line
 from vidact.io.atomic import append_line, atomic_write_text
 from vidact.models.x3d import X3DFactors
 
@@ -45,7 +45,7 @@ class Trajectory:
                 if n == len(lines):  # torn last line of a killed run: drop it
                     self._rewrite(records)
                     break
-                raise VidactError(f"{self.path}:{n}: not a trajectory record ({exc})") from None
+                raise VidactError(f"{self.path}:{n}: not a trajectory record ({first_line(exc)})") from None
         return records
 
     def _rewrite(self, records: list[dict]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tomllib
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 from vidact.runtime.device import AMP_MODES
 from vidact.train.lr import SCHEDULES
 from vidact.train.multigrid import BATCH_RULES, LR_SCALINGS, SHORT_CYCLE_RULES
@@ -308,7 +308,9 @@ def read_config_file(path: str | Path) -> dict:
             with open(path, "rb") as f:
                 values = tomllib.load(f)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise UsageError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {first_line(exc)}"
+        ) from None
     nested = [k for k, v in values.items() if isinstance(v, dict)]
     if nested:
         raise UsageError(f"{path}: tables are not used; write plain 'key = value' lines (found [{nested[0]}])")

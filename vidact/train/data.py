@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 from vidact.runtime.build import ResolvedInput, resolve_input
 from vidact.train.config import TrainConfig
 
@@ -55,5 +55,5 @@ def build_data(cfg: TrainConfig, inp: ResolvedInput) -> TrainData:
             VideoClipDataset(val_samples, train=False, num_clips=1, num_crops=1, **common) if val_samples else None
         )
     except ValueError as exc:
-        raise UsageError(f"{cfg.data}: {exc}") from None
+        raise UsageError(f"{cfg.data}: {first_line(exc)}") from None
     return TrainData(splits.classes, train_set, val_set)

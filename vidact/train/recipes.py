@@ -19,7 +19,7 @@ from importlib import resources
 
 import tomllib
 
-from vidact.errors import UsageError
+from vidact.errors import UsageError, first_line
 from vidact.runtime.distributed import launch_env
 
 AUTO, NONE = "auto", "none"
@@ -78,7 +78,7 @@ def _parse(name: str, text: str) -> Recipe:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"recipe {name}: not valid TOML: {exc}") from None
+        raise UsageError(f"recipe {name}: not valid TOML: {first_line(exc)}") from None
     meta, config = data.get("recipe"), data.get("config")
     if not isinstance(meta, dict) or not isinstance(config, dict):
         raise UsageError(f"recipe {name}: needs a [recipe] and a [config] table")
@@ -93,7 +93,7 @@ def _parse(name: str, text: str) -> Recipe:
     try:
         return Recipe(config=config, **meta)
     except TypeError as exc:
-        raise UsageError(f"recipe {name}: {exc}") from None
+        raise UsageError(f"recipe {name}: {first_line(exc)}") from None
 
 
 def recipe_names() -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidact.errors import CheckpointError
+from vidact.errors import CheckpointError, first_line
 from vidact.runtime import distributed
 from vidact.runtime.build import ResolvedInput
 from vidact.runtime.checkpoint import (
@@ -91,7 +91,9 @@ def restore_state(state: TrainState, ckpt: dict, path: Path) -> None:
     try:
         state.optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: optimizer state does not fit ({exc}); was optimizer changed?") from None
+        raise CheckpointError(
+            f"{path}: optimizer state does not fit ({first_line(exc)}); was optimizer changed?"
+        ) from None
     if ckpt.get("scaler"):
         state.scaler.load_state_dict(ckpt["scaler"])
     state.epoch, state.batch_in_epoch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))

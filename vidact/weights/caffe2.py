@@ -5,7 +5,8 @@ The Kinetics SlowFast models in PySlowFast's zoo are Caffe2 pickles ``{"blobs": 
 containers only), so a file carrying code is refused. :func:`caffe2_to_pyslowfast` renames the blobs
 to the keys PySlowFast's PyTorch models use (``s2.pathway0_res1.branch2.a_bn.weight``), which the
 converter in :mod:`vidact.weights.convert` maps onto vidact; solver blobs (``*_momentum``, ``lr``,
-iteration counters) are dropped and BatchNorm's ``num_batches_tracked`` is set to 0.
+iteration counters) are dropped. BatchNorm's ``num_batches_tracked`` counters are not in the file and
+are not invented: loaders report them as left at their initial value.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidact.errors import CheckpointError
+from vidact.errors import CheckpointError, first_line
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -47,7 +48,7 @@ def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
         with open(path, "rb") as f:
             obj = _SafeUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise CheckpointError(f"{path}: not a readable Caffe2 pickle ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable Caffe2 pickle ({first_line(exc)})") from None
     blobs = obj.get("blobs", obj) if isinstance(obj, dict) else None
     if not isinstance(blobs, dict) or not any(isinstance(v, np.ndarray) for v in blobs.values()):
         raise CheckpointError(f"{path}: a pickle without Caffe2 blobs (expected {{'blobs': {{name: array}}}})")
@@ -95,7 +96,7 @@ def caffe2_name(name: str) -> str | None:
 
 
 def caffe2_to_pyslowfast(blobs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """A PySlowFast-named state dict from Caffe2 blobs (unknown blobs dropped, BN counters added)."""
+    """A PySlowFast-named state dict from Caffe2 blobs (unknown blobs dropped; no BN counters)."""
     state: dict[str, torch.Tensor] = {}
     for name, value in blobs.items():
         key = caffe2_name(name)
@@ -103,6 +104,23 @@ def caffe2_to_pyslowfast(blobs: dict[str, np.ndarray]) -> dict[str, torch.Tensor
             state[key] = torch.from_numpy(np.ascontiguousarray(value)).float()
     if not state:
         raise CheckpointError("no Caffe2 blob has a SlowFast weight name (e.g. 'res2_0_branch2a_w')")
-    for key in [k for k in state if k.endswith(".running_mean")]:
-        state[key.removesuffix("running_mean") + "num_batches_tracked"] = torch.tensor(0)
+    return state
+
+
+def caffe2_state(blobs: dict[str, np.ndarray], arch: str) -> dict[str, torch.Tensor]:
+    """:func:`caffe2_to_pyslowfast`, each tensor in the shape vidact's ``arch`` gives it (Caffe2 blobs
+    can drop trailing unit dimensions)."""
+    from vidact.models import create_model, get_entry
+    from vidact.weights.convert import source_key
+
+    state = caffe2_to_pyslowfast(blobs)
+    entry = get_entry(arch)
+    proj = state.get("head.projection.weight")
+    with torch.device("meta"):
+        target = create_model(entry.name, num_classes=proj.shape[0] if proj is not None else 400).state_dict()
+    for key, like in target.items():
+        src = source_key(key, entry.family, "pyslowfast")
+        value = state.get(src)
+        if value is not None and tuple(value.shape) != tuple(like.shape) and value.numel() == like.numel():
+            state[src] = value.reshape(like.shape)
     return state

@@ -4,12 +4,18 @@ Each vidact key is renamed to the source's key by a short list of regex rules pe
 source); every vidact key must be found with the same shape and every source key must be
 used, otherwise a one-line :class:`CheckpointError` names the first offending key. The one
 structural difference: PyTorchVideo's X3D has no BatchNorm on res2's first shortcut (PySlowFast
-and vidact do); it is filled with an exact identity (weight 1, bias 0, mean 0, var 1 - eps).
+and vidact do); it is filled with an exact identity (weight 1, bias 0, mean 0, var 1 - eps). BatchNorm
+batch counters (``num_batches_tracked``) a file lacks (Caffe2 ``.pkl`` files hold none) are left at
+their initial value and reported, never counted as loaded.
+
+:func:`read_weights` reads every format ``--pretrained`` and ``models convert`` take: what
+``torch.load(weights_only=True)`` reads, and PySlowFast's Caffe2 ``.pkl`` pickles.
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -115,8 +121,9 @@ class ConversionReport:
     arch: str
     source: str
     num_classes: int
-    tensors: int
-    filled_identity: list[str] = field(default_factory=list)
+    tensors: int  # tensors that came from the file
+    filled_identity: list[str] = field(default_factory=list)  # BN the source has no equivalent for
+    left_at_init: list[str] = field(default_factory=list)  # BN batch counters the file lacks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,12 +194,16 @@ def convert_state_dict(
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     filled: list[str] = []
+    left: list[str] = []
     for key, like in target.items():
         src = source_key(key, entry.family, source)
         if src not in state:
             if entry.family == "x3d" and source == "pytorchvideo" and ".branch1_bn." in key:
                 out[key] = _identity_bn(key, torch.empty(like.shape, dtype=like.dtype))
                 filled.append(key)
+                continue
+            if key.endswith(".num_batches_tracked"):
+                left.append(key)
                 continue
             raise CheckpointError(f"missing key {src!r} (vidact {key!r}): checkpoint does not fit {arch}")
         value = state[src]
@@ -206,7 +217,31 @@ def convert_state_dict(
     extra = [k for k in state if k not in used]
     if extra:
         raise CheckpointError(f"unexpected key {extra[0]!r} ({len(extra)} unused): checkpoint does not fit {arch}")
-    return out, ConversionReport(entry.name, source, int(num_classes), len(out), filled)
+    return out, ConversionReport(entry.name, source, int(num_classes), len(used), filled, left)
+
+
+def read_weights(path: Path) -> tuple[str, object]:
+    """``(kind, object)``: ``torch`` for what ``torch.load(weights_only=True)`` reads, ``caffe2`` for a blobs pickle."""
+    try:
+        return "torch", load_weights_only(path)
+    except CheckpointError:
+        if path.suffix != ".pkl" or zipfile.is_zipfile(path):
+            raise
+    from vidact.weights.caffe2 import read_caffe2_pickle
+
+    return "caffe2", read_caffe2_pickle(path)
+
+
+def foreign_state(obj, kind: str, arch: str, source: str = "auto") -> tuple[object, str]:
+    """What :func:`convert_state_dict` takes from what :func:`read_weights` read: Caffe2 blobs become a
+    PySlowFast state dict (shapes fitted to ``arch``)."""
+    if kind != "caffe2":
+        return obj, source
+    if source not in ("auto", "pyslowfast"):
+        raise UsageError(f"a Caffe2 .pkl is a PySlowFast checkpoint, not --from {source}")
+    from vidact.weights.caffe2 import caffe2_state
+
+    return caffe2_state(obj, arch), "pyslowfast"
 
 
 def convert_checkpoint(
@@ -216,11 +251,14 @@ def convert_checkpoint(
     src = Path(src)
     if not src.is_file():
         raise UsageError(f"{src}: checkpoint not found")
-    raw = load_weights_only(src)
+    kind, raw = read_weights(src)
     try:
+        raw, source = foreign_state(raw, kind, get_entry(arch).name, source)
         state, report = convert_state_dict(raw, arch, source)
     except CheckpointError as exc:
         raise CheckpointError(f"{src}: {exc}") from None
+    for key in report.left_at_init:  # a vidact checkpoint holds every tensor: counters at their start, 0
+        state[key] = torch.tensor(0)
     if classes is None:
         classes = [str(i) for i in range(report.num_classes)]
     elif len(classes) != report.num_classes:

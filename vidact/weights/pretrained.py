@@ -11,7 +11,6 @@ fresh initialisation. Weights of another architecture are refused with one line 
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from torch import nn
 
 from vidact.errors import CheckpointError, UsageError
 from vidact.io.download import Fetched, fetch, is_url
-from vidact.io.torchfile import load_weights_only
 from vidact.models import get_entry
 from vidact.weights.zoo import IMAGENET, ZooEntry, get_zoo_entry, imagenet_entry, zoo_names
 
@@ -38,7 +36,7 @@ class PretrainedReport:
     format: str
     source_arch: str
     source_classes: int
-    loaded: int = 0
+    loaded: int = 0  # tensors copied from the file
     replaced: list[str] = field(default_factory=list)  # classifier tensors re-initialised (other class count)
     left_at_init: list[str] = field(default_factory=list)  # tensors the file lacks (BN counters only)
     identity_filled: list[str] = field(default_factory=list)  # BN the source has no equivalent for
@@ -114,18 +112,6 @@ def resolve(source: str, arch: str, *, progress: bool | None = None) -> tuple[Fe
 
 
 # --------------------------------------------------------------------------- reading and converting
-def read_weights(path: Path) -> tuple[str, object]:
-    """``(kind, object)``: ``torch`` for what ``torch.load(weights_only=True)`` reads, ``caffe2`` for a blobs pickle."""
-    try:
-        return "torch", load_weights_only(path)
-    except CheckpointError:
-        if path.suffix != ".pkl" or zipfile.is_zipfile(path):
-            raise
-    from vidact.weights.caffe2 import read_caffe2_pickle
-
-    return "caffe2", read_caffe2_pickle(path)
-
-
 def _is_googlenet_2d(obj) -> bool:
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     return (
@@ -134,25 +120,6 @@ def _is_googlenet_2d(obj) -> bool:
         and state["conv1.conv.weight"].dim() == 4
         and "inception3a.branch1.conv.weight" in state
     )
-
-
-def _reshape_caffe2(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-    """Caffe2 blobs can drop trailing unit dims; give each the shape its vidact tensor has."""
-    from vidact.models import create_model
-    from vidact.weights.convert import source_key
-
-    entry = get_entry(arch)
-    proj = state.get("head.projection.weight")
-    classes = proj.shape[0] if proj is not None else 400
-    with torch.device("meta"):
-        target = create_model(entry.name, num_classes=classes).state_dict()
-    out = dict(state)
-    for key, like in target.items():
-        src = source_key(key, entry.family, "pyslowfast")
-        value = out.get(src)
-        if value is not None and tuple(value.shape) != tuple(like.shape) and value.numel() == like.numel():
-            out[src] = value.reshape(like.shape)
-    return out
 
 
 def source_state(
@@ -183,14 +150,10 @@ def source_state(
             f"{path}: not a vidact checkpoint of {entry.name} (foreign PyTorchVideo/PySlowFast "
             f"weights exist for the x3d and slowfast families only)"
         )
-    from vidact.weights.convert import convert_state_dict
+    from vidact.weights.convert import convert_state_dict, foreign_state
 
-    source = "auto"
-    if kind == "caffe2":
-        from vidact.weights.caffe2 import caffe2_to_pyslowfast
-
-        obj, source = _reshape_caffe2(caffe2_to_pyslowfast(obj), entry.name), "pyslowfast"
     try:
+        obj, source = foreign_state(obj, kind, entry.name)
         state, report = convert_state_dict(obj, entry.name, source)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
@@ -229,11 +192,14 @@ def load_pretrained(
 ) -> PretrainedReport:
     """Initialise ``model`` (built as ``rebuild(n)``) from ``source``; returns what was loaded and replaced."""
     fetched, zoo = resolve(source, arch, progress=progress)
+    from vidact.weights.convert import read_weights
+
     kind, obj = read_weights(fetched.path)
     state, fmt, source_arch, filled = source_state(obj, kind, arch, model, fetched.path)
     head = classifier_keys(model, rebuild)
     source_classes = next((int(state[k].shape[0]) for k in head if k in state), -1)
     loaded, replaced, left = load_into(model, state, head, fetched.path)
+    loaded -= len([k for k in filled if k not in replaced])  # made here, not read from the file
     return PretrainedReport(
         source=source,
         path=str(fetched.path),
