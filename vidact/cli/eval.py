@@ -40,8 +40,20 @@ def evaluate(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by vidact train (RUN/best.pt)."),
     data: Path | None = typer.Option(None, "--data", help="Data set folder (default: the one it was trained on)."),
     split: str = typer.Option("val", "--split", help="Which split to test: train, val or test."),
-    clips: int = typer.Option(1, "--clips", help="Uniform clips per video (K)."),
-    crops: int = typer.Option(1, "--crops", help="Spatial crops per clip (C): 1 centre or 3 along the long side."),
+    protocol: str = typer.Option(
+        "auto",
+        "--protocol",
+        help="Test views: vidact, pyslowfast or pytorchvideo (the publishers' 10x3 test), or auto "
+        "(the checkpoint's zoo row or recipe, else vidact).",
+    ),
+    clips: int | None = typer.Option(None, "--clips", help="Clips per video (K); default: the protocol's."),
+    crops: int | None = typer.Option(
+        None, "--crops", help="Spatial crops per clip (C): 1 centre or 3 along the long side; default: the protocol's."
+    ),
+    crop_size: int = typer.Option(
+        0, "--crop-size", help="Test crop (default: the protocol's, else the training crop)."
+    ),
+    short_side: int = typer.Option(0, "--short-side", help="Short side before cropping (default: the crop)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Views per batch."),
     workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
     device: DeviceChoice = "auto",
@@ -54,7 +66,12 @@ def evaluate(
 ) -> None:
     """Multi-view test (K clips x C crops, softmax-then-mean): clip/video top-1/top-5, per-class table.
 
+    --protocol pyslowfast / pytorchvideo place the views as the publishers' test loaders do (10 clips
+    x 3 crops at the crop the zoo row was published at); a converted zoo checkpoint picks its own.
+
     Example: vidact eval runs/c3d/best.pt --data data/synth --clips 10 --crops 3 --save-scores c3d.npz
+
+    Example: vidact eval x3d_xs.pt --data kinetics400/ --protocol pyslowfast
     """
     from vidact.evaluate.multiview import evaluate_checkpoint
 
@@ -62,8 +79,11 @@ def evaluate(
         checkpoint,
         data,
         split=split,
+        protocol=protocol,
         clips=clips,
         crops=crops,
+        crop_size=crop_size,
+        short_side=short_side,
         batch_size=batch_size,
         workers=workers,
         device=device,
@@ -84,9 +104,11 @@ def evaluate(
         print_json(report)
         finish(1 if failed else 0)
         return
+    test = report["protocol"]
     table = Table(
         title=f"{report['arch']} on {report['split']} ({report['videos']} videos, "
-        f"{report['clips']}x{report['crops']} views, {report['aggregation']})"
+        f"{report['clips']}x{report['crops']} views at {test['crop_size']} px, {test['name']} protocol, "
+        f"{report['aggregation']})"
     )
     for col in ("class", "support", "correct", "accuracy"):
         table.add_column(col, justify="left" if col == "class" else "right")

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from vidact.data import sampling, transforms, views
 from vidact.data.annotations import Sample
+from vidact.data.protocols import EvalProtocol
 from vidact.errors import VidactError, VideoDecodeError, first_line
 from vidact.io import flowio, frames
 from vidact.io.video import decode_frames, probe
@@ -127,6 +128,7 @@ class VideoClipDataset(Dataset):
         std: tuple[float, float, float] = transforms.RGB_STD,
         flow_scale: float = transforms.FLOW_SCALE,
         hflip: bool = True,
+        protocol: EvalProtocol | None = None,
     ):
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}; got {modality!r}")
@@ -152,9 +154,11 @@ class VideoClipDataset(Dataset):
         self.max_retries = max_retries
         self.hflip = hflip  # off for data whose classes depend on left/right (synthetic motion, SSv2)
         self.mean, self.std, self.flow_scale = tuple(mean), tuple(std), float(flow_scale)
+        self.protocol = protocol  # test views: which frames and crops (default: vidact's own)
         self._skipped = multiprocessing.Value("q", 0)  # shared with forked/spawned workers
         self._epoch = multiprocessing.Value("q", 0)
         self._counts: dict[tuple[str, bool], int] = {}
+        self._rates: dict[str, float] = {}
         self._sources: dict[str, str] = {}
         self._flow_dirs: dict[int, Path] = {}
         self._bad: dict[int, str] = {}
@@ -200,7 +204,8 @@ class VideoClipDataset(Dataset):
             if is_flow:
                 n = flowio.count_flow(path)
             elif kind == VIDEO:
-                n = probe(path).num_frames
+                info = probe(path)
+                n, self._rates[path] = info.num_frames, info.fps
             elif kind == FRAMES:
                 n = frames.count_frames(path)
             else:
@@ -209,6 +214,12 @@ class VideoClipDataset(Dataset):
                 raise VideoDecodeError(path, "no frames")
             self._counts[(path, is_flow)] = n
         return self._counts[(path, is_flow)]
+
+    def _fps(self, path: str) -> float:
+        """Frame rate of a video file (probed once); 0 for frame folders (a protocol then assumes 30)."""
+        if path not in self._rates:
+            self._rates[path] = probe(path, count_frames=False).fps if self._source(path) == VIDEO else 0.0
+        return self._rates[path]
 
     def _flow_dir(self, video: int) -> str:
         sample = self.samples[video]
@@ -235,7 +246,7 @@ class VideoClipDataset(Dataset):
     def _spec(self, spec: ClipSpec | None) -> ClipSpec:
         return spec if spec is not None else self.default_spec
 
-    def _indices(self, n: int, spec: ClipSpec, clip: int, rng: np.random.Generator) -> np.ndarray:
+    def _indices(self, n: int, spec: ClipSpec, clip: int, rng: np.random.Generator, fps: float) -> np.ndarray:
         t, stride = spec.num_frames, spec.stride
         if self.train:
             if self.sampler == "random":
@@ -247,10 +258,14 @@ class VideoClipDataset(Dataset):
             return sampling.dense_clip(n, t, rng)
         if self.sampler == "tsn":
             return sampling.tsn_segments(n, t, offset=(clip + 0.5) / self.num_clips)
+        if self.protocol is not None and self.sampler != "dense":
+            return self.protocol.clip_indices(n, fps, t, stride, clip, self.num_clips)
         return sampling.uniform_clips(n, t, 1 if self.sampler == "dense" else stride, self.num_clips)[clip]
 
     def _spatial(self, spec: ClipSpec, crop: int, rng: np.random.Generator) -> views.SpatialParams:
         if not self.train:
+            if self.protocol is not None:
+                return self.protocol.view(crop, self.num_crops, spec.crop_size)
             return views.eval_view(spec.crop_size, crop, self.num_crops)
         return views.train_view(
             rng, spec.crop_size, self.scale_range, base_crop_size=self.default_spec.crop_size, hflip=self.hflip
@@ -272,7 +287,9 @@ class VideoClipDataset(Dataset):
         if self.modality in ("flow", "rgb+flow"):
             streams.append((self._flow_dir(video), True))
             counts.append(self._count(streams[-1][0], True))
-        indices = self._indices(min(counts), spec, clip, rng)
+        timed = self.protocol is not None and not self.train and self.modality != "flow"
+        fps = self._fps(sample.path) if timed else 0.0  # a protocol samples by time
+        indices = self._indices(min(counts), spec, clip, rng, fps)
         return ClipPlan(video, tuple(streams), indices, self._spatial(spec, crop, rng))
 
     def _item_rng(self, index: int, attempt: int) -> np.random.Generator:

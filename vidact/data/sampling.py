@@ -7,7 +7,11 @@ than the clip is padded by repeating its last frame.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
+import torch
 
 
 def _check(num_video_frames: int, num_frames: int, stride: int = 1) -> None:
@@ -95,3 +99,62 @@ def tsn_segments(
     else:
         idx = lo + np.rint(offset * (hi - lo)).astype(np.int64)
     return np.clip(idx, 0, num_video_frames - 1)
+
+
+# The frame rate the publishers' sampling rates are given at (PySlowFast's DATA.TARGET_FPS).
+TARGET_FPS = 30.0
+
+
+def pyslowfast_test_clip(
+    num_video_frames: int,
+    fps: float,
+    num_frames: int,
+    sampling_rate: int,
+    clip: int,
+    num_clips: int,
+    target_fps: float = TARGET_FPS,
+) -> np.ndarray:
+    """Test clip ``clip`` of ``num_clips`` as PySlowFast's Kinetics test loader picks it (PyAV decoding).
+
+    The clip spans ``sampling_rate * num_frames`` frames at ``target_fps``, i.e. ``span = sampling_rate
+    * num_frames * fps / target_fps`` frames of this video (a float); clip ``k`` starts at ``start =
+    max(N - span, 0) * k / num_clips``. The frames whose index lies in ``[start, start + span - 1]`` are
+    decoded, plus the next one, and of those ``linspace(0, span - 1, num_frames)`` (float32, clipped to
+    the decoded frames, truncated) are taken. Frame ``j`` is at time ``j / fps``, and the container's
+    time base resolves a tenth of a frame (as MP4's does), so the first decoded frame is ``ceil(start)``.
+    """
+    _check(num_video_frames, num_frames, sampling_rate)
+    fps = fps or target_fps
+    span = sampling_rate * num_frames * fps / target_fps
+    start = max(num_video_frames - span, 0.0) * clip / num_clips
+    first = min(math.ceil(start - 1e-9), num_video_frames - 1)
+    last = min(math.floor(start + span - 1 + 1e-9) + 1, num_video_frames - 1)
+    offsets = torch.linspace(0, span - 1, num_frames).clamp(0, last - first).long().numpy()
+    return first + offsets
+
+
+def pytorchvideo_test_clip(
+    num_video_frames: int,
+    fps: float,
+    num_frames: int,
+    sampling_rate: int,
+    clip: int,
+    num_clips: int,
+    target_fps: float = TARGET_FPS,
+) -> np.ndarray:
+    """Test clip ``clip`` of ``num_clips`` as PyTorchVideo's data API picks it (PySlowFast's
+    ``Ptvkinetics``: ``ConstantClipsPerVideoSampler``, then ``UniformTemporalSubsample``).
+
+    The clip lasts ``sampling_rate * num_frames / target_fps`` seconds and starts at ``max(duration -
+    that, 0) * k / num_clips`` (exact fractions); the frames whose time ``j / fps`` lies in ``[start,
+    end)`` are decoded and ``linspace(0, n - 1, num_frames)`` of them (float32, truncated) are taken.
+    """
+    _check(num_video_frames, num_frames, sampling_rate)
+    rate = Fraction(fps or target_fps).limit_denominator(1001)
+    length = Fraction(sampling_rate * num_frames) / Fraction(target_fps).limit_denominator(1001)
+    start = max(Fraction(num_video_frames) / rate - length, Fraction(0)) * clip / num_clips
+    first = min(math.ceil(start * rate), num_video_frames - 1)
+    stop = max(min(math.ceil((start + length) * rate), num_video_frames), first + 1)
+    n = stop - first
+    offsets = torch.linspace(0, n - 1, num_frames).clamp(0, n - 1).long().numpy()
+    return first + offsets

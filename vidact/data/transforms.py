@@ -11,6 +11,8 @@ horizontal flip negates the x component.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -78,6 +80,21 @@ def resize(x: torch.Tensor, height: int, width: int, *, is_flow: bool = False) -
     return out
 
 
+def publisher_short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """An RGB clip as float pixels in [0, 1], its shorter side scaled to ``size`` as PySlowFast's and
+    PyTorchVideo's test transforms scale it: the long side ``floor(long / short * size)``, bilinear
+    ``F.interpolate`` (``align_corners=False``, no antialiasing) on float pixels; a clip already at
+    ``size`` is kept. (They normalise before resizing; bilinear weights sum to one, so the order
+    changes only float rounding.)"""
+    _check_clip(x)
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    h, w = x.shape[-2:]
+    if min(h, w) == size:
+        return x
+    height, width = (int(math.floor(h / w * size)), size) if w < h else (size, int(math.floor(w / h * size)))
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
 def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> torch.Tensor:
     """Resize so the shorter side is ``size`` (dtype kept)."""
     _check_clip(x)
@@ -85,19 +102,23 @@ def short_side_scale(x: torch.Tensor, size: int, *, is_flow: bool = False) -> to
     return resize(x, height, width, is_flow=is_flow)
 
 
-def crop_at(x: torch.Tensor, size: int | tuple[int, int], top: float, left: float) -> torch.Tensor:
+def crop_at(
+    x: torch.Tensor, size: int | tuple[int, int], top: float, left: float, *, round_up: bool = False
+) -> torch.Tensor:
     """A ``size`` crop whose offset is the fraction ``top``/``left`` (0..1) of the free room.
 
     Fractions rather than pixels let an RGB and a flow clip of different resolutions be
-    cropped at matching places.
+    cropped at matching places. ``round_up``: pixel offsets rounded up, as the publishers'
+    ``uniform_crop`` centres (``ceil(free / 2)``), instead of to the nearest.
     """
     _check_clip(x)
     ch, cw = _pair(size)
     h, w = x.shape[-2:]
     if ch > h or cw > w:
         raise ValueError(f"crop {ch}x{cw} is larger than the frame {h}x{w}")
-    y0 = int(round(top * (h - ch)))
-    x0 = int(round(left * (w - cw)))
+    place = math.ceil if round_up else round
+    y0 = int(place(top * (h - ch)))
+    x0 = int(place(left * (w - cw)))
     return x[..., y0 : y0 + ch, x0 : x0 + cw]
 
 

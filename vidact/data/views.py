@@ -9,6 +9,11 @@ so an RGB clip and a flow clip of another resolution are cropped at matching pla
 - test (:func:`eval_view`): the short side scaled to ``short_side`` (default: the crop
   size), crop ``k`` of ``num_crops`` along the longer side (:func:`crop_positions`:
   1 -> centre, 3 -> left/centre/right, or top/centre/bottom on a portrait frame).
+
+A ``publisher`` test view resizes as PySlowFast's and PyTorchVideo's test transforms do
+(:func:`vidact.data.transforms.publisher_short_side_scale`: pixels in [0, 1] as float, bilinear
+without antialiasing, the long side floored) and places crops as their ``uniform_crop`` does (offsets
+rounded up); vidact's own views resize uint8 frames with OpenCV's area filter.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class SpatialParams:
     left: float
     flip: bool
     long_side: float | None = None
+    publisher: bool = False  # resize and place crops as PySlowFast / PyTorchVideo test transforms do
 
     def crop_offsets(self, height: int, width: int) -> tuple[float, float]:
         """(top, left) crop fractions for a scaled frame of ``height`` x ``width``."""
@@ -75,22 +81,32 @@ def train_view(
     return SpatialParams(short, crop_size, float(rng.random()), float(rng.random()), flip)
 
 
-def eval_view(crop_size: int, crop: int = 0, num_crops: int = 1, *, short_side: int | None = None) -> SpatialParams:
+def eval_view(
+    crop_size: int, crop: int = 0, num_crops: int = 1, *, short_side: int | None = None, publisher: bool = False
+) -> SpatialParams:
     """Test view ``crop`` of ``num_crops``: short side to ``short_side`` (default ``crop_size``), crop along it.
 
     The crop is centred across the longer side and moves along it through
-    :func:`crop_positions`; no flip.
+    :func:`crop_positions`; no flip. ``publisher``: the publishers' resize and crop rounding.
     """
     if not 0 <= crop < num_crops:
         raise ValueError(f"crop {crop} out of range ({num_crops} crops)")
     short = short_side if short_side is not None else crop_size
     if short < crop_size:
         raise ValueError(f"short side {short} is smaller than the crop {crop_size}")
-    return SpatialParams(short, crop_size, 0.5, 0.5, False, long_side=crop_positions(num_crops)[crop])
+    return SpatialParams(
+        short, crop_size, 0.5, 0.5, False, long_side=crop_positions(num_crops)[crop], publisher=publisher
+    )
 
 
 def apply_view(x: torch.Tensor, p: SpatialParams, *, is_flow: bool = False) -> torch.Tensor:
-    """Scale, crop and flip a clip (C, T, H, W) as ``p`` says; the dtype is kept (no normalisation)."""
+    """Scale, crop and flip a clip (C, T, H, W) as ``p`` says; the dtype is kept (no normalisation), except
+    in a publisher view, which gives float pixels in [0, 1]."""
+    if p.publisher:
+        if is_flow:
+            raise ValueError("the publishers' test views are for RGB clips")
+        x = transforms.publisher_short_side_scale(x, p.short_side)
+        return transforms.crop_at(x, p.crop_size, *p.crop_offsets(*x.shape[-2:]), round_up=True)
     x = transforms.short_side_scale(x, p.short_side, is_flow=is_flow)
     x = transforms.crop_at(x, p.crop_size, *p.crop_offsets(*x.shape[-2:]))
     return transforms.horizontal_flip(x, is_flow=is_flow) if p.flip else x

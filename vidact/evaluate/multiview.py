@@ -186,8 +186,11 @@ def evaluate_checkpoint(
     data: str | Path | None = None,
     *,
     split: str = "val",
-    clips: int = 1,
-    crops: int = 1,
+    protocol: str = "auto",
+    clips: int | None = None,
+    crops: int | None = None,
+    crop_size: int = 0,
+    short_side: int = 0,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "auto",
@@ -196,11 +199,17 @@ def evaluate_checkpoint(
     save_scores: str | Path | None = None,
     progress: bool | None = None,
 ) -> dict:
-    """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz."""
+    """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz.
+
+    ``protocol`` (:mod:`vidact.evaluate.protocol`) places the views; ``clips``/``crops`` (default: the
+    protocol's), ``crop_size`` and ``short_side`` (default: the protocol's, else the training crop)
+    override it.
+    """
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
     from vidact.data.loader import make_loader
     from vidact.evaluate.metrics import plot_confusion
+    from vidact.evaluate.protocol import checkpoint_protocol
     from vidact.io.progress import make_progress
     from vidact.runtime.build import model_from_checkpoint
     from vidact.runtime.checkpoint import check_classes, load_checkpoint
@@ -208,8 +217,6 @@ def evaluate_checkpoint(
 
     if method not in AGGREGATIONS:
         raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")
-    if clips < 1 or crops < 1:
-        raise UsageError(f"--clips and --crops must be at least 1, got {clips} and {crops}")
     checkpoint = Path(checkpoint)
     out_dir = _writable_folder(Path(out_dir) if out_dir else checkpoint.parent)
     if save_scores:
@@ -224,6 +231,12 @@ def evaluate_checkpoint(
     check_classes(ckpt, splits.classes, checkpoint, data)
     dev = select_device(device)
     model, inp = model_from_checkpoint(ckpt, checkpoint, dev)
+    chosen, origin = checkpoint_protocol(
+        ckpt, inp.size, protocol, clips=clips, crops=crops, crop_size=crop_size, short_side=short_side
+    )
+    if chosen.publisher and inp.modality != "rgb":
+        raise UsageError(f"the {chosen.name} protocol tests RGB models; {checkpoint} is a {inp.modality} model")
+    clips, crops = chosen.clips, chosen.crops
     flow_root = cfg.get("flow_root") or None
     if not splits.split(split):
         raise UsageError(f"{data / (split + '.csv')}: no samples listed")
@@ -233,12 +246,13 @@ def evaluate_checkpoint(
             modality=inp.modality,
             num_frames=inp.frames,
             stride=inp.stride,
-            crop_size=inp.size,
+            crop_size=chosen.crop_size or inp.size,
             train=False,
             num_clips=clips,
             num_crops=crops,
             flow_root=flow_root,
             data_root=data if flow_root else None,
+            protocol=chosen,
         )
     except ValueError as exc:
         raise UsageError(f"{data}: {first_line(exc)}") from None
@@ -258,6 +272,7 @@ def evaluate_checkpoint(
         "clips": clips,
         "crops": crops,
         "modality": inp.modality,
+        "protocol": chosen.to_dict(),
     }
     report = evaluate_scores(scores, splits.classes, method)
     report.update(
@@ -268,6 +283,7 @@ def evaluate_checkpoint(
             "split": split,
             "clips": clips,
             "crops": crops,
+            "protocol": {**chosen.to_dict(), "crop_size": chosen.crop_size or inp.size, "from": origin},
             "skipped": dataset.skipped,
             "unreadable_videos": len(dataset.samples) - report["videos"],
         }

@@ -105,22 +105,3 @@ def caffe2_to_pyslowfast(blobs: dict[str, np.ndarray]) -> dict[str, torch.Tensor
     if not state:
         raise CheckpointError("no Caffe2 blob has a SlowFast weight name (e.g. 'res2_0_branch2a_w')")
     return state
-
-
-def caffe2_state(blobs: dict[str, np.ndarray], arch: str) -> dict[str, torch.Tensor]:
-    """:func:`caffe2_to_pyslowfast`, each tensor in the shape vidact's ``arch`` gives it (Caffe2 blobs
-    can drop trailing unit dimensions)."""
-    from vidact.models import create_model, get_entry
-    from vidact.weights.convert import source_key
-
-    state = caffe2_to_pyslowfast(blobs)
-    entry = get_entry(arch)
-    proj = state.get("head.projection.weight")
-    with torch.device("meta"):
-        target = create_model(entry.name, num_classes=proj.shape[0] if proj is not None else 400).state_dict()
-    for key, like in target.items():
-        src = source_key(key, entry.family, "pyslowfast")
-        value = state.get(src)
-        if value is not None and tuple(value.shape) != tuple(like.shape) and value.numel() == like.numel():
-            state[src] = value.reshape(like.shape)
-    return state

@@ -124,6 +124,7 @@ class ConversionReport:
     tensors: int  # tensors that came from the file
     filled_identity: list[str] = field(default_factory=list)  # BN the source has no equivalent for
     left_at_init: list[str] = field(default_factory=list)  # BN batch counters the file lacks
+    test_protocol: dict = field(default_factory=dict)  # the publisher's test the checkpoint records
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -239,9 +240,19 @@ def foreign_state(obj, kind: str, arch: str, source: str = "auto") -> tuple[obje
         return obj, source
     if source not in ("auto", "pyslowfast"):
         raise UsageError(f"a Caffe2 .pkl is a PySlowFast checkpoint, not --from {source}")
-    from vidact.weights.caffe2 import caffe2_state
+    from vidact.weights.caffe2 import caffe2_to_pyslowfast
 
-    return caffe2_state(obj, arch), "pyslowfast"
+    state = caffe2_to_pyslowfast(obj)
+    entry = get_entry(arch)
+    proj = state.get("head.projection.weight")
+    with torch.device("meta"):
+        target = create_model(entry.name, num_classes=proj.shape[0] if proj is not None else 400).state_dict()
+    for key, like in target.items():  # Caffe2 blobs can drop trailing unit dimensions
+        src = source_key(key, entry.family, "pyslowfast")
+        value = state.get(src)
+        if value is not None and tuple(value.shape) != tuple(like.shape) and value.numel() == like.numel():
+            state[src] = value.reshape(like.shape)
+    return state, "pyslowfast"
 
 
 def convert_checkpoint(
@@ -264,11 +275,21 @@ def convert_checkpoint(
     elif len(classes) != report.num_classes:
         raise UsageError(f"{len(classes)} class names given but the checkpoint has {report.num_classes} classes")
     entry = get_entry(arch)
+    from vidact.weights.zoo import published_test
+
+    row = published_test(entry.name, report.source)
+    test = {"name": report.source, "crop_size": row.test_crop, "short_side": row.test_crop} if row else {}
+    report.test_protocol = test
     save_checkpoint(
         dst,
         arch=entry.name,
         classes=list(classes),
-        config={"arch": entry.name, "num_classes": report.num_classes, "converted_from": report.source},
+        config={
+            "arch": entry.name,
+            "num_classes": report.num_classes,
+            "converted_from": report.source,
+            "test_protocol": test,
+        },
         input=asdict(entry.input),
         model=state,
     )

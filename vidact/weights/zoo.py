@@ -39,9 +39,17 @@ class ZooEntry:
     format: str = ""  # file format: pyslowfast .pyth, pyslowfast-caffe2 .pkl, pytorchvideo .pyth, torchvision
     page: str = ""
     note: str = ""
+    test_crop: int = 0  # the crop (and short side) the published figure was tested at; 0: not a video test
+    protocol: str = ""  # the test protocol the figure comes from (vidact.data.protocols)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# TEST_CROP_SIZE of the publishers' configs (PySlowFast configs/Kinetics/*.yaml, which PyTorchVideo's
+# zoo was also tested with): X3D-XS/S 182, X3D-M 256, X3D-L 356, every SlowFast/I3D/C2D R50/R101 256.
+TEST_CROPS = {"x3d-xs": 182, "x3d-s": 182, "x3d-m": 256, "x3d-l": 356}
+RESNET_TEST_CROP = 256
 
 
 def _pysf_x3d(size: str, top1_10: float, top1_30: float, frames: str) -> ZooEntry:
@@ -57,6 +65,8 @@ def _pysf_x3d(size: str, top1_10: float, top1_30: float, frames: str) -> ZooEntr
         format="pyslowfast",
         page=PYSLOWFAST_PAGE,
         note=f"{top1_10} with 10 views",
+        test_crop=TEST_CROPS[f"x3d-{size}"],
+        protocol="pyslowfast",
     )
 
 
@@ -73,6 +83,8 @@ def _ptv(name: str, arch: str | None, top1: float, file: str, frames: str, note:
         format="pytorchvideo",
         page=PYTORCHVIDEO_PAGE,
         note=note,
+        test_crop=TEST_CROPS.get(f"x3d-{name.removeprefix('x3d-')}", RESNET_TEST_CROP),
+        protocol="pytorchvideo",
     )
 
 
@@ -89,6 +101,8 @@ def _pysf_c2(name: str, arch: str | None, top1: float, file: str, frames: str, n
         format="pyslowfast-caffe2",
         page=PYSLOWFAST_PAGE,
         note=note,
+        test_crop=RESNET_TEST_CROP,
+        protocol="pyslowfast",
     )
 
 
@@ -155,6 +169,14 @@ def imagenet_entry(arch: str, family: str) -> ZooEntry:
             f"not {arch!r} ({family})"
         )
     return get_zoo_entry(name)
+
+
+def published_test(arch: str, source: str = "") -> ZooEntry | None:
+    """The zoo row of ``arch`` (from ``source``, PySlowFast first otherwise) whose test a checkpoint of
+    that architecture reproduces; None when no video zoo row has that architecture."""
+    rows = [e for e in ZOO if e.arch == arch and e.test_crop and (not source or e.source == source)]
+    rows.sort(key=lambda e: e.source != "pyslowfast")
+    return rows[0] if rows else None
 
 
 def zoo_rows(arch: str | None = None) -> list[dict]:
