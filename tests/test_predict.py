@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers.tiny_model import make_checkpoint
 
-from vidact.predict.video import predict_video, window_ranges
+from vidact.predict.video import predict_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = ["move_left", "move_right", "move_up", "move_down"]
@@ -23,11 +23,6 @@ def ckpt(tmp_path):
 @pytest.fixture
 def video(synth_dir):
     return synth_dir / "videos" / "move_up" / "move_up_0003.mp4"
-
-
-def test_window_ranges_cover_the_video():
-    assert window_ranges(16, 25.0, 0.2) == [(0, 5), (5, 10), (10, 15), (15, 16)]
-    assert window_ranges(10, 25.0, 10.0) == [(0, 10)]
 
 
 def test_predict_whole_video_matches_the_model(ckpt, video):
@@ -61,24 +56,24 @@ def test_predict_whole_video_matches_the_model(ckpt, video):
 
 
 def test_a_predicted_clip_is_the_datasets_test_view(video):
-    from vidact.data import sampling
+    from vidact.data import sampling, views
     from vidact.data.annotations import Sample
     from vidact.data.dataset import VideoClipDataset
     from vidact.predict.video import _clip_tensor
-    from vidact.runtime.build import ResolvedInput
 
-    inp = ResolvedInput("rgb", 3, frames=4, size=24, stride=2)
     ds = VideoClipDataset([Sample(str(video), 0)], num_frames=4, stride=2, crop_size=24, train=False, num_clips=3)
-    for k, idx in enumerate(sampling.uniform_clips(16, inp.frames, inp.stride, 3)):
-        assert torch.equal(_clip_tensor(str(video), idx, inp), ds[k]["video"])
+    for k, idx in enumerate(sampling.uniform_clips(16, 4, 2, 3)):
+        assert torch.equal(_clip_tensor(str(video), idx, views.eval_view(24)), ds[k]["video"])
 
 
 def test_predict_cli_windows(cli, ckpt, video):
     r = cli("predict", ckpt, video, "--topk", "2", "--window", "0.2", "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
+    # 16 frames at 25 fps, windows of 5 frames: [0, 5), [5, 10), [10, 15), then the last 5 frames [11, 16)
     assert len(out["top"]) == 2 and len(out["windows"]) == 4
-    assert [w["start"] for w in out["windows"]] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert [w["frames"] for w in out["windows"]] == [[0, 4], [5, 9], [10, 14], [11, 15]]
+    assert [w["start"] for w in out["windows"]] == pytest.approx([0.0, 0.2, 0.4, 0.44])
     assert all(len(w["top"]) == 2 and w["top"][0]["prob"] >= w["top"][1]["prob"] for w in out["windows"])
     r = cli("predict", ckpt, video, "--topk", "1")
     assert r.exit_code == 0 and r.stdout.startswith(f"{video}: ")

@@ -105,7 +105,7 @@ def test_features_are_the_pooled_pre_logits(cli, x3d_ckpt, synth_dir, tmp_path):
     from vidact.data import sampling
     from vidact.predict.video import _clip_tensor
 
-    x = torch.stack([_clip_tensor(str(videos[0]), idx, p.inp) for idx in sampling.uniform_clips(16, 4, 2, 2)])
+    x = torch.stack([_clip_tensor(str(videos[0]), idx, p.view()) for idx in sampling.uniform_clips(16, 4, 2, 2)])
     with torch.no_grad():
         logits = p.model(x).mean(0)
         projected = p.model.head.projection(torch.from_numpy(one))

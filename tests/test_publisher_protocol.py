@@ -216,9 +216,9 @@ def test_three_crops_equal_the_table_and_pytorchvideos_functions():
 
 # ----------------------------------------------------------------------------- choosing the protocol
 def test_the_protocol_comes_from_the_zoo_row_the_recipe_or_the_option(tmp_path):
-    from vidact.evaluate.protocol import checkpoint_protocol
     from vidact.runtime.checkpoint import load_checkpoint
     from vidact.weights.convert import convert_checkpoint
+    from vidact.weights.test_protocol import checkpoint_protocol
 
     path = tmp_path / "X3D_XS.pyth"
     torch.save({"model_state": ptv_x3d.create_x3d(input_clip_length=4, input_crop_size=160).state_dict()}, path)

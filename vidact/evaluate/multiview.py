@@ -201,7 +201,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Multi-view test of a checkpoint on a split: report dict, ``confusion.png``, optional scores npz.
 
-    ``protocol`` (:mod:`vidact.evaluate.protocol`) places the views; ``clips``/``crops`` (default: the
+    ``protocol`` (:mod:`vidact.weights.test_protocol`) places the views; ``clips``/``crops`` (default: the
     protocol's), ``crop_size`` and ``short_side`` (default: the protocol's, else the training crop)
     override it.
     """
@@ -209,11 +209,11 @@ def evaluate_checkpoint(
     from vidact.data.dataset import VideoClipDataset
     from vidact.data.loader import make_loader
     from vidact.evaluate.metrics import plot_confusion
-    from vidact.evaluate.protocol import checkpoint_protocol
     from vidact.io.progress import make_progress
     from vidact.runtime.build import model_from_checkpoint
     from vidact.runtime.checkpoint import check_classes, load_checkpoint
     from vidact.runtime.device import select_device
+    from vidact.weights.test_protocol import checkpoint_protocol
 
     if method not in AGGREGATIONS:
         raise UsageError(f"aggregation {method!r} is not one of {', '.join(AGGREGATIONS)}")

@@ -103,7 +103,8 @@ def predict_many(
     progress: bool | None = None,
 ) -> BatchResult:
     """Score every video of ``src``; write ``out`` (.csv/.jsonl), ``features`` (.npz) and failures.txt."""
-    from vidact.predict.video import load_predictor, predict_with
+    from vidact.predict.predictor import load_predictor
+    from vidact.predict.video import predict_with
 
     out = Path(out) if out is not None else None
     features = Path(features) if features is not None else None

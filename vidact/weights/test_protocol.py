@@ -1,4 +1,4 @@
-"""Which test protocol (:mod:`vidact.data.protocols`) a checkpoint is evaluated with.
+"""Which test protocol (:mod:`vidact.data.protocols`) a checkpoint is tested with (``vidact eval``, ``vidact predict``).
 
 ``auto`` takes, in order: the protocol the checkpoint records (``config.test_protocol``, written by
 ``vidact models convert`` from the publisher's zoo row), the publishers' protocol for a run started
