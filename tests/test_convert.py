@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers.pytorchvideo_weights import ptv_functional, randomise_norms
@@ -186,3 +188,15 @@ def test_colour_codes_in_a_library_message_never_reach_the_terminal(cli, tmp_pat
     assert res.exit_code == 2
     assert res.stderr.count("\n") == 1 and "\x1b" not in res.stderr
     assert "refused: the file holds pickled Python objects" in res.stderr
+
+
+def test_cli_convert_takes_a_url_and_needs_an_arch_for_a_file(cli, ptv_x3d_xs_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDACT_CACHE", str(tmp_path / "cache"))
+    res = cli("models", "convert", ptv_x3d_xs_file.as_uri(), tmp_path / "x.pt", "--arch", "x3d-xs", "--json")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["test_protocol"] == {"name": "pytorchvideo", "crop_size": 182, "short_side": 182}
+    res = cli("models", "convert", ptv_x3d_xs_file, tmp_path / "y.pt")
+    assert res.exit_code == 2 and "--arch is needed" in res.stderr
+    res = cli("models", "convert", tmp_path / "none.pth", tmp_path / "y.pt", "--arch", "x3d-xs")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {tmp_path / 'none.pth'}: checkpoint not found"

@@ -10,11 +10,15 @@ from vidact.cli.common import JsonFlag, out_console, print_json, require_path
 
 
 def convert(
-    src: Path = typer.Argument(
-        ..., help="PyTorchVideo or PySlowFast checkpoint: a .pyth/.pt state dict or PySlowFast's Caffe2 .pkl."
+    src: str = typer.Argument(
+        ...,
+        help="PyTorchVideo or PySlowFast checkpoint: a .pyth/.pt state dict or PySlowFast's Caffe2 .pkl, "
+        "a URL, or a zoo name (vidact models zoo; downloaded once into the cache).",
     ),
     dst: Path = typer.Argument(..., help="Where to write the vidact checkpoint."),
-    arch: str = typer.Option(..., "--arch", help="vidact architecture, e.g. x3d-m or slowfast-r50-8x8."),
+    arch: str | None = typer.Option(
+        None, "--arch", help="vidact architecture, e.g. x3d-m or slowfast-r50-8x8 (a zoo name gives its own)."
+    ),
     source: str = typer.Option("auto", "--from", help="Origin of SRC: auto, pytorchvideo or pyslowfast."),
     classes: Path = typer.Option(None, "--classes", help="classes.txt naming the checkpoint's classes."),
     json_out: JsonFlag = False,
@@ -26,17 +30,20 @@ def convert(
     The count is of tensors read from SRC; BatchNorm batch counters SRC lacks (a Caffe2 .pkl has
     none) are reported as left at their initial value 0.
 
-    Example: vidact models convert SLOWFAST_8x8_R50.pkl sf.pt --arch slowfast-r50-8x8
-    """
-    from vidact.weights.convert import convert_checkpoint
+    The checkpoint records the publisher's test protocol (vidact eval picks it).
 
-    require_path(src, "checkpoint", kind="file")
+    Example: vidact models convert SLOWFAST_8x8_R50.pkl sf.pt --arch slowfast-r50-8x8
+
+    Example: vidact models convert pyslowfast-x3d-xs x3d_xs.pt --classes lists/k400/classes.txt
+    """
+    from vidact.weights.pretrained import convert_source
+
     names = None
     if classes is not None:
         from vidact.data.annotations import read_classes
 
         names = read_classes(require_path(classes, "classes file", kind="file"))
-    report = convert_checkpoint(src, dst, arch, source=source, classes=names)
+    report = convert_source(src, dst, arch, origin=source, classes=names)
     if json_out:
         print_json({**report.to_dict(), "src": src, "dst": dst})
     else:

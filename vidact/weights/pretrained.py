@@ -111,6 +111,29 @@ def resolve(source: str, arch: str, *, progress: bool | None = None) -> tuple[Fe
     return fetched, zoo
 
 
+def convert_source(
+    source: str,
+    dst: str | Path,
+    arch: str | None = None,
+    *,
+    origin: str = "auto",
+    classes: list[str] | None = None,
+    progress: bool | None = None,
+):
+    """``vidact models convert``: a file, a URL or a zoo name (downloaded once into the cache) -> a vidact
+    checkpoint at ``dst``; a zoo name gives its architecture when ``arch`` is None."""
+    from vidact.weights.convert import convert_checkpoint
+
+    zoo = get_zoo_entry(source) if source in zoo_names() else None
+    arch = arch or (zoo.arch if zoo is not None else None)
+    if arch is None:
+        raise UsageError("--arch is needed (which vidact architecture the checkpoint is for)")
+    if zoo is None and not is_url(source):
+        return convert_checkpoint(source, dst, arch, origin, classes)
+    fetched, _ = resolve(source, arch, progress=progress)
+    return convert_checkpoint(fetched.path, dst, arch, origin, classes)
+
+
 # --------------------------------------------------------------------------- reading and converting
 def _is_googlenet_2d(obj) -> bool:
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
