@@ -148,3 +148,14 @@ def test_stream_sources_and_their_errors(cli, ckpt):
     r = cli("predict", ckpt, "lavfi:testsrc=duration=1", "--input-option", "novalue")
     assert r.exit_code == 2 and "KEY=VALUE" in r.stderr
     assert torch.get_num_threads() == 1
+
+
+def test_ctrl_c_ends_a_run_with_its_summary(ckpt):
+    def stop_after_two(row: dict) -> None:
+        if row["window"] == 1:
+            raise KeyboardInterrupt
+
+    source = parse_source("lavfi:testsrc=size=64x48:rate=25:duration=10")
+    report = predict_windows(load_predictor(ckpt, "cpu"), source, window=0.4, on_window=stop_after_two)
+    assert (report.windows, report.ended, report.exit_code) == (2, "interrupted", 130)
+    assert report.frames >= 20 and set(report.latency_ms) == {"mean", "p50", "p95", "max"}

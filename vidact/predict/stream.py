@@ -13,7 +13,7 @@ Live sources (cameras, rtsp, udp, ...) do not wait: at most one hop of frames qu
 when scoring falls behind the oldest queued frames are dropped (and counted) rather than letting the
 delay grow. A stream that breaks off (I/O error,
 connection reset, no data for ``timeout`` seconds) ends the run with the windows scored so far kept:
-exit code 1; the end of the stream is exit code 0.
+exit code 1; the end of the stream is exit code 0, Ctrl-C 130 (with the summary all the same).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from vidact.io.stream import FrameStream, StreamCut, StreamSource
 from vidact.predict.predictor import Predictor, top_classes
 
 DEFAULT_FPS = 30.0  # assumed when a source gives no frame rate (said once)
+INTERRUPTED = 130  # the exit code of a run stopped with Ctrl-C
 QUEUE_FRAMES = 64  # decoded frames that may wait for the scorer (a live source: one hop's worth)
 
 
@@ -93,12 +94,16 @@ class _Reader(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, hop) if live else QUEUE_FRAMES)
         self.dropped = 0
         self.error: StreamCut | None = None
+        self.failure: BaseException | None = None
         self.stop = threading.Event()
 
     def _put(self, item) -> None:
         while not self.stop.is_set():
             try:
-                self.queue.put(item, timeout=0.1) if not self.live else self.queue.put_nowait(item)
+                if self.live:
+                    self.queue.put_nowait(item)
+                else:
+                    self.queue.put(item, timeout=0.1)  # wait for the scorer, but notice a stop
                 return
             except queue.Full:
                 if self.live:  # the scorer is behind a real-time source: forget the oldest frame
@@ -116,6 +121,8 @@ class _Reader(threading.Thread):
                 self._put((frame.index, frame.time, frame.arrival, self.prepare(frame.image)))
         except StreamCut as exc:
             self.error = exc
+        except BaseException as exc:  # a bug, not the source: raised again in the scoring thread
+            self.failure = exc
         finally:
             self._put(self.END)
 
@@ -148,11 +155,15 @@ def predict_windows(
         reader.start()
         try:
             _score(predictor, reader, report, topk, on_window)
+        except KeyboardInterrupt:  # Ctrl-C ends a live run like the end of its stream, windows kept
+            report.ended, report.exit_code = "interrupted", INTERRUPTED
         finally:
             reader.stop.set()
             reader.join(timeout=timeout + 1)
+    if reader.failure is not None:
+        raise reader.failure
     report.dropped_frames = reader.dropped
-    if reader.error is not None:
+    if reader.error is not None and not report.exit_code:
         report.ended, report.exit_code = f"stream cut: {reader.error}", reader.error.exit_code
     return report
 
@@ -169,24 +180,25 @@ def _score(predictor: Predictor, reader: _Reader, report: StreamReport, topk: in
     size, hop = report.window_frames, report.hop_frames
     buffer: deque = deque(maxlen=size)
     latencies: list[float] = []
-    count, last_scored, started = 0, 0, None
-    while True:
-        item = reader.queue.get()
-        if item is reader.END:
-            break
-        started = started if started is not None else time.monotonic()
-        buffer.append(item)
-        count += 1
-        if count >= size and (count - size) % hop == 0:
+    count, last_scored, started = 0, 0, time.monotonic()
+    try:
+        while True:
+            item = reader.queue.get()
+            if item is reader.END:
+                break
+            started = started if count else time.monotonic()
+            buffer.append(item)
+            count += 1
+            if count >= size and (count - size) % hop == 0:
+                latencies.append(_emit(predictor, buffer, report, topk, on_window))
+                last_scored = count
+        if count > last_scored:  # the stream ended between two windows: one last window on its final frames
             latencies.append(_emit(predictor, buffer, report, topk, on_window))
-            last_scored = count
-    if count > last_scored:  # the stream ended between two windows: one last window on its final frames
-        latencies.append(_emit(predictor, buffer, report, topk, on_window))
-    report.frames = count
-    if started is not None:
-        report.seconds = round(time.monotonic() - started, 3)
+    finally:  # also when interrupted: the summary covers what was scored
+        report.frames = count
+        report.seconds = round(time.monotonic() - started, 3) if count else 0.0
         report.windows_per_second = round(report.windows / report.seconds, 3) if report.seconds > 0 else 0.0
-    report.latency_ms = _latency_summary(latencies)
+        report.latency_ms = _latency_summary(latencies)
 
 
 @torch.no_grad()
