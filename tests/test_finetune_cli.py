@@ -175,7 +175,11 @@ def test_models_zoo_lists_every_entry(cli):
     assert res.exit_code == 0 and [r["name"] for r in rows] == [e.name for e in ZOO]
     res = cli("models", "zoo", "--arch", "x3d-xs")
     assert res.exit_code == 0 and "pytorchvideo-x3d-xs" in res.stdout and "69.12" in res.stdout
-    assert "slowfast-r50" not in res.stdout
+    assert "slowfast-r50" not in res.stdout and " 182 " in res.stdout  # the crop the figure was tested at
+    assert {(r["name"], r["test_crop"], r["protocol"]) for r in rows if r["arch"] == "slowfast-r50-8x8"} == {
+        ("pyslowfast-slowfast-r50-8x8", 256, "pyslowfast"),
+        ("pytorchvideo-slowfast-r50-8x8", 256, "pytorchvideo"),
+    }
 
 
 def _ptv_slowfast_r50(tmp_path):

@@ -86,3 +86,20 @@ def test_predict_errors(cli, ckpt, video, tmp_path):
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: checkpoint not found"
     r = cli("predict", ckpt, video, "--window", "0")
     assert r.exit_code == 2 and "--window must be a positive number of seconds" in r.stderr
+
+
+def test_windows_of_a_file_come_from_one_decoding_pass(ckpt, video, monkeypatch):
+    import av
+
+    import vidact.predict.video as predict_module
+
+    opened, seeks = [], []
+    real_open, real_decode = av.open, predict_module.decode_frames
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(predict_module, "decode_frames", lambda *a, **k: seeks.append(a[1]) or real_decode(*a, **k))
+    predict_video(ckpt, video, clips=2, device="cpu")
+    whole = len(opened)  # probing and the two whole-video clips
+    seeks.clear()
+    result = predict_video(ckpt, video, window=0.04, clips=2, device="cpu")  # 16 one-frame windows
+    assert len(result["windows"]) == 16 and len(seeks) == 2  # decode_frames: the two whole-video clips only
+    assert len(opened) == 2 * whole + 1  # the windows: one more container, read front to back

@@ -12,7 +12,7 @@ def zoo(
     arch: str | None = typer.Option(None, "--arch", help="Only checkpoints for this vidact architecture."),
     json_out: JsonFlag = False,
 ) -> None:
-    """Published checkpoints: vidact arch, source, data set, published top-1 and test views, URL, sha256.
+    """Published checkpoints: vidact arch, source, data set, published top-1, test views and crop, URL, sha256.
 
     Use a name with vidact train --pretrained NAME (downloaded once into $VIDACT_CACHE, else
     $TORCH_HOME/hub/checkpoints). arch '-' marks a published model vidact does not implement.
@@ -27,8 +27,8 @@ def zoo(
         print_json(rows)
         return
     table = Table(show_edge=False)
-    for col in ("name", "arch", "source", "dataset", "top-1", "views", "frames", "sha256"):
-        table.add_column(col, justify="right" if col == "top-1" else "left", no_wrap=True)
+    for col in ("name", "arch", "source", "dataset", "top-1", "views", "test crop", "frames", "sha256"):
+        table.add_column(col, justify="right" if col in ("top-1", "test crop") else "left", no_wrap=True)
     for r in rows:
         table.add_row(
             r["name"],
@@ -37,6 +37,7 @@ def zoo(
             r["dataset"],
             str(r["top1"]),
             r["views"],
+            str(r["test_crop"] or "-"),
             r["frames"] or "-",
             r["sha256"] or "-",
         )
