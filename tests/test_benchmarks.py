@@ -51,3 +51,13 @@ def test_x3d_parity_benchmark_runs_both_models_on_the_same_batches(tmp_path):
     assert results[0]["params"] - results[1]["params"] == 32
     assert results[0]["iterations"] == results[1]["iterations"] == 1
     assert (tmp_path / "x3d.json").is_file()
+
+
+def test_long_jobs_benchmark_at_tiny_sizes(tmp_path, capsys):
+    out = load("long_jobs").main(["--quick", "--out", str(tmp_path)])
+    assert [r["variant"] for r in out["agreement"]][1] == "loss + flags, one all-reduce (vidact)"
+    assert all(r["us_per_step"] > 0 for r in out["agreement"])
+    rows = out["memory"]["x3d-xs"]
+    assert [r["setup"] for r in rows][0] == "batch 8" and len(rows) == 4
+    assert all(r["peak_mb"] >= 0 and r["seconds"] > 0 for r in rows)
+    assert "| loss + flags, one all-reduce (vidact) |" in capsys.readouterr().out

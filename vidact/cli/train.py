@@ -41,6 +41,14 @@ def train(
         None, "--deterministic/--no-deterministic", help="Deterministic algorithms (bit-exact resume on CPU)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt with its saved config."),
+    accumulate: int | None = typer.Option(
+        None, "--accumulate", help="Micro-batches of --batch-size clips per optimizer step (gradient accumulation)."
+    ),
+    activation_checkpointing: str | None = typer.Option(
+        None,
+        "--activation-checkpointing",
+        help="Recompute activations in the backward pass: 'all' stages or names 'res3,res4' (less memory).",
+    ),
     checkpoint_every: str | None = typer.Option(
         None,
         "--checkpoint-every",
@@ -113,6 +121,8 @@ def train(
         pretrained=pretrained,
         freeze=freeze,
         checkpoint_every=checkpoint_every,
+        accumulate=accumulate,
+        activation_checkpointing=activation_checkpointing,
     )
     if dry_run:
         from vidact.train.multigrid import describe_batch_rule, format_table, schedule_for_config

@@ -95,7 +95,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     deterministic: bool = False
-    # long jobs
+    # memory and long jobs
+    accumulate: int = 1  # micro-batches of batch_size clips per optimizer step (gradient accumulation)
+    activation_checkpointing: str = ""  # "all" stages, or module names "res3,res4": recomputed in backward
     checkpoint_every: str = ""  # last.pt also every N steps ("500") or every period ("30m", "90s"); "" = epochs only
 
     def validate(self) -> TrainConfig:
@@ -122,7 +124,7 @@ class TrainConfig:
         _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
         _choice("multigrid_short_cycle", self.multigrid_short_cycle, SHORT_CYCLE_RULES)
         _choice("multigrid_batch", self.multigrid_batch, BATCH_RULES)
-        for name in ("epochs", "batch_size", "val_every", "log_every"):
+        for name in ("epochs", "batch_size", "val_every", "log_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.precise_bn_batches < -1:
@@ -156,6 +158,11 @@ class TrainConfig:
         Cadence.parse(self.checkpoint_every)
         if sorted(self.lr_steps) != list(self.lr_steps):
             raise UsageError(f"lr_steps must be increasing, got {self.lr_steps}")
+
+    @property
+    def step_batch_size(self) -> int:
+        """Clips per optimizer step on each process: ``batch_size`` x ``accumulate``."""
+        return self.batch_size * self.accumulate
 
     def resolved_precise_bn(self) -> int:
         """Batches for precise BatchNorm statistics: ``-1`` is 20 with multigrid and 0 otherwise."""

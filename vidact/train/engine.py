@@ -38,11 +38,13 @@ from vidact.runtime.checkpoint import save_checkpoint
 from vidact.runtime.device import autocast, check_amp, resolve_speed, seed_everything, select_device, to_device
 from vidact.runtime.provenance import write_environment
 from vidact.runtime.wrap import prepare_model, unwrap_model
+from vidact.train.accumulate import accumulate_gradients
 from vidact.train.config import TrainConfig, to_toml
 from vidact.train.curves import plot_curves
 from vidact.train.data import TrainData, build_data, config_input
 from vidact.train.finetune import Finetuning, param_groups, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
+from vidact.train.memory import checkpoint_stages, out_of_memory
 from vidact.train.metrics_log import MetricsLog
 from vidact.train.noise_monitor import DEFAULT_CHECK_EVERY, DEFAULT_CHECK_WINDOW, NoiseMonitor
 from vidact.train.noise_scale import (
@@ -141,7 +143,7 @@ def _model(
     notify: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, Finetuning | None]:
     """The registry model (``cfg.pretrained`` loaded, ``cfg.freeze`` applied) or ``model``, with
-    sub-batch BatchNorm for multigrid runs."""
+    sub-batch BatchNorm for multigrid and accumulated runs, and its stages' activations checkpointed when asked."""
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
     finetuning = None
@@ -167,6 +169,12 @@ def _model(
                 notify(line)
     if cfg.multigrid != "none":
         convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
+    elif cfg.accumulate > 1:
+        convert_sub_batch_norm(model, base=cfg.batch_size)  # each micro-batch normalised alone, stats once a step
+    if cfg.activation_checkpointing:
+        stages = checkpoint_stages(model, cfg.activation_checkpointing)
+        if notify is not None and distributed.is_main_process():
+            notify(f"activation checkpointing: {len(stages)} stages ({', '.join(stages)})")
     return model, finetuning
 
 
@@ -180,7 +188,7 @@ def _schedule(
         multigrid = multigrid_training(cfg, num_samples)  # shapes, batches and LR; epochs x 1.5
         return multigrid.sampler, multigrid.lr_at, multigrid.epochs
     return (
-        batch_sampler or EpochBatchSampler(num_samples, cfg.batch_size, cfg.seed),
+        batch_sampler or EpochBatchSampler(num_samples, cfg.step_batch_size, cfg.seed),
         lr_at or LRSchedule.from_config(cfg),
         cfg.epochs,
     )
@@ -274,7 +282,7 @@ def _noise_monitor(
 
     schedule = batches.schedule if isinstance(batches, MultigridBatchSampler) else None
     world = distributed.get_world_size()
-    largest = cfg.batch_size * (schedule.largest_batch_mult() if schedule is not None else 1)
+    largest = cfg.step_batch_size * (schedule.largest_batch_mult() if schedule is not None else 1)
     measurable = world > 1 or (sub_batches(largest, BN_BASE) >= 2 and micro_batches_exact(model))
     check = schedule is not None and schedule.batch_rule == "paper" and schedule.largest_batch_mult() > 1
     if cfg.noise_scale_every and not measurable:
@@ -296,7 +304,7 @@ def _noise_monitor(
         from vidact.train.multigrid import paper_batch_warning
 
         def on_ready(estimate) -> None:
-            line = paper_batch_warning(schedule, estimate.b_simple, cfg.batch_size * world)
+            line = paper_batch_warning(schedule, estimate.b_simple, cfg.step_batch_size * world)
             if line and notify is not None and distributed.is_main_process():
                 notify(line)
 
@@ -347,16 +355,17 @@ def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch
         return scaler.scale(loss)
 
     state.optimizer.zero_grad(set_to_none=True)
-    if mode == "micro":
-        k = sub_batches(len(y), noise.base)
+    accumulate = run.cfg.accumulate
+    if mode == "micro" and accumulate > 1 and len(y) % accumulate:
+        mode = None  # a short last batch of an accumulated run: not cut evenly, not measured
+    if mode == "micro":  # with --accumulate, its micro-batches are the measured ones
+        k = accumulate if accumulate > 1 else sub_batches(len(y), noise.base)
         step = micro_batch_backward(model, x, y, k, loss_of, scale=scale)
         loss, small_sq, big_sq, b_small, b_big = step.loss, step.small_sq, step.big_sq, step.micro_size, len(y)
     else:
         if mode == "ddp":
             run.local_norm.start()
-        loss = loss_of(x, y)
-        loss.backward()
-        loss = loss.detach() / scale
+        loss = accumulate_gradients(model, x, y, accumulate, loss_of) / scale
         if mode == "ddp":
             small_sq = mean_over_ranks(run.local_norm.stop() / scale**2)  # the one extra scalar all-reduce
             big_sq = gradient_squared_norm(model, scale)
@@ -608,7 +617,16 @@ def fit(
     with StopSignals() if stop_signals else contextlib.nullcontext() as signals:
         run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
         run.control = StepControl(Cadence.parse(cfg.checkpoint_every), signals)
-        return _train_epochs(run, progress)
+        try:
+            return _train_epochs(run, progress)
+        except torch.OutOfMemoryError:
+            raise out_of_memory(
+                run.device,
+                batch_size=cfg.batch_size,
+                accumulate=cfg.accumulate,
+                amp=run.amp,
+                checkpointing=cfg.activation_checkpointing,
+            ) from None
 
 
 def _train_epochs(run: Run, progress: bool | None) -> dict:

@@ -358,7 +358,7 @@ def schedule_for_config(cfg) -> MultigridSchedule:
         frames=inp.frames,
         size=inp.size,
         stride=inp.stride,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.step_batch_size,
         lr_scaling=cfg.resolved_lr_scaling(),
         short_cycle=cfg.multigrid_short_cycle,
         batch_rule=cfg.multigrid_batch,

@@ -5,7 +5,8 @@ learning rate is given for, test views) and a ``[config]`` table of :class:`Trai
 ``vidact train --arch NAME`` names an architecture with a recipe (``auto = false`` recipes excepted),
 that recipe sits between the defaults and everything the user gives, and is scaled to the run:
 
-- the learning rate linearly to the global batch (``batch_size`` x processes) unless ``lr`` is given;
+- the learning rate linearly to the global batch (``batch_size`` x ``accumulate`` x processes) unless ``lr``
+  is given;
 - with other ``epochs`` than the recipe's, ``warmup_epochs`` and ``lr_steps`` in proportion (unless given);
 - with another crop ``size``, the short-side jitter ``scale_range`` in proportion (unless given).
 """
@@ -48,7 +49,7 @@ class Recipe:
         """``cfg`` (the recipe's config with the user's values on top) scaled to its batch and epochs."""
         changes: dict = {"recipe": self.name}
         if "lr" not in given and "lr" in self.config:
-            changes["lr"] = self.config["lr"] * cfg.batch_size * world_size / self.reference_batch_size
+            changes["lr"] = self.config["lr"] * cfg.step_batch_size * world_size / self.reference_batch_size
         jitter, crop = self.config.get("scale_range"), self.config.get("size")
         if jitter and crop and cfg.size and cfg.size != crop and "scale_range" not in given:
             changes["scale_range"] = [max(cfg.size, round(s * cfg.size / crop)) for s in jitter]
@@ -63,7 +64,7 @@ class Recipe:
 
     def summary(self, cfg) -> str:
         return (
-            f"recipe {self.name} ({self.source}): lr {cfg.lr:.4g} at batch {cfg.batch_size} "
+            f"recipe {self.name} ({self.source}): lr {cfg.lr:.4g} at batch {cfg.step_batch_size} "
             f"(recipe {self.config.get('lr')} at {self.reference_batch_size}), {cfg.epochs} epochs, "
             f"warm-up {cfg.warmup_epochs:g}; aims at {self.aims_at}"
         )
@@ -130,5 +131,5 @@ def choose_recipe(choice: str | None, arch: str) -> Recipe | None:
 
 
 def world_size_from_env() -> int:
-    """Processes of a torchrun launch (the global batch is batch_size x this)."""
+    """Processes of a torchrun launch (the global batch is batch_size x accumulate x this)."""
     return launch_env().world_size

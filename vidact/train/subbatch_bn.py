@@ -190,6 +190,9 @@ def _swap(bn: nn.modules.batchnorm._BatchNorm, cls: type, base: int) -> _SubBatc
     )
     new.load_state_dict(bn.state_dict())
     new.train(bn.training)
+    new._forward_pre_hooks.update(bn._forward_pre_hooks)  # e.g. a frozen layer's hook that keeps it in eval mode
+    if getattr(bn, "vidact_frozen", False):
+        new.vidact_frozen = True
     for p_old, p_new in zip(bn.parameters(), new.parameters()):
         p_new.requires_grad_(p_old.requires_grad)
     return new
