@@ -106,7 +106,10 @@ def test_gpu_and_torchrun_slices_cover_the_shard_exactly(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "6")
     monkeypatch.setenv("LOCAL_RANK", "2")
-    assert launch_env() == LaunchEnv(rank=6, world_size=4, local_rank=2) and launch_env().launched
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert launch_env() == LaunchEnv(rank=6, world_size=4, local_rank=2, local_world_size=4) and launch_env().launched
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two processes
+    assert launch_env().local_world_size == 2
     monkeypatch.setenv("WORLD_SIZE", "")  # set but empty, as some launchers leave it
     assert launch_env().world_size == 1
 

@@ -14,6 +14,7 @@ from vidact.flow.extract import extract_flow
 from vidact.flow.options import FlowOptions
 from vidact.flow.solvers import choose_compile
 from vidact.flow.tvl1 import TVL1, TVL1Params
+from vidact.io.cpu import usable_cores
 from vidact.io.flowio import read_manifest
 from vidact.io.jobs import VideoJob
 from vidact.io.video import write_video
@@ -129,7 +130,7 @@ def _clips(root, n=2, frames=4):
 def test_workers_default_to_usable_cores_and_manifest_names_the_kernel(tmp_path):
     src = _clips(tmp_path / "src")
     result = extract_flow(src, tmp_path / "out", options=FlowOptions(params=FAST))
-    assert result["workers"] == len(os.sched_getaffinity(0)) == compile_choice.usable_cores()
+    assert result["workers"] == len(os.sched_getaffinity(0)) == usable_cores()
     assert result["done"] == 2 and result["kernels"] == {"eager": 2}
     manifest = read_manifest(tmp_path / "out" / "c0")
     assert manifest["compiled"] is False and manifest["kernel"] == "eager"

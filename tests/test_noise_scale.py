@@ -196,7 +196,8 @@ def test_the_paper_rule_check_speaks_once_after_its_measurements(tmp_path, one_t
     monkeypatch.setattr(multigrid, "paper_batch_warning", lambda schedule, b, base: seen.append((b, base)) or "w")
     lines = []
     fit(shaped_config(tmp_path / "run", batch_size=2), shaped_data(), progress=False, notify=lines.append)
-    assert lines == ["w"] and len(seen) == 1 and seen[0][1] == 2  # base batch 2; this short run ends first
+    assert lines[0].startswith("data loading: ")  # said once, before training
+    assert lines[1:] == ["w"] and len(seen) == 1 and seen[0][1] == 2  # base batch 2; this short run ends first
 
 
 def _ddp_fit_rank(rank: int, world: int, port: int, out: str) -> None:

@@ -25,6 +25,11 @@ TRAIN_ARGS = (
 )
 
 
+def report_lines(stderr: str) -> list[str]:
+    """The lines of a training run's stderr after its one-line data loading report."""
+    return [line for line in stderr.splitlines() if not line.startswith("data loading: ")]
+
+
 @pytest.fixture
 def faults(tmp_path) -> Faults:
     return Faults(tmp_path / "faults")

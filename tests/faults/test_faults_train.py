@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TRAIN_ARGS
+from conftest import TRAIN_ARGS, report_lines
 from helpers.faultkit import BROKEN_VIDEOS, ODD_VIDEOS, assert_no_partial_output, kill_when, run_json, run_quiet
 
 TESTS = str(Path(__file__).resolve().parents[1])
@@ -28,7 +28,7 @@ def test_broken_training_video_is_named_and_the_rest_trains(cli, faults, tiny_ar
     run = tmp_path / "run"
     r = cli("train", "--data", root, "--out", run, *TRAIN_ARGS, "--json")
     assert r.exit_code == 1  # partial failure: one input failed, the rest trained
-    lines = r.stderr.splitlines()
+    lines = report_lines(r.stderr)
     assert lines[0].startswith(f"warning: unreadable sample {bad}: {BROKEN_VIDEOS[kind]}")
     assert lines[0].endswith("(replaced by another sample)")
     assert lines[1].startswith("warning: ") and f"vidact data check {root}" in lines[1]
@@ -42,7 +42,7 @@ def test_missing_training_video_is_named(cli, faults, tiny_arch, tmp_path):
     root = faults.dataset_missing_file()
     r = cli("train", "--data", root, "--out", tmp_path / "run", *TRAIN_ARGS)
     assert r.exit_code == 1
-    assert r.stderr.splitlines()[0] == (
+    assert report_lines(r.stderr)[0] == (
         f"warning: unreadable sample {root}/videos/not_there.mp4: no such file or folder (replaced by another sample)"
     )
     assert (tmp_path / "run" / "last.pt").is_file()
@@ -54,7 +54,7 @@ def test_odd_but_valid_videos_train_cleanly(cli, faults, tiny_arch, tmp_path):
     _add_rows(root, "train", [(f"videos/{v.name}", i % 2) for i, v in enumerate(videos)])
     r = cli("train", "--data", root, "--out", tmp_path / "run", *TRAIN_ARGS, "--json")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr == ""  # nothing was unreadable
+    assert report_lines(r.stderr) == []  # nothing was unreadable
     assert json.loads(r.stdout)["train_clips"] == 4 + len(ODD_VIDEOS)
 
 

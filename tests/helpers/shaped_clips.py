@@ -74,6 +74,7 @@ def shaped_config(out, **changes):
         lr=0.02,
         warmup_epochs=0.5,
         deterministic=True,
+        workers=0,  # in-memory clips: nothing to decode
         overrides=["multigrid=long+short", "log_every=1"],
     )
     values.update(changes)

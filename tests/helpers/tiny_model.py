@@ -110,6 +110,7 @@ def fake_config(out, **changes):
         warmup_epochs=0.5,
         deterministic=True,
         log_every=1,
+        workers=0,  # in-memory clips: nothing to decode
     )
     values.update(changes)
     return load_config(**values)

@@ -55,7 +55,9 @@ def evaluate(
     ),
     short_side: int = typer.Option(0, "--short-side", help="Short side before cropping (default: the crop)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Views per batch."),
-    workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
+    workers: int = typer.Option(
+        -1, "--workers", help="Data loader worker processes (default -1: one per usable core)."
+    ),
     device: DeviceChoice = "auto",
     aggregation: str = typer.Option(
         "softmax-mean", "--aggregation", help="softmax-mean (mean of per-view probabilities) or logit-mean."

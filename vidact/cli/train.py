@@ -20,7 +20,9 @@ def train(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Clips per batch."),
     lr: float | None = typer.Option(None, "--lr", help="Base learning rate."),
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd (momentum) or adamw."),
-    workers: int | None = typer.Option(None, "--workers", help="Data loader worker processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Data loader worker processes (default: one per usable core, shared by the processes)."
+    ),
     frames: int | None = typer.Option(None, "--frames", help="Frames per clip (default: the arch's)."),
     size: int | None = typer.Option(None, "--size", help="Crop size in pixels (default: the arch's)."),
     stride: int | None = typer.Option(None, "--stride", help="Frame stride (default: the arch's)."),

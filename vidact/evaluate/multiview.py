@@ -192,7 +192,7 @@ def evaluate_checkpoint(
     crop_size: int = 0,
     short_side: int = 0,
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int = -1,
     device: str = "auto",
     method: str = "softmax-mean",
     out_dir: str | Path | None = None,
@@ -203,11 +203,12 @@ def evaluate_checkpoint(
 
     ``protocol`` (:mod:`vidact.weights.test_protocol`) places the views; ``clips``/``crops`` (default: the
     protocol's), ``crop_size`` and ``short_side`` (default: the protocol's, else the training crop)
-    override it.
+    override it. ``workers`` -1: one loader worker per usable core (:func:`vidact.data.loader.plan_loading`),
+    no more than there are batches.
     """
     from vidact.data.annotations import load_dataset_dir
     from vidact.data.dataset import VideoClipDataset
-    from vidact.data.loader import make_loader
+    from vidact.data.loader import make_loader, plan_loading
     from vidact.evaluate.metrics import plot_confusion
     from vidact.io.progress import make_progress
     from vidact.runtime.build import model_from_checkpoint
@@ -256,7 +257,18 @@ def evaluate_checkpoint(
         )
     except ValueError as exc:
         raise UsageError(f"{data}: {first_line(exc)}") from None
-    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev)
+    try:
+        loading = plan_loading(workers=workers)
+    except ValueError as exc:
+        raise UsageError(f"--workers: {exc}") from None
+    batches = -(-len(dataset) // max(1, batch_size))
+    loader = make_loader(
+        dataset,
+        batch_size=batch_size,
+        workers=min(loading.workers, batches),
+        decoder_threads=loading.decoder_threads,
+        device=dev,
+    )
     amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
     with make_progress(disable=None if progress is not False else True) as bar:
         task = bar.add_task(f"eval {split} {clips}x{crops}", total=len(dataset), status="")

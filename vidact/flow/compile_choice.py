@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -86,14 +85,6 @@ class CompiledOrEager:
 
 
 # --------------------------------------------------------------------------- whether a CPU job compiles
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity / cgroup cpuset aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _marker() -> Path:
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 

@@ -22,11 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from vidact.errors import UsageError
-from vidact.flow import compile_choice
 from vidact.flow.inputs import collect_flow_jobs
 from vidact.flow.options import FlowOptions
 from vidact.flow.scale_out import combine_shards, run_on_gpus, run_slice, visible_gpus
 from vidact.io import flowio
+from vidact.io.cpu import usable_cores
 from vidact.io.jobs import failures_name
 from vidact.io.shard import take_shard
 from vidact.runtime.distributed import launch_env
@@ -49,7 +49,7 @@ def extract_flow(
     """
     out = Path(out)
     if workers is None:
-        workers = 1 if options.device.startswith("cuda") else compile_choice.usable_cores()
+        workers = 1 if options.device.startswith("cuda") else usable_cores()
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     jobs = take_shard(collect_flow_jobs(src, list_path), shard)

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from vidact.errors import DiskFullError, VidactError, first_line
-from vidact.flow import compile_choice
 from vidact.flow.manifest import write_flow_folder
 from vidact.flow.options import FlowOptions
 from vidact.flow.solvers import make_estimator
 from vidact.flow.workers import Prefetcher
 from vidact.io.atomic import atomic_dir
+from vidact.io.cpu import usable_cores
 from vidact.io.jobs import JobReport, VideoJob, write_failures
 from vidact.io.progress import make_progress
 
@@ -224,7 +224,7 @@ def run_batched(jobs: list[VideoJob], out: Path, options: FlowOptions, failures_
         write_flow_folder(staging, flows, options, src, num_frames, estimator.kernel_info)
 
     runner = BatchedExtraction(
-        solver, options.pairs_per_call, write, options.fmt, options.bound, writers=min(8, compile_choice.usable_cores())
+        solver, options.pairs_per_call, write, options.fmt, options.bound, writers=min(8, usable_cores())
     )
     prefetcher = Prefetcher(jobs, options.short_side, depth=4)
     try:

@@ -17,6 +17,23 @@ SEEK_GAP = 48
 # Missing frames at the very end that are tolerated (container frame counts are often off by one).
 TAIL_SLACK = 2
 
+# Decoder threads per opened stream; 0 lets FFmpeg choose (one per core). Processes that decode
+# side by side (data loader and extraction workers) set it so that processes x threads fit the cores.
+_decoder_threads = 0
+
+
+def set_decoder_threads(count: int) -> None:
+    """Threads each stream opened from now on decodes with in this process (0: FFmpeg's choice)."""
+    global _decoder_threads
+    if count < 0:
+        raise ValueError(f"decoder threads must be >= 0, got {count}")
+    _decoder_threads = int(count)
+
+
+def decoder_threads() -> int:
+    """The decoder thread count set by :func:`set_decoder_threads` (0: FFmpeg's choice)."""
+    return _decoder_threads
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -87,31 +104,64 @@ def probe(path: str | Path, count_frames: bool = True) -> VideoInfo:
         container.close()
 
 
-def _frame_index(frame, stream, fps: float, start: float) -> int | None:
-    if frame.pts is None or stream.time_base is None or not fps:
+def _video_stream(container):
+    """The first video stream, set to decode with the process's thread count (frame or slice threads)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = _decoder_threads
+    return stream
+
+
+def _frame_index(frame, time_base: float, fps: float, start: float) -> int | None:
+    if frame.pts is None or not time_base or not fps:
         return None
-    return int(round((float(frame.pts * stream.time_base) - start) * fps))
+    return int(round((frame.pts * time_base - start) * fps))
 
 
-def _to_array(frame, size: tuple[int, int] | None) -> np.ndarray:
-    if size is not None:
-        frame = frame.reformat(width=size[0], height=size[1])
-    return frame.to_ndarray(format="rgb24")
+class _RGB:
+    """Decoded frames as (H, W, 3) uint8 RGB arrays, scaled to ``size`` (width, height) when given.
+
+    One swscale context per step for the whole stream, on the calling thread: a fresh context
+    per frame (what ``frame.to_ndarray(format=...)`` makes) costs about 1 ms and starts its own
+    threads, which made the conversion of a small frame cost 100x its work.
+    """
+
+    def __init__(self, size: tuple[int, int] | None):
+        from av.video.reformatter import VideoReformatter
+
+        self.size = size
+        self._scale, self._convert = VideoReformatter(), VideoReformatter()
+
+    def __call__(self, frame) -> np.ndarray:
+        if self.size is not None:  # scale in the source's pixel format, then convert (as frame.reformat did)
+            frame = self._scale.reformat(frame, width=self.size[0], height=self.size[1], threads=1)
+        return self._convert.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Every frame of ``path`` in order, as (H, W, 3) uint8 RGB; ``size`` is (width, height)."""
+    """Every frame of ``path`` in order, as (H, W, 3) uint8 RGB; ``size`` is (width, height).
+
+    A decode error after the first frame ends the frames there, whatever the decoder's threads
+    (a frame-threaded decoder ends a cut stream quietly, a single thread raises): callers compare
+    the count with :func:`probe`'s to report a truncated video. An error before any frame raises.
+    """
     container = _open(path)
+    decoded = 0
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                yield _to_array(frame, size)
-        except VideoDecodeError:
-            raise
-        except Exception as exc:
-            raise VideoDecodeError(path, f"decode failed: {first_line(exc)}") from exc
+        stream = _video_stream(container)
+        to_rgb = _RGB(size)
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except Exception as exc:
+                if decoded:
+                    return
+                raise VideoDecodeError(path, f"decode failed: {first_line(exc)}") from exc
+            decoded += 1
+            yield to_rgb(frame)
     finally:
         container.close()
 
@@ -134,10 +184,11 @@ def decode_frames(
     got: dict[int, np.ndarray] = {}
     container = _open(path)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = _video_stream(container)
+        to_rgb = _RGB(size)
         fps = _stream_fps(stream)
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        time_base = float(stream.time_base) if stream.time_base is not None else 0.0
+        start = stream.start_time * time_base if stream.start_time is not None else 0.0
         pos = -1  # index of the last decoded frame
         k = 0
         try:
@@ -147,11 +198,11 @@ def decode_frames(
                     container.seek(ts, stream=stream, backward=True, any_frame=False)
                 exhausted = True
                 for frame in container.decode(stream):
-                    idx = _frame_index(frame, stream, fps, start)
+                    idx = _frame_index(frame, time_base, fps, start)
                     pos = idx if idx is not None else pos + 1
                     if pos < wanted[k]:
-                        continue
-                    arr = _to_array(frame, size)
+                        continue  # decoded (the next frames depend on it) but never converted
+                    arr = to_rgb(frame)
                     while k < len(wanted) and wanted[k] <= pos:
                         got[wanted[k]] = arr  # an imprecise seek falls back to the next frame
                         k += 1

@@ -51,6 +51,7 @@ class LaunchEnv:
     world_size: int
     local_rank: int
     restart_count: int = 0  # how often torchrun has restarted the group (--max-restarts) before this start
+    local_world_size: int = 1  # processes on this node (they share its cores)
 
     @property
     def launched(self) -> bool:
@@ -67,14 +68,17 @@ def _env_int(name: str, default: int) -> int:
 
 
 def launch_env() -> LaunchEnv:
-    """``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``TORCHELASTIC_RESTART_COUNT`` as torchrun sets them;
-    the only reader of those variables."""
+    """``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and ``TORCHELASTIC_RESTART_COUNT`` as torchrun
+    sets them; the only reader of those variables. Without ``LOCAL_WORLD_SIZE`` every process is taken to share
+    this node."""
     local = _env_int("LOCAL_RANK", 0)
+    world = max(1, _env_int("WORLD_SIZE", 1))
     return LaunchEnv(
         rank=_env_int("RANK", local),
-        world_size=max(1, _env_int("WORLD_SIZE", 1)),
+        world_size=world,
         local_rank=local,
         restart_count=max(0, _env_int("TORCHELASTIC_RESTART_COUNT", 0)),
+        local_world_size=max(1, _env_int("LOCAL_WORLD_SIZE", world)),
     )
 
 

@@ -77,8 +77,8 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str = "auto"
     compile: bool = False
-    workers: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
+    workers: int = -1  # loader worker processes; -1: one per core of this process's share (vidact.data.loader)
+    threads: int = 0  # torch CPU threads; 0: this process's share of the usable cores
     multigrid: str = "none"
     precise_bn_batches: int = -1  # BatchNorm statistics recomputed over N batches before each validation;
     # -1: 20 with multigrid (its running statistics come from other shapes), 0 (off) otherwise
@@ -131,9 +131,11 @@ class TrainConfig:
             raise UsageError(
                 f"precise_bn_batches must be -1 (auto), 0 (off) or a number of batches, got {self.precise_bn_batches}"
             )
-        for name in ("frames", "size", "stride", "num_classes", "workers", "threads", "noise_scale_every"):
+        for name in ("frames", "size", "stride", "num_classes", "threads", "noise_scale_every"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.workers < -1:
+            raise UsageError(f"workers must be >= 0 (or -1 for one per core), got {self.workers}")
         if self.lr <= 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
         for name in ("weight_decay", "clip_grad", "warmup_epochs", "min_lr", "width_mult", "critical_batch"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +27,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vidact.data.loader import make_loader
+from vidact.data.loader import LoaderPlan, make_loader, plan_loading
 from vidact.errors import TrainingDiverged, UsageError
 from vidact.evaluate.metrics import topk_accuracy
 from vidact.evaluate.multiview import collect_view_scores
 from vidact.io.atomic import atomic_write_text
 from vidact.io.progress import make_progress
+from vidact.io.video import decoder_threads, set_decoder_threads
 from vidact.runtime import distributed
 from vidact.runtime.build import ResolvedInput, build_model
 from vidact.runtime.checkpoint import save_checkpoint
@@ -62,6 +64,10 @@ from vidact.train.samplers import EpochBatchSampler, TrainingBatches
 from vidact.train.state import BEST, LAST, TrainState, checkpoint_fields, resume_from_folder
 from vidact.train.subbatch_bn import BN_BASE, convert_sub_batch_norm
 
+logger = logging.getLogger(__name__)
+DATA_WAIT_WARNING = 1 / 3  # share of a training step spent waiting for data that earns a warning
+DATA_WAIT_MIN_STEPS = 8  # steps (each epoch's first left out) measured before the share is trusted
+
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters; with
@@ -75,6 +81,53 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, head: list[str] = ()) ->
 
 
 # --------------------------------------------------------------------------- the run
+@dataclass
+class StepTimes:
+    """Where an epoch's time went: waiting for the loader, and the steps themselves, per clip shape."""
+
+    wait: float = 0.0
+    compute: float = 0.0
+    steady_wait: float = 0.0  # without each epoch's first batch (workers start, the prefetch queue refills)
+    steady_compute: float = 0.0
+    steady_steps: int = 0
+    shapes: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, shape: str, clips: int, wait: float, compute: float, first: bool) -> None:
+        self.wait += wait
+        self.compute += compute
+        if not first:
+            self.steady_wait += wait
+            self.steady_compute += compute
+            self.steady_steps += 1
+        row = self.shapes.setdefault(shape, {"steps": 0, "clips": 0, "wait_s": 0.0, "compute_s": 0.0})
+        row["steps"] += 1
+        row["clips"] += clips
+        row["wait_s"] += wait
+        row["compute_s"] += compute
+
+    @property
+    def wait_fraction(self) -> float:
+        """Share of the epoch's steps spent waiting for data."""
+        return self.wait / max(self.wait + self.compute, 1e-9)
+
+    @property
+    def steady_wait_fraction(self) -> float:
+        """The same without each epoch's first batch: what more workers or faster reads could save."""
+        return self.steady_wait / max(self.steady_wait + self.steady_compute, 1e-9)
+
+    def to_dict(self) -> dict:
+        shapes = {
+            k: {**v, "clips_per_s": v["clips"] / max(v["wait_s"] + v["compute_s"], 1e-9)}
+            for k, v in sorted(self.shapes.items())
+        }
+        return {
+            "data_wait_s": self.wait,
+            "compute_s": self.compute,
+            "data_wait_fraction": self.wait_fraction,
+            "shapes": shapes,
+        }
+
+
 @runtime_checkable
 class EpochAware(Protocol):
     """A training set whose augmentation depends on the epoch (``VideoClipDataset``)."""
@@ -112,12 +165,15 @@ class Run:
     folder: Path
     log: MetricsLog | None  # rank 0 only
     resumed_from: int | None  # the epoch a resumed run continued from
+    loading: LoaderPlan  # loader workers, decoder and torch threads
     finetuning: Finetuning | None = None  # pretrained weights loaded, parts frozen (registry models only)
     noise: NoiseMonitor | None = None  # gradient noise-scale measurement, when on
     local_norm: LocalGradientNorm | None = None  # under DDP: each rank's gradient norm before the all-reduce
     control: StepControl = field(default_factory=StepControl)  # after each step: save? stop? (agreed by all ranks)
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    steady: StepTimes = field(default_factory=StepTimes)  # the run's steps so far, for the warning
+    warned_data_wait: bool = False
 
     @property
     def is_main_process(self) -> bool:
@@ -125,12 +181,15 @@ class Run:
         return distributed.is_main_process()
 
 
-def _runtime(cfg: TrainConfig) -> torch.device:
-    """Seeds, threads and the device (one GPU per process under torchrun)."""
+def _runtime(cfg: TrainConfig) -> tuple[torch.device, LoaderPlan]:
+    """Seeds, the device (one GPU per process under torchrun) and this process's share of the cores:
+    loader workers, decoder threads and torch threads (:func:`vidact.data.loader.plan_loading`)."""
     seed_everything(cfg.seed, cfg.deterministic)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    return select_device(cfg.device)
+    processes = distributed.launch_env().local_world_size
+    loading = plan_loading(processes=processes, workers=cfg.workers, torch_threads=cfg.threads)
+    torch.set_num_threads(loading.torch_threads)
+    set_decoder_threads(loading.decoder_threads)  # what this process opens itself (no workers, evaluation)
+    return select_device(cfg.device), loading
 
 
 def _model(
@@ -194,13 +253,17 @@ def _schedule(
     )
 
 
-def _run_folder(cfg: TrainConfig, folder: Path, finetuning: Finetuning | None = None) -> None:
-    """Create the run folder and write ``config.toml``, ``env.json`` and ``pretrained.json`` (rank 0)."""
+def _run_folder(
+    cfg: TrainConfig, folder: Path, finetuning: Finetuning | None = None, loading: LoaderPlan | None = None
+) -> None:
+    """Create the run folder and write ``config.toml`` (with the loading chosen, as a comment), ``env.json``
+    and ``pretrained.json`` (rank 0)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a parent is a regular file, or a read-only file system
         raise UsageError(f"{folder}: cannot create the run folder: {exc.strerror or exc}") from None
-    atomic_write_text(folder / "config.toml", to_toml(cfg))
+    chosen = f"# {loading.line()}\n" if loading is not None else ""
+    atomic_write_text(folder / "config.toml", chosen + to_toml(cfg))
     write_environment(folder)
     if finetuning is not None and finetuning.pretrained is not None:
         atomic_write_text(folder / "pretrained.json", json.dumps(finetuning.pretrained.to_dict(), indent=2) + "\n")
@@ -219,7 +282,7 @@ def setup_run(
     """Everything before the first epoch: device, model (pretrained, frozen), optimizer, schedule, loaders,
     resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did.
     ``cfg`` is validated (:func:`fit` and :func:`vidact.train.config.load_config` do it)."""
-    device = _runtime(cfg)
+    device, loading = _runtime(cfg)
     inp = config_input(cfg)
     folder = Path(cfg.out)
     # a resumed run restores its weights from last.pt: no pretrained download or conversion then
@@ -233,21 +296,18 @@ def setup_run(
     batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
     resumed_from = resume_from_folder(state, cfg, data.classes, folder) if resume else None
     if distributed.is_main_process():
-        _run_folder(cfg, folder, finetuning)
+        _run_folder(cfg, folder, finetuning, loading)
+        if notify is not None:
+            notify(loading.line())
     resume_at = None if resumed_from is None else (state.epoch, state.iteration)
     if resume_at is not None and notify is not None and distributed.is_main_process():
         notify(f"resumed from {folder / LAST} at {state.position()}")
     log = MetricsLog(folder, resume_at=resume_at) if distributed.is_main_process() else None
 
     # One loader each for the run (persistent workers); the sampler and the data set are told the epoch.
-    loader = make_loader(
-        data.train_set, batch_sampler=batches, workers=cfg.workers, seed=cfg.seed, device=device, train=True
-    )
-    val_loader = (
-        None
-        if data.val_set is None
-        else make_loader(data.val_set, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, device=device)
-    )
+    workers = dict(workers=loading.workers, decoder_threads=loading.decoder_threads, seed=cfg.seed, device=device)
+    loader = make_loader(data.train_set, batch_sampler=batches, train=True, **workers)
+    val_loader = None if data.val_set is None else make_loader(data.val_set, batch_size=cfg.batch_size, **workers)
     noise = _noise_monitor(cfg, batches, unwrap_model(model), notify)
     return Run(
         cfg=cfg,
@@ -262,11 +322,12 @@ def setup_run(
         num_epochs=num_epochs,
         loader=loader,
         val_loader=val_loader,
-        precise_bn=_precise_bn(cfg, data, device),
+        precise_bn=_precise_bn(cfg, data, device, loading),
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         folder=folder,
         log=log,
         resumed_from=resumed_from,
+        loading=loading,
         finetuning=finetuning,
         noise=noise,
         local_norm=attach_local_norm(model) if noise is not None else None,
@@ -312,13 +373,21 @@ def _noise_monitor(
     return monitor
 
 
-def _precise_bn(cfg: TrainConfig, data: TrainData, device: torch.device) -> PreciseBN | None:
+def _precise_bn(cfg: TrainConfig, data: TrainData, device: torch.device, loading: LoaderPlan) -> PreciseBN | None:
     """Precise BN's own sampler and loader over the training set, or None when it is off."""
     batches = cfg.resolved_precise_bn()
     if not batches:
         return None
     sampler = EpochBatchSampler(len(data.train_set), cfg.batch_size, seed=cfg.seed + 1)
-    loader = make_loader(data.train_set, batch_sampler=sampler, workers=cfg.workers, seed=cfg.seed, device=device)
+    batches = min(batches, len(sampler))  # never more clips than one epoch holds (the recipes ask for 200 batches)
+    loader = make_loader(
+        data.train_set,
+        batch_sampler=sampler,
+        workers=loading.workers,
+        decoder_threads=loading.decoder_threads,
+        seed=cfg.seed,
+        device=device,
+    )
     return PreciseBN(batches, sampler, loader)
 
 
@@ -336,6 +405,12 @@ def _shape_of(x) -> tuple:
     """The input's shape without the batch dimension (of the first stream)."""
     first = x[0] if isinstance(x, (list, tuple)) else x
     return tuple(first.shape[1:])
+
+
+def _shape_key(x) -> str:
+    """``"TxS"`` (frames x crop) of a batch's clips, for per-shape timings."""
+    shape = _shape_of(x)
+    return f"{shape[1]}x{shape[-1]}"
 
 
 def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch_f: float) -> torch.Tensor:
@@ -382,13 +457,16 @@ def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch
 
 
 def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callable[[dict], None] | None = None) -> dict:
-    """One pass over the run's loader (what is left of it); returns the epoch's mean loss, clips and clips/s, and
-    ``stopped``: the signal that stopped it after an iteration (None when it ran to the end)."""
+    """One pass over the run's loader (what is left of it); returns the epoch's mean loss, clips and clips/s,
+    where the time went (``times``: :class:`StepTimes`) and ``stopped``: the signal that stopped it after an
+    iteration (None when it ran to the end)."""
     state, cfg, device = run.state, run.cfg, run.device
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
     model.train()
     first_clips, start, decision = state.epoch_clips, time.perf_counter(), None
+    times, ready, first = StepTimes(), start, True  # ready: when the loader was last asked for a batch
     for batch in run.loader:
+        arrived = time.perf_counter()
         epoch_f = epoch + state.batch_in_epoch / iters_per_epoch
         lr = run.lr_at(epoch_f)
         set_lr(optimizer, lr)
@@ -402,7 +480,9 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
         scaler.update()
         state.batch_in_epoch += 1
         state.iteration += 1
-        decision = run.control.after_step(loss, state.iteration)
+        decision = run.control.after_step(loss, state.iteration)  # the loss reduced and read: the step is done
+        times.add(_shape_key(x), len(y), arrived - ready, time.perf_counter() - arrived, first)
+        first = False
         loss_value = decision.loss
         state.epoch_loss_sum += loss_value * len(y)
         state.epoch_clips += len(y)
@@ -425,6 +505,7 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
             save_last(run, epoch_so_far(run))
         if decision.stop is not None:
             break
+        ready = time.perf_counter()  # the progress bar, the log and a checkpoint count as neither data nor compute
     seconds, total_clips = time.perf_counter() - start, state.epoch_clips - first_clips
     return {
         "loss": state.epoch_loss_sum / max(state.epoch_clips, 1),
@@ -432,7 +513,28 @@ def train_one_epoch(run: Run, epoch: int, iters_per_epoch: int, on_step: Callabl
         "seconds": seconds,
         "clips_per_s": total_clips * distributed.get_world_size() / max(seconds, 1e-9),
         "stopped": None if decision is None or decision.stop is None else (decision.stop, decision.save),
+        "times": times,
     }
+
+
+def warn_data_wait(run: Run, times: StepTimes) -> None:
+    """One warning line per run when the training steps so far spent more than a third of their time waiting
+    for data (each epoch's first step left out; at least :data:`DATA_WAIT_MIN_STEPS` steps measured)."""
+    steady = run.steady
+    steady.steady_wait += times.steady_wait
+    steady.steady_compute += times.steady_compute
+    steady.steady_steps += times.steady_steps
+    if run.warned_data_wait or not run.is_main_process or steady.steady_steps < DATA_WAIT_MIN_STEPS:
+        return
+    if steady.steady_wait_fraction <= DATA_WAIT_WARNING:
+        return
+    run.warned_data_wait = True
+    workers = run.loading.workers
+    logger.warning(
+        f"training waited for data {100 * steady.steady_wait_fraction:.0f}% of each step with {workers} loader "
+        f"worker{'s' if workers != 1 else ''}: more --workers, or frames extracted once with `vidact frames "
+        f"extract` (then train on the frame folders), would keep the model busy"
+    )
 
 
 # --------------------------------------------------------------------------- epoch-end steps
@@ -460,8 +562,25 @@ def validate(model: nn.Module, loader, device: torch.device, *, amp: str = "none
     }
 
 
+def base_epochs_done(epoch: int, num_epochs: int, base_epochs: int) -> int:
+    """Epochs of the base (plain) schedule done at the end of run epoch ``epoch`` of ``num_epochs``.
+
+    A multigrid run stretches ``base_epochs`` over ``num_epochs`` (1.5x) passes over the data; each
+    pass stands for base_epochs / num_epochs of the plain run's epochs (its clips and compute).
+    """
+    return (epoch + 1) * base_epochs // num_epochs
+
+
 def is_validation_epoch(run: Run, epoch: int) -> bool:
-    return run.data.val_set is not None and ((epoch + 1) % run.cfg.val_every == 0 or epoch + 1 == run.num_epochs)
+    """Validate (after precise BN) at the plain run's cadence: when a base epoch ends (every
+    ``val_every``-th), so a multigrid run validates as often as the plain run it stands for; and at the end."""
+    if run.data.val_set is None:
+        return False
+    if epoch + 1 == run.num_epochs:
+        return True
+    base = run.cfg.epochs
+    done = base_epochs_done(epoch, run.num_epochs, base)
+    return done > base_epochs_done(epoch - 1, run.num_epochs, base) and done % run.cfg.val_every == 0
 
 
 def precise_bn_step(run: Run, epoch: int, record: dict) -> None:
@@ -473,14 +592,17 @@ def precise_bn_step(run: Run, epoch: int, record: dict) -> None:
     record["precise_bn_seconds"] = precise_bn(
         run.state.model, bn.loader, bn.batches, run.device, amp=run.amp, channels_last=run.channels_last
     )
+    record["precise_bn_batches"] = bn.batches
 
 
 def validate_step(run: Run, epoch: int, record: dict) -> bool:
     """Validate when due; True when this epoch is the best so far."""
     if not is_validation_epoch(run, epoch):
         return False
+    started = time.perf_counter()
     val = validate(run.state.model, run.val_loader, run.device, amp=run.amp, channels_last=run.channels_last)
     record.update({"val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]})
+    record["val_seconds"] = time.perf_counter() - started
     if run.log is not None:
         run.log.log({"kind": "val", "epoch": epoch, "step": run.state.iteration, **val})
     if val["top1"] > run.state.best_top1:
@@ -523,7 +645,9 @@ def end_epoch(run: Run, epoch: int, stats: dict) -> dict:
         "train_loss": stats["loss"],
         "clips_per_s": stats["clips_per_s"],
         "seconds": stats["seconds"],
+        **stats["times"].to_dict(),
     }
+    warn_data_wait(run, stats["times"])
     precise_bn_step(run, epoch, record)
     is_best = validate_step(run, epoch, record)
     run.history.append(record)
@@ -555,6 +679,18 @@ def stop_run(run: Run, signum: int, saved: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- the run
+SECONDS_KEYS = ("seconds", "data_wait_s", "compute_s", "precise_bn_seconds", "val_seconds")
+# an epoch record's measurements of time: they differ between two runs that are otherwise identical
+TIMING_KEYS = (*SECONDS_KEYS, "clips_per_s", "data_wait_fraction", "shapes")
+
+
+def time_spent(history: list[dict]) -> dict:
+    """Seconds of the epochs in ``history``: training steps (waiting for data, computing), precise BN, validation."""
+    total = {k: sum(r.get(k) or 0.0 for r in history) for k in SECONDS_KEYS}
+    total["data_wait_fraction"] = total["data_wait_s"] / max(total["data_wait_s"] + total["compute_s"], 1e-9)
+    return total
+
+
 def finish_run(run: Run) -> dict:
     """Close the log, plot the curves and summarise the run."""
     if run.noise is not None:
@@ -576,6 +712,8 @@ def finish_run(run: Run) -> dict:
         "restart": distributed.launch_env().restart_count,  # torchrun's restarts of the group (--max-restarts)
         "train_clips": len(data.train_set),
         "seconds": time.perf_counter() - run.started,
+        "time": time_spent(run.history),  # where the seconds went, summed over the epochs
+        "loading": run.loading.to_dict(),
         "iterations": state.iteration,
         "final_train_loss": final.get("train_loss"),
         "final_val_top1": final.get("val_top1"),
@@ -614,19 +752,25 @@ def fit(
     (:func:`stop_run`; the summary then has ``stopped``).
     """
     cfg.validate()
-    with StopSignals() if stop_signals else contextlib.nullcontext() as signals:
-        run = setup_run(cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify)
-        run.control = StepControl(Cadence.parse(cfg.checkpoint_every), signals)
-        try:
-            return _train_epochs(run, progress)
-        except torch.OutOfMemoryError:
-            raise out_of_memory(
-                run.device,
-                batch_size=cfg.batch_size,
-                accumulate=cfg.accumulate,
-                amp=run.amp,
-                checkpointing=cfg.activation_checkpointing,
-            ) from None
+    previous_threads = decoder_threads()
+    try:
+        with StopSignals() if stop_signals else contextlib.nullcontext() as signals:
+            run = setup_run(
+                cfg, data, resume=resume, batch_sampler=batch_sampler, lr_at=lr_at, model=model, notify=notify
+            )
+            run.control = StepControl(Cadence.parse(cfg.checkpoint_every), signals)
+            try:
+                return _train_epochs(run, progress)
+            except torch.OutOfMemoryError:
+                raise out_of_memory(
+                    run.device,
+                    batch_size=cfg.batch_size,
+                    accumulate=cfg.accumulate,
+                    amp=run.amp,
+                    checkpointing=cfg.activation_checkpointing,
+                ) from None
+    finally:
+        set_decoder_threads(previous_threads)  # setup_run set this run's; the process gets its own back
 
 
 def _train_epochs(run: Run, progress: bool | None) -> dict:
