@@ -223,6 +223,25 @@ def test_fps_halves_a_25fps_clip(tmp_path, cli):
     assert np.abs(got.astype(int) - ref).mean() < 6  # JPEG q95 of sharp-edged 32x32 frames
 
 
+def test_workers_default_to_the_usable_cores(tmp_path, cli):
+    from vidact.io.cpu import usable_cores
+
+    src = tmp_path / "src"
+    for i in range(3):
+        make_clip(src / f"clip{i}.mp4", seed=i)
+    r = cli("frames", "extract", src, tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    workers = min(usable_cores(), 3)  # one per core, no more than there are videos
+    assert (result["done"], result["workers"]) == (3, workers)
+    assert result["decoder_threads"] == max(1, usable_cores() // workers)
+    one = json.loads(cli("frames", "extract", src / "clip0.mp4", tmp_path / "one", "--json").stdout)
+    assert (one["workers"], one["decoder_threads"]) == (1, usable_cores())  # one video: every core decodes it
+    assert (tmp_path / "out" / "clip0" / "img_00001.jpg").read_bytes() == (
+        tmp_path / "one" / "clip0" / "img_00001.jpg"
+    ).read_bytes()  # threads change the speed, never the output
+
+
 def test_real_clip_short_side(bikes_mp4, tmp_path, cli):
     r = cli("frames", "extract", bikes_mp4, tmp_path / "out", "--short-side", "128", "--quality", "90", "--json")
     assert r.exit_code == 0, r.stderr

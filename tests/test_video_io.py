@@ -68,3 +68,16 @@ def test_bad_files_raise_named_errors(tmp_path):
         with pytest.raises(VideoDecodeError) as err:
             probe(path)
         assert str(path) in str(err.value) and reason in str(err.value)
+
+
+def test_frames_come_in_rgb_or_bgr_at_any_size(bikes_mp4):
+    from vidact.io.video import iter_frames
+
+    rgb = [f for _, f in zip(range(3), iter_frames(bikes_mp4, size=(302, 128)))]
+    bgr = [f for _, f in zip(range(3), iter_frames(bikes_mp4, size=(302, 128), pixel_format="bgr24"))]
+    assert rgb[0].shape == (128, 302, 3)
+    assert all(np.array_equal(a, b[..., ::-1]) for a, b in zip(rgb, bgr))  # the same pixels, channels reversed
+    full = decode_frames(bikes_mp4, [0, 1, 2])
+    assert all(np.array_equal(a, b) for a, b in zip(iter_frames(bikes_mp4), full))  # sequential == indexed
+    with pytest.raises(ValueError, match="pixel_format must be one of rgb24, bgr24"):
+        next(iter_frames(bikes_mp4, pixel_format="gray"))

@@ -18,7 +18,9 @@ def extract(
     list_path: Path = typer.Option(None, "--list", help="Annotation list or data set folder; paths relative to SRC."),
     fps: float = typer.Option(None, "--fps", help="Resample to this frame rate (nearest source frame)."),
     short_side: int = typer.Option(None, "--short-side", help="Resize so the shorter side has this many pixels."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Parallel worker processes."),
+    workers: int = typer.Option(
+        None, "--workers", "-j", help="Parallel worker processes (default: one per usable core)."
+    ),
     quality: int = typer.Option(95, "--quality", help="JPEG quality (1-100)."),
     shard: str = typer.Option(
         None, "--shard", help="Process only slice i of n (i/n, 0 <= i < n), e.g. for SLURM arrays."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import queue
 import threading
 from pathlib import Path
@@ -27,30 +26,9 @@ def process_input(src: Path, staging: Path, options: FlowOptions, frames: np.nda
     write_flow_folder(staging, flows, options, src, len(frames), estimate.kernel_info)
 
 
-_WORKER_READY = False
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when its parent dies, so a killed run stops at once."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: workers finish their current video, then the pool ends
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _process_in_worker(src: Path, staging: Path, options: FlowOptions) -> None:
     """:func:`process_input` in a pool worker: its warnings are left to the parent (one line, not one per worker)."""
     import sys
-
-    global _WORKER_READY
-    if not _WORKER_READY:
-        _die_with_parent()
-        _WORKER_READY = True
 
     if options.backend == "torch" or "torch" in sys.modules:
         import torch

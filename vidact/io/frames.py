@@ -78,9 +78,16 @@ def read_frames(folder: str | Path, indices: Sequence[int], prefix: str = PREFIX
 
 
 def write_frames(
-    folder: str | Path, frames: Iterable[np.ndarray], quality: int = 95, prefix: str = PREFIX, ext: str = EXT
+    folder: str | Path,
+    frames: Iterable[np.ndarray],
+    quality: int = 95,
+    prefix: str = PREFIX,
+    ext: str = EXT,
+    *,
+    bgr: bool = False,
 ) -> int:
-    """Write (H, W, 3) uint8 RGB frames as ``img_00001.jpg``, ``img_00002.jpg``, ...; returns the count.
+    """Write (H, W, 3) uint8 RGB frames (``bgr``: already in OpenCV's BGR order) as ``img_00001.jpg``,
+    ``img_00002.jpg``, ...; returns the count.
 
     Write into a staging folder (:func:`vidact.io.atomic.atomic_dir`) when the folder must
     appear only once complete.
@@ -95,8 +102,8 @@ def write_frames(
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame {n - 1}: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
-        ok, buf = cv2.imencode(ext, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        ok, buf = cv2.imencode(ext, frame if bgr else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise VideoDecodeError(folder / frame_name(n - 1, prefix, ext), "JPEG encoding failed")
-        (folder / frame_name(n - 1, prefix, ext)).write_bytes(buf.tobytes())
+        (folder / frame_name(n - 1, prefix, ext)).write_bytes(buf)  # the encoded buffer, not a copy of it
     return n

@@ -138,10 +138,24 @@ def run_video_jobs(
     return report
 
 
+def die_with_parent() -> None:
+    """Linux: the kernel kills this (worker) process when its parent dies, so a killed run stops at once
+    instead of its workers finishing their videos after it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers finish their current video, then the pool ends
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _run_pool(process, jobs: list[VideoJob], out: Path, workers: int, record) -> list[VideoJob]:
     """Run ``jobs`` in a process pool; return the jobs lost to a broken pool."""
     lost = []
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
         futures = {pool.submit(_run_one, process, job, out): job for job in jobs}
         for fut in cf.as_completed(futures):
             try:
@@ -158,7 +172,7 @@ def _run_pool(process, jobs: list[VideoJob], out: Path, workers: int, record) ->
 
 def _run_isolated(process, job: VideoJob, out: Path, record) -> None:
     """Retry one job in its own worker, so a crash is pinned on the video that caused it."""
-    with cf.ProcessPoolExecutor(max_workers=1) as pool:
+    with cf.ProcessPoolExecutor(max_workers=1, initializer=die_with_parent) as pool:
         try:
             record(*pool.submit(_run_one, process, job, out).result())
         except cf.process.BrokenProcessPool:

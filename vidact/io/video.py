@@ -118,28 +118,37 @@ def _frame_index(frame, time_base: float, fps: float, start: float) -> int | Non
     return int(round((frame.pts * time_base - start) * fps))
 
 
+PIXEL_FORMATS = ("rgb24", "bgr24")  # what frames are returned as: RGB, or OpenCV's BGR order
+
+
 class _RGB:
-    """Decoded frames as (H, W, 3) uint8 RGB arrays, scaled to ``size`` (width, height) when given.
+    """Decoded frames as (H, W, 3) uint8 arrays (``rgb24``, or ``bgr24`` for OpenCV), scaled to ``size``
+    (width, height) when given.
 
     One swscale context per step for the whole stream, on the calling thread: a fresh context
     per frame (what ``frame.to_ndarray(format=...)`` makes) costs about 1 ms and starts its own
     threads, which made the conversion of a small frame cost 100x its work.
     """
 
-    def __init__(self, size: tuple[int, int] | None):
+    def __init__(self, size: tuple[int, int] | None, pixel_format: str = "rgb24"):
         from av.video.reformatter import VideoReformatter
 
-        self.size = size
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, got {pixel_format!r}")
+        self.size, self.pixel_format = size, pixel_format
         self._scale, self._convert = VideoReformatter(), VideoReformatter()
 
     def __call__(self, frame) -> np.ndarray:
         if self.size is not None:  # scale in the source's pixel format, then convert (as frame.reformat did)
             frame = self._scale.reformat(frame, width=self.size[0], height=self.size[1], threads=1)
-        return self._convert.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return self._convert.reformat(frame, format=self.pixel_format, threads=1).to_ndarray()
 
 
-def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Every frame of ``path`` in order, as (H, W, 3) uint8 RGB; ``size`` is (width, height).
+def iter_frames(
+    path: str | Path, size: tuple[int, int] | None = None, pixel_format: str = "rgb24"
+) -> Iterator[np.ndarray]:
+    """Every frame of ``path`` in order, as (H, W, 3) uint8 RGB (``pixel_format="bgr24"``: BGR, as OpenCV
+    writes it); ``size`` is (width, height).
 
     A decode error after the first frame ends the frames there, whatever the decoder's threads
     (a frame-threaded decoder ends a cut stream quietly, a single thread raises): callers compare
@@ -149,7 +158,7 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterat
     decoded = 0
     try:
         stream = _video_stream(container)
-        to_rgb = _RGB(size)
+        to_rgb = _RGB(size, pixel_format)
         frames = container.decode(stream)
         while True:
             try:
