@@ -181,7 +181,9 @@ def test_out_of_memory_is_one_line_naming_the_remedies(cli, synth_dir, tmp_path,
     monkeypatch.setattr(Tiny3d, "forward", no_memory)
     r = cli("train", "--arch", TINY, "--data", synth_dir, "--out", tmp_path / "run", "--batch-size", "4")
     assert r.exit_code == 1
-    assert r.stderr.strip().splitlines() == [
+    loading, *lines = r.stderr.strip().splitlines()
+    assert loading.startswith("data loading: ")  # said once as training starts
+    assert lines == [
         "error: out of memory on cpu at --batch-size 4 (--accumulate 1, --amp none, activation checkpointing off): "
         "lower --batch-size and keep the step's 4 clips with --accumulate (e.g. --batch-size 2 --accumulate 2); "
         "--amp bf16 (or fp16); --activation-checkpointing all"
