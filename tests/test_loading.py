@@ -178,3 +178,32 @@ def test_precise_bn_never_uses_more_clips_than_an_epoch_holds(tmp_path):
 
     summary = fit(fake_config(tmp_path, epochs=1, precise_bn_batches=200), fake_data(), progress=False)
     assert summary["history"][-1]["precise_bn_batches"] == 4  # 16 clips in batches of 4
+
+
+BUSY_WORKER_EXIT = """
+import sys, time, torch
+from vidact.data.loader import build_loader
+
+class Busy(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        if index >= 2:
+            time.sleep(600)  # a worker caught in a long read when the run ends
+        return {"video": torch.zeros(1), "label": 0, "index": index, "view": 0}
+
+loader = build_loader(Busy(), 2, train=False, workers=2)
+next(iter(loader))
+print("exiting", flush=True)
+"""
+
+
+def test_a_run_ends_even_when_its_loader_workers_are_busy(tmp_path):
+    """Loader workers ignore stop signals; at exit the process still ends them (no wait for their reads)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", BUSY_WORKER_EXIT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "exiting"

@@ -9,11 +9,14 @@ when loading is cheap and hides it when it is not (``benchmarks/loading.py --pla
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import multiprocessing
+import os
 import random
 import signal
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -137,14 +140,65 @@ class _QueueHandler(logging.Handler):
         self.queue.put((record.name, record.levelno, record.getMessage()))
 
 
+class _Exiting:
+    """A flag this process raises as it exits, read by its loader workers' stop-signal handler.
+
+    Loader workers ignore :data:`STOP_SIGNALS` so that the training process decides when to stop.
+    When that process exits, multiprocessing (and torch) end the workers with SIGTERM and wait for
+    them: with the flag up, a worker obeys it at once (exit status 0, so torch reports no failure)
+    instead of leaving the exit waiting for a read it is still in.
+    """
+
+    def __init__(self):
+        self.flag = multiprocessing.RawValue("b", 0)  # shared with forked and spawned workers
+        self.pools: weakref.WeakSet = weakref.WeakSet()  # the iterators of every ClipLoader with workers
+        self.registered = False
+
+    def watch(self, batches) -> None:
+        """Track a loader iterator's workers; the first time, hook this process's exit (after torch's
+        own hook is registered, so this one runs first)."""
+        self.pools.add(batches)
+        if not self.registered:
+            atexit.register(self.end_workers)
+            self.registered = True
+
+    def end_workers(self) -> None:
+        """At exit: raise the flag and send the workers still alive the signal that now ends them."""
+        self.flag.value = 1
+        for batches in list(self.pools):
+            for worker in getattr(batches, "_workers", ()):
+                if worker.is_alive():
+                    os.kill(worker.pid, signal.SIGTERM)
+
+
+_exiting: _Exiting | None = None
+
+
+def _stop_signal_in_worker(flag, signum, frame) -> None:
+    """In a worker: a stop signal ends it only once its main process exits (``flag`` up)."""
+    if flag.value:
+        os._exit(0)
+
+
+def _exit_flag() -> _Exiting:
+    global _exiting
+    if _exiting is None:
+        _exiting = _Exiting()
+    return _exiting
+
+
 class ClipLoader(DataLoader):
-    """A DataLoader whose workers' warnings are logged by this process (:class:`WorkerLogs`)."""
+    """A DataLoader whose workers' warnings are logged by this process (:class:`WorkerLogs`) and whose
+    workers end when it exits (:class:`_Exiting`)."""
 
     worker_logs: WorkerLogs | None = None
 
     def __iter__(self):
         batches = super().__iter__()
-        return batches if self.worker_logs is None else self._relogging(batches)
+        if self.worker_logs is None:
+            return batches
+        _exit_flag().watch(batches)
+        return self._relogging(batches)
 
     def _relogging(self, batches):
         for batch in batches:
@@ -153,16 +207,16 @@ class ClipLoader(DataLoader):
         self.worker_logs.relog()
 
 
-def seed_worker(worker_id: int, decoder_threads: int = 0, logs: WorkerLogs | None = None) -> None:
+def seed_worker(worker_id: int, decoder_threads: int = 0, logs: WorkerLogs | None = None, exiting=None) -> None:
     """Seed numpy and ``random`` in a worker from torch's per-worker seed (itself from the loader's seed),
     set its decoder threads (0: FFmpeg's choice) and send its warnings to the parent (``logs``); the
-    worker ignores :data:`STOP_SIGNALS` (it still ends when its main process does).
+    worker ignores :data:`STOP_SIGNALS` until its main process exits (``exiting``: :class:`_Exiting`'s flag).
 
     OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a forked
     worker can deadlock on the parent's thread-pool state (seen with OpenCV 5.0).
     """
     for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, signal.SIG_IGN if exiting is None else functools.partial(_stop_signal_in_worker, exiting))
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -201,7 +255,9 @@ def build_loader(
         num_workers=workers,
         collate_fn=collate_clips,
         pin_memory=pin_memory,
-        worker_init_fn=functools.partial(seed_worker, decoder_threads=decoder_threads, logs=logs),
+        worker_init_fn=functools.partial(
+            seed_worker, decoder_threads=decoder_threads, logs=logs, exiting=_exit_flag().flag if workers > 0 else None
+        ),
         generator=generator,
     )
     if workers > 0:
