@@ -18,7 +18,9 @@ def train(
     modality: str | None = typer.Option(None, "--modality", help="rgb, flow or rgb+flow (default: the arch's)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Clips per batch."),
-    lr: float | None = typer.Option(None, "--lr", help="Base learning rate."),
+    lr: str | None = typer.Option(
+        None, "--lr", help="Base learning rate, or auto (an LR range test in a short probe picks it)."
+    ),
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd (momentum) or adamw."),
     workers: int | None = typer.Option(
         None, "--workers", help="Data loader worker processes (default: one per usable core, shared by the processes)."
@@ -68,8 +70,8 @@ def train(
     multigrid: str | None = typer.Option(
         None,
         "--multigrid",
-        help="Multigrid schedule: none, long, short or long+short (epochs x 1.5); its batch rule: --set "
-        "multigrid_batch=paper|bounded|fixed.",
+        help="Multigrid schedule: none, long, short, long+short (epochs x 1.5), or auto (a short probe measures "
+        "the critical batch and picks the schedule and its batch rule: --set multigrid_batch=paper|bounded|fixed).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the multigrid schedule (epochs, T, S, batch, LR) and exit."
@@ -90,12 +92,14 @@ def train(
 
     Multigrid: vidact train --arch x3d-xs --epochs 10 --multigrid long+short --dry-run
     """
+    from vidact.errors import UsageError
     from vidact.train.config import load_config
     from vidact.train.engine import train as run_training
     from vidact.train.state import resume_config, should_resume
 
     resume = should_resume(resume, out)  # also after torchrun restarted the group (--max-restarts)
     base = resume_config(out) if (resume and out is not None) else None
+    lr_value, lr_finder = parse_lr(lr)
     cfg = load_config(
         config,
         overrides,
@@ -107,7 +111,8 @@ def train(
         modality=modality,
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
+        lr=lr_value,
+        lr_finder=lr_finder,
         optimizer=optimizer,
         workers=workers,
         frames=frames,
@@ -126,10 +131,21 @@ def train(
         accumulate=accumulate,
         activation_checkpointing=activation_checkpointing,
     )
+
+    def notify(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
     if dry_run:
+        from vidact.train.auto import needs_probe
+        from vidact.train.engine import plan_run
         from vidact.train.multigrid import describe_batch_rule, format_table, schedule_for_config
         from vidact.train.recipes import get_recipe
 
+        probe = None
+        if needs_probe(cfg):
+            if not cfg.data:
+                raise UsageError("--dry-run with auto settings runs the probe on the data: give --data")
+            cfg, probe = plan_run(cfg, notify)
         schedule = schedule_for_config(cfg)
         chosen = get_recipe(cfg.recipe) if cfg.recipe else None
         if json_out:
@@ -138,6 +154,7 @@ def train(
                     **schedule.to_dict(),
                     "config": cfg.to_dict(),
                     "recipe": chosen.to_dict() if chosen is not None else None,
+                    "probe": probe,
                 }
             )
         else:
@@ -154,9 +171,6 @@ def train(
                 out_console.print(describe_batch_rule(schedule), highlight=False, markup=False, soft_wrap=True)
             out_console.print(format_table(schedule))
         return
-
-    def notify(line: str) -> None:
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     summary = run_training(cfg, resume=resume, notify=notify, stop_signals=True)
     from vidact.errors import EXIT_PREEMPTED
@@ -196,3 +210,17 @@ def train(
 
             out_console.print(noise_scale_line(noise), highlight=False, markup=False, soft_wrap=True)
     finish(1 if failed else 0)
+
+
+def parse_lr(text: str | None) -> tuple[float | None, bool | None]:
+    """``--lr``: (a learning rate, None) or (None, True) for ``auto``; (None, None) when not given."""
+    from vidact.errors import UsageError
+
+    if text is None:
+        return None, None
+    if text.strip().lower() == "auto":
+        return None, True
+    try:
+        return float(text), None
+    except ValueError:
+        raise UsageError(f"--lr expects a number or auto, got {text!r}") from None

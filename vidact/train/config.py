@@ -30,7 +30,7 @@ HFLIP_MODES = ("auto", "on", "off")  # auto: as the data set folder says (datase
 MODALITIES = ("", "rgb", "flow", "rgb+flow")  # "" = the architecture's default
 PRECISE_BN_MULTIGRID = 20  # batches of precise BN statistics per validation in a multigrid run
 MULTIGRID_LR_SCALINGS = ("auto", *LR_SCALINGS)  # auto: linear for SGD, sqrt for AdamW
-MULTIGRID = MULTIGRID_MODES
+MULTIGRID = (*MULTIGRID_MODES, "auto")  # auto: a short probe measures the critical batch and picks
 
 
 @dataclass

@@ -15,6 +15,7 @@ Seams for other schedules (multigrid) and for DDP:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -170,6 +171,7 @@ class Run:
     noise: NoiseMonitor | None = None  # gradient noise-scale measurement, when on
     local_norm: LocalGradientNorm | None = None  # under DDP: each rank's gradient norm before the all-reduce
     control: StepControl = field(default_factory=StepControl)  # after each step: save? stop? (agreed by all ranks)
+    probe: dict | None = None  # what the probe measured before training (auto settings)
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     steady: StepTimes = field(default_factory=StepTimes)  # the run's steps so far, for the warning
@@ -201,8 +203,8 @@ def _model(
     load_pretrained: bool = True,
     notify: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, Finetuning | None]:
-    """The registry model (``cfg.pretrained`` loaded, ``cfg.freeze`` applied) or ``model``, with
-    sub-batch BatchNorm for multigrid and accumulated runs, and its stages' activations checkpointed when asked."""
+    """The registry model (``cfg.pretrained`` loaded, ``cfg.freeze`` applied) or ``model``, its stages'
+    activations checkpointed when asked."""
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise UsageError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes")
     finetuning = None
@@ -226,15 +228,59 @@ def _model(
         if notify is not None and main:
             for line in finetuning.lines():
                 notify(line)
-    if cfg.multigrid != "none":
-        convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
-    elif cfg.accumulate > 1:
-        convert_sub_batch_norm(model, base=cfg.batch_size)  # each micro-batch normalised alone, stats once a step
     if cfg.activation_checkpointing:
         stages = checkpoint_stages(model, cfg.activation_checkpointing)
         if notify is not None and distributed.is_main_process():
             notify(f"activation checkpointing: {len(stages)} stages ({', '.join(stages)})")
     return model, finetuning
+
+
+def _decide(
+    cfg: TrainConfig,
+    data: TrainData,
+    inp: ResolvedInput,
+    model: nn.Module,
+    device: torch.device,
+    amp: str,
+    loading: LoaderPlan,
+    head: list[str] = (),
+    notify: Callable[[str], None] | None = None,
+) -> tuple[TrainConfig, dict | None]:
+    """The recipe's steps check, then what waits on the probe (``--multigrid auto``, ``--lr auto``, the bounded
+    rule's critical batch), decided on ``model`` at its initial weights."""
+    from vidact.train.auto import resolve_auto
+    from vidact.train.recipes import get_recipe
+
+    if cfg.recipe and notify is not None and distributed.is_main_process():
+        line = get_recipe(cfg.recipe).steps_warning(cfg, len(data.train_set), distributed.get_world_size())
+        if line:
+            notify(line)
+    return resolve_auto(
+        cfg,
+        data.train_set,
+        model,
+        device,
+        frames=inp.frames,
+        size=inp.size,
+        stride=inp.stride,
+        amp=amp,
+        loading=loading,
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        make_optimizer=lambda lr: build_optimizer(dataclasses.replace(cfg, lr=lr), model, head),
+        notify=notify,
+    )
+
+
+def plan_run(cfg: TrainConfig, notify: Callable[[str], None] | None = None) -> tuple[TrainConfig, dict | None]:
+    """What ``vidact train`` would decide before its first epoch (``--dry-run``): ``cfg`` with the probe's
+    decisions, and the probe's report (None when nothing waited on it)."""
+    cfg.validate()
+    (device, loading), inp = _runtime(cfg), config_input(cfg)
+    data = build_data(cfg, inp)
+    model, finetuning = _model(cfg, inp, len(data.classes), None)
+    amp, _ = resolve_speed(model, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    head = finetuning.head if finetuning is not None else ()
+    return _decide(cfg, data, inp, model.to(device), device, amp, loading, head, notify)
 
 
 def _schedule(
@@ -282,16 +328,25 @@ def setup_run(
     """Everything before the first epoch: device, model (pretrained, frozen), optimizer, schedule, loaders,
     resume, run folder. ``notify`` receives the one-line reports of what ``--pretrained``/``--freeze`` did.
     ``cfg`` is validated (:func:`fit` and :func:`vidact.train.config.load_config` do it)."""
+    started = time.perf_counter()
     device, loading = _runtime(cfg)
     inp = config_input(cfg)
     folder = Path(cfg.out)
     # a resumed run restores its weights from last.pt: no pretrained download or conversion then
     resuming = resume and (folder / LAST).is_file()
     model, finetuning = _model(cfg, inp, len(data.classes), model, load_pretrained=not resuming, notify=notify)
+    head = finetuning.head if finetuning is not None else ()
     amp, channels_last = resolve_speed(model, device, amp=cfg.amp, channels_last=cfg.channels_last)
     check_amp(amp, device)
+    probe = None
+    if not resuming and batch_sampler is None:  # a resumed run's config holds what its probe decided
+        cfg, probe = _decide(cfg, data, inp, model.to(device), device, amp, loading, head, notify)
+    if cfg.multigrid != "none":
+        convert_sub_batch_norm(model)  # BatchNorm statistics over 8 clips, whatever the multigrid batch
+    elif cfg.accumulate > 1:
+        convert_sub_batch_norm(model, base=cfg.batch_size)  # each micro-batch normalised alone, stats once a step
     model = prepare_model(model, device, channels_last=channels_last, compile=cfg.compile)
-    optimizer = build_optimizer(cfg, unwrap_model(model), finetuning.head if finetuning is not None else ())
+    optimizer = build_optimizer(cfg, unwrap_model(model), head)
     state = TrainState(model, optimizer, torch.amp.GradScaler(device.type, enabled=amp == "fp16"))
     batches, lr_at, num_epochs = _schedule(cfg, len(data.train_set), batch_sampler, lr_at)
     resumed_from = resume_from_folder(state, cfg, data.classes, folder) if resume else None
@@ -331,6 +386,8 @@ def setup_run(
         finetuning=finetuning,
         noise=noise,
         local_norm=attach_local_norm(model) if noise is not None else None,
+        probe=probe,
+        started=started,
     )
 
 
@@ -701,6 +758,7 @@ def finish_run(run: Run) -> dict:
         plot_curves(run.folder)
     final = run.history[-1] if run.history else {}
     state, data, ft = run.state, run.data, run.finetuning
+    seconds = time.perf_counter() - run.started
     return {
         "run": str(run.folder),
         "arch": run.cfg.arch,
@@ -711,7 +769,7 @@ def finish_run(run: Run) -> dict:
         "resumed_from_epoch": run.resumed_from,
         "restart": distributed.launch_env().restart_count,  # torchrun's restarts of the group (--max-restarts)
         "train_clips": len(data.train_set),
-        "seconds": time.perf_counter() - run.started,
+        "seconds": seconds,
         "time": time_spent(run.history),  # where the seconds went, summed over the epochs
         "loading": run.loading.to_dict(),
         "iterations": state.iteration,
@@ -728,7 +786,17 @@ def finish_run(run: Run) -> dict:
         "pretrained": ft.pretrained.to_dict() if ft is not None and ft.pretrained is not None else None,
         "freeze": ft.freeze.to_dict() if ft is not None and ft.freeze.frozen_params else None,
         "noise_scale": run.noise.summary(sum(r["seconds"] for r in run.history)) if run.noise is not None else None,
+        "probe": _probe_summary(run.probe, seconds) if run.probe is not None else None,
+        "decisions": run.cfg.probe_decision or None,
+        "multigrid": run.cfg.multigrid,
+        "multigrid_batch": run.cfg.multigrid_batch if run.cfg.multigrid != "none" else None,
+        "lr": run.cfg.lr,
     }
+
+
+def _probe_summary(probe: dict, run_seconds: float) -> dict:
+    """The probe's report with its share of the whole run's seconds."""
+    return {**probe, "fraction_of_run": probe["seconds"] / run_seconds if run_seconds > 0 else None}
 
 
 def fit(

@@ -41,6 +41,7 @@ class Recipe:
     test_size: int = 0
     auto: bool = True
     notes: str = ""
+    reference_train_clips: int = 0  # the training set the recipe was tuned on (0: not given)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -61,6 +62,29 @@ class Recipe:
             if "lr_steps" not in given and self.config.get("lr_steps"):
                 changes["lr_steps"] = [max(1, round(s * ratio)) for s in self.config["lr_steps"]]
         return dataclasses.replace(cfg, **changes)
+
+    def planned_steps(self) -> int | None:
+        """Optimizer steps the recipe was tuned for: its epochs over its training set at its batch size."""
+        epochs = self.config.get("epochs")
+        if not epochs or not self.reference_train_clips:
+            return None
+        return int(epochs * self.reference_train_clips / self.reference_batch_size)
+
+    def steps_warning(self, cfg, train_clips: int, world_size: int = 1, far: float = 10.0) -> str | None:
+        """One warning line when this run's optimizer steps are ``far`` or more times fewer (or more) than the
+        recipe's; None otherwise."""
+        planned = self.planned_steps()
+        steps = cfg.epochs * max(1, train_clips // (cfg.batch_size * world_size))
+        if planned is None or 1 / far < planned / steps < far:
+            return None
+        ratio = planned / steps
+        relation = f"{ratio:.0f}x fewer" if ratio > 1 else f"{1 / ratio:.0f}x more"
+        remedy = "" if cfg.lr_finder else "; --lr auto measures an LR for this run"
+        return (
+            f"warning: recipe {self.name} was tuned for {planned:,} optimizer steps ({self.config['epochs']} "
+            f"epochs of {self.reference_train_clips:,} clips at batch {self.reference_batch_size}); this run makes "
+            f"{steps:,}, {relation}: its LR and warm-up may not fit{remedy}"
+        )
 
     def summary(self, cfg) -> str:
         return (
