@@ -1,34 +1,39 @@
-"""Multigrid vs the plain schedule in a training-like regime: wall-clock, top-1 over time, premise checks.
+"""Multigrid vs the plain schedule in a training-like regime: wall-clock, top-1 over time, what holds it back.
 
 Three measurements, all in this one process on clips held in memory (the synthetic set's own
 clips rendered without the H.264 round trip, or ``--data``), so timings compare and measure
 training, not decoding:
 
-1. Premise gate (``--gate-iters N``, about a minute): N iterations at the coarsest long-cycle
-   shape (T/4 frames, crop S/√2, 8x the batch, LR x the rule's multiplier, sub-batch BN, frame
-   stride jittered to span the full clip) against N iterations at the full shape and base batch,
-   both then evaluated at the full shape (after precise BN). Multigrid pays only if the first
-   is close to the second: an iteration costs about the same at both shapes.
+1. Per-shape progress and cost (``--gate-clips N``, a minute or two): N clips at each long-cycle
+   shape at the base batch, and at the coarsest shape at the paper's 8x batch (LR x the rule's
+   multiplier), each from the same initialisation with sub-batch BN and the frame stride jittered
+   to span the full clip, then evaluated at the full shape (after precise BN): top-1 gained per
+   clip seen, and seconds per clip, at each shape.
 2. Schedules, through the real training engine (``fit``: multigrid sampler, sub-batch BN, LR
-   schedule, precise BN): plain (``none``), ``long``, ``short``, ``long+short``, then an
-   equal-time plain control: the plain schedule (whole cosine) over as many epochs as fit in
-   long+short's training time. Prints iterations per phase, top-1 after every epoch against
-   training seconds, and a table: train seconds, ratio to plain, final top-1, seconds to reach
-   the plain run's final top-1 (within ``--tolerance``) and that time as a fraction of plain's.
-   Training seconds leave out validation; a multigrid point counts its precise-BN pass.
+   schedule, precise BN, the probe): plain, ``short``, ``long+short`` with the paper's batch rule,
+   with the bounded rule (its critical batch measured by the probe, or ``--critical-batch``) and
+   the fixed one, ``auto`` (the probe picks), optionally ``long``, then an equal-time plain
+   control (the whole plain schedule over as many epochs as fit in the bounded long+short's
+   training time). Prints iterations per phase, top-1 after every epoch against training seconds,
+   and a table: train seconds (a probe's seconds included), ratio to plain, final top-1, seconds
+   to reach the plain run's final top-1 (within ``--tolerance``) and that time as a fraction of
+   plain's. Training seconds leave out validation; a multigrid point counts its precise-BN pass.
    ``multigrid.png`` plots top-1 against training seconds.
-3. ``--batch-scaling``: top-1 after a fixed number of clips seen (``--clips``) at batch 8, 16,
-   32, 64, 128 (full shape, sub-batch BN over 8 clips, cosine LR with a short warm-up) for SGD
-   with the linear LR rule and AdamW with the square-root rule. Large batches that reach
-   the batch-8 top-1 with the same clips are what multigrid's 8x-16x batches need.
+3. ``--batch-scaling``: the large-batch model checked against measurement. For batches 8-128
+   (full shape, sub-batch BN over 8 clips, constant LR after a short warm-up, LR x the optimizer's
+   rule), the clips each needs to reach a target top-1 (default: what batch 8 reaches after
+   ``--clips``; evaluated at clip counts a factor sqrt(2) apart, interpolated in log clips, up to
+   4x ``--clips``), beside E_min (1 + B/B_noise), with B_noise the gradient noise scale B_simple
+   measured on the same data (micro-batches of 8 inside the batch-32 run's batches, ``--noise-batch``) and E_min
+   from batch 8's measurement.
 
 Default: 8 classes x 448 clips of the ``natural`` synthetic style (2,688 train / 896 val),
-c3d-bn width 1/8 at 16x48, stride 2, batch 8, AdamW 1e-3, 6 base epochs: about 20 minutes
+c3d-bn width 1/8 at 16x48, stride 2, batch 8, AdamW 1e-3, 6 base epochs: about 25 minutes
 on 2 CPU cores. ``--quick`` runs tiny sizes (the test suite's smoke run).
 
-    .venv/bin/python benchmarks/multigrid.py                                 # gate + schedules
-    .venv/bin/python benchmarks/multigrid.py --batch-scaling --clips 4096
-    .venv/bin/python benchmarks/multigrid.py --style dots --per-class 256    # the old, easy data
+    .venv/bin/python benchmarks/multigrid.py                                 # shapes + schedules
+    .venv/bin/python benchmarks/multigrid.py --batch-scaling                 # the predictor vs measurement
+    .venv/bin/python benchmarks/multigrid.py --style dots --per-class 256    # the easy data
 """
 
 from __future__ import annotations
@@ -49,7 +54,17 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_clips import ClipSource, MemoryClips, load_dataset_clips, render_split  # noqa: E402
 
-MODES = ("none", "long", "short", "long+short")
+# --modes names: the schedule's label and its training settings
+SCHEDULES = {
+    "none": ("plain", ["multigrid=none"]),
+    "long": ("long (paper)", ["multigrid=long"]),
+    "short": ("short (paper)", ["multigrid=short"]),
+    "long+short": ("long+short (paper)", ["multigrid=long+short"]),
+    "bounded": ("long+short (bounded)", ["multigrid=long+short", "multigrid_batch=bounded"]),
+    "fixed": ("long+short (fixed)", ["multigrid=long+short", "multigrid_batch=fixed"]),
+    "auto": ("auto", ["multigrid=auto"]),
+}
+DEFAULT_MODES = "none,short,long+short,bounded,fixed,auto"
 CONTROL = "plain (equal time)"
 BATCHES = (8, 16, 32, 64, 128)
 
@@ -125,6 +140,24 @@ def optimizer_for(name: str, model, lr: float, weight_decay: float = 1e-4):
     return torch.optim.AdamW(groups, lr=lr)
 
 
+class BatchStream:
+    """Shuffled batches of one shape, the stride jittered per clip; passes over the data as often as needed."""
+
+    def __init__(self, data, batch: int, frames: int, crop: int, strides: tuple[int, int], seed: int):
+        self.source, self.labels = data
+        self.batch, self.frames, self.crop, self.strides = batch, frames, crop, strides
+        self.rng = np.random.default_rng([seed, batch, frames, crop])
+        self.order, self.pos = self.rng.permutation(len(self.labels)), 0
+
+    def next(self):
+        if self.pos + self.batch > len(self.order):
+            self.order, self.pos = self.rng.permutation(len(self.labels)), 0
+        idx = self.order[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        strides = self.rng.integers(self.strides[0], self.strides[1] + 1, size=len(idx))
+        return self.source.batch(idx, self.frames, strides, self.crop, self.rng), self.labels[idx]
+
+
 def train_loop(
     model,
     data,
@@ -140,23 +173,17 @@ def train_loop(
     seed: int,
 ) -> float:
     """``iters`` SGD/AdamW steps of ``batch`` clips at one shape, cosine LR with 5% warm-up; returns seconds."""
-    source, labels = data
+    stream = BatchStream(data, batch, frames, crop, strides, seed)
     opt = optimizer_for(optimizer, model, lr)
-    rng = np.random.default_rng([seed, batch, frames, crop])
-    order, pos = rng.permutation(len(labels)), 0
     warm = max(1, iters // 20)
     model.train()
     started = time.perf_counter()
     for it in range(iters):
-        if pos + batch > len(order):
-            order, pos = rng.permutation(len(labels)), 0
-        idx = order[pos : pos + batch]
-        pos += batch
-        x = source.batch(idx, frames, rng.integers(strides[0], strides[1] + 1, size=len(idx)), crop, rng)
+        x, y = stream.next()
         scale = 0.5 * (1 + math.cos(math.pi * it / iters)) * min(1.0, 0.1 + 0.9 * it / warm)
         for g in opt.param_groups:
             g["lr"] = lr * scale
-        loss = F.cross_entropy(model(x), labels[idx])
+        loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
@@ -168,96 +195,207 @@ def lr_rule(optimizer: str) -> str:
     return "linear" if optimizer == "sgd" else "sqrt"
 
 
-# --------------------------------------------------------------------------- 1. premise gate
-def premise_gate(data, num_classes: int, args) -> list[dict]:
+# --------------------------------------------------------------------------- 1. per-shape progress and cost
+def shape_progress(data, num_classes: int, args) -> list[dict]:
+    """``--gate-clips`` clips at each long-cycle shape (base batch), and at the coarsest at the paper's batch:
+    top-1 at the full shape afterwards, and seconds per clip."""
     from vidact.train.multigrid import long_cycle_shapes, lr_multiplier
 
-    t, s, mult = long_cycle_shapes(args.frames, args.size)[0]
-    lr = args.lr * lr_multiplier(mult, lr_rule(args.optimizer))
-    stride_hi = max(args.stride, args.stride * args.frames // t)
+    shapes = long_cycle_shapes(args.frames, args.size)
+    full = args.frames * args.size**2
+    runs = [(t, s, 1) for t, s, _ in shapes] + [(shapes[0][0], shapes[0][1], shapes[0][2])]
     rows = []
-    for name, frames, crop, batch, rate, strides in (
-        ("coarsest long-cycle shape", t, s, args.batch_size * mult, lr, (args.stride, stride_hi)),
-        ("full shape", args.frames, args.size, args.batch_size, args.lr, (args.stride, args.stride)),
-    ):
+    for t, s, mult in runs:
+        batch = args.batch_size * mult
+        lr = args.lr * lr_multiplier(mult, lr_rule(args.optimizer))
+        strides = (args.stride, max(args.stride, args.stride * args.frames // t))
+        iters = max(1, args.gate_clips // batch)
         model = new_model(args, num_classes, sub_batch_bn=True)
         seconds = train_loop(
             model,
             data["train"],
             args,
             optimizer=args.optimizer,
-            lr=rate,
+            lr=lr,
             batch=batch,
-            iters=args.gate_iters,
-            frames=frames,
-            crop=crop,
+            iters=iters,
+            frames=t,
+            crop=s,
             strides=strides,
             seed=args.seed,
         )
         precise_bn(model, data["train"], args)
         rows.append(
             {
-                "shape": name,
-                "frames": frames,
-                "crop": crop,
+                "frames": t,
+                "crop": s,
                 "batch": batch,
-                "lr": rate,
-                "iterations": args.gate_iters,
+                "lr": lr,
+                "iterations": iters,
+                "clips": iters * batch,
                 "train_s": seconds,
+                "seconds_per_clip": seconds / (iters * batch),
+                "compute": t * s * s / full,
                 "top1": evaluate(model, data["val"], args),
             }
         )
+        r = rows[-1]
         print(
-            f"  gate: {name:26s} {frames}x{crop} batch {batch:4d} lr {rate:.4g}: {args.gate_iters} it "
-            f"{seconds:6.1f} s  top-1 at the full shape {100 * rows[-1]['top1']:5.1f}%",
+            f"  {t:2d}x{s:<3d} batch {batch:4d} lr {lr:.4g}: {r['clips']} clips in {seconds:6.1f} s "
+            f"({1000 * r['seconds_per_clip']:.1f} ms per clip)  top-1 at the full shape {100 * r['top1']:5.1f}%",
             flush=True,
         )
     return rows
 
 
+def print_shape_table(rows: list[dict], num_classes: int) -> None:
+    full = rows[len(rows) - 2]  # the full shape at the base batch
+    chance = 1.0 / num_classes
+    print(
+        "\n| shape | batch | clips | ms per clip | cost per clip vs full | multiply-adds vs full | top-1 "
+        "| gain over chance vs full |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        gain = (r["top1"] - chance) / (full["top1"] - chance) if full["top1"] > chance else float("nan")
+        print(
+            f"| {r['frames']}x{r['crop']} | {r['batch']} | {r['clips']} | {1000 * r['seconds_per_clip']:.2f} | "
+            f"{r['seconds_per_clip'] / full['seconds_per_clip']:.2f} | {r['compute']:.3f} | {100 * r['top1']:.1f}% | "
+            f"{gain:.2f} |"
+        )
+
+
 # --------------------------------------------------------------------------- 3. batch scaling
+def checkpoints(clips: int, upto: float = 4.0) -> list[int]:
+    """Clip counts a factor sqrt(2) apart, from clips/4 to ``upto`` x clips."""
+    return [int(round(clips * 2 ** (k / 2))) for k in range(-4, int(2 * math.log2(upto)) + 1)]
+
+
+def clips_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
+    """Clips at which ``curve`` (clips, top-1) first reaches ``target``, interpolated in log clips."""
+    prev = None
+    for clips, top1 in curve:
+        if top1 >= target - 1e-9:
+            if prev is None or prev[1] >= top1:
+                return float(clips)
+            frac = (target - prev[1]) / (top1 - prev[1])
+            return float(math.exp(math.log(prev[0]) + frac * (math.log(clips) - math.log(prev[0]))))
+        prev = (clips, top1)
+    return None
+
+
+def scaling_run(data, num_classes: int, args, *, optimizer: str, base_lr: float, batch: int, target: float | None):
+    """One batch size: constant LR (rule-scaled) after a short warm-up; top-1 at the checkpoints until ``target``
+    (or the last checkpoint); B_simple from micro-batches of 8 when the batch is ``NOISE_BATCH``."""
+    from vidact.train.noise_scale import NoiseScale, micro_batch_backward
+
+    mult = batch / args.batch_size
+    lr = base_lr * (mult if lr_rule(optimizer) == "linear" else math.sqrt(mult))
+    model = new_model(args, num_classes, sub_batch_bn=True)
+    opt = optimizer_for(optimizer, model, lr)
+    stream = BatchStream(data["train"], batch, args.frames, args.size, (args.stride, args.stride), args.seed)
+    warm = max(1, args.clips // (20 * batch))
+    noise = NoiseScale(beta=0.99) if batch == args.noise_batch else None
+    marks, curve, seen, it, seconds, mark = checkpoints(args.clips), [], 0, 0, 0.0, 0
+    model.train()
+    while seen < marks[-1]:
+        x, y = stream.next()
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, 0.1 + 0.9 * it / warm)
+        started = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        k = len(y) // 8 if len(y) % 8 == 0 else 0
+        if noise is not None and it % 4 == 0 and k >= 2:  # the same gradient, from micro-batches of the BN sub-batch
+            step = micro_batch_backward(model, x, y, k, lambda xs, ys: F.cross_entropy(model(xs), ys))
+            noise.update(step.small_sq, step.big_sq, step.micro_size, step.batch_size)
+        else:
+            F.cross_entropy(model(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+        opt.step()
+        seconds += time.perf_counter() - started
+        seen, it = seen + batch, it + 1
+        if seen >= marks[mark]:
+            while mark < len(marks) - 1 and seen >= marks[mark]:
+                mark += 1
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            precise_bn(model, data["train"], args)
+            curve.append((seen, evaluate(model, data["scaling_val"], args)))
+            model.load_state_dict(state)  # precise BN for evaluation only
+            model.train()
+            if target is not None and curve[-1][1] >= target:
+                break
+    return {
+        "optimizer": optimizer,
+        "rule": lr_rule(optimizer),
+        "batch": batch,
+        "lr": lr,
+        "iterations": it,
+        "clips": seen,
+        "train_s": seconds,
+        "curve": curve,
+        "top1_at_clips": next((a for c, a in curve if c >= args.clips), curve[-1][1]),
+        "b_simple": noise.b_simple if noise is not None else None,
+        "noise_measurements": noise.measurements if noise is not None else 0,
+    }
+
+
 def batch_scaling(data, num_classes: int, args) -> list[dict]:
     rows = []
-    for optimizer, base_lr in (("sgd", args.sgd_lr), ("adamw", args.adamw_lr)):
-        rule = lr_rule(optimizer)
-        for batch in (int(b) for b in args.batches.split(",")):
-            mult = batch / args.batch_size
-            lr = base_lr * (mult if rule == "linear" else math.sqrt(mult))
-            iters = max(1, args.clips // batch)
-            model = new_model(args, num_classes, sub_batch_bn=True)
-            seconds = train_loop(
-                model,
-                data["train"],
-                args,
-                optimizer=optimizer,
-                lr=lr,
-                batch=batch,
-                iters=iters,
-                frames=args.frames,
-                crop=args.size,
-                strides=(args.stride, args.stride),
-                seed=args.seed,
+    lrs = {"sgd": args.sgd_lr, "adamw": args.adamw_lr}
+    for optimizer in args.scaling_optimizers.split(","):
+        batches = [int(b) for b in args.batches.split(",")]
+        target = args.target
+        for batch in batches:
+            row = scaling_run(
+                data, num_classes, args, optimizer=optimizer, base_lr=lrs[optimizer], batch=batch, target=target
             )
-            precise_bn(model, data["train"], args)
-            top1 = evaluate(model, data["val"], args)
-            rows.append(
-                {
-                    "optimizer": optimizer,
-                    "rule": rule,
-                    "batch": batch,
-                    "lr": lr,
-                    "iterations": iters,
-                    "clips": iters * batch,
-                    "train_s": seconds,
-                    "top1": top1,
-                }
-            )
+            if target is None:  # batch 8's top-1 after --clips sets the target
+                target = row["top1_at_clips"]
+            row["target"] = target
+            rows.append(row)
             print(
-                f"  {optimizer:5s} ({rule:6s}) batch {batch:4d} lr {lr:.4g}: {iters:5d} it, {iters * batch} clips, "
-                f"{seconds:6.1f} s  top-1 {100 * top1:5.1f}%",
+                f"  {optimizer:5s} batch {batch:4d} lr {row['lr']:.4g}: {row['clips']} clips, {row['train_s']:6.1f} s; "
+                "top-1 "
+                + ", ".join(f"{c}: {100 * a:.1f}%" for c, a in row["curve"])
+                + (f"; B_simple {row['b_simple']:.3g} clips" if row["b_simple"] is not None else ""),
                 flush=True,
             )
+        ours = [r for r in rows if r["optimizer"] == optimizer]
+        predict(ours)
     return rows
+
+
+def predict(rows: list[dict]) -> None:
+    """Clips to the target per batch, measured and by E_min (1 + B/B_noise) with B_noise = the measured B_simple."""
+    b_noise = next((r["b_simple"] for r in rows if r["b_simple"]), None)
+    base = rows[0]
+    base_clips = clips_to_reach(base["curve"], base["target"])
+    e_min = base_clips / (1 + base["batch"] / b_noise) if b_noise and base_clips else None
+    for r in rows:
+        r["clips_to_target"] = clips_to_reach(r["curve"], r["target"])
+        r["b_noise"] = b_noise
+        r["predicted_clips"] = e_min * (1 + r["batch"] / b_noise) if e_min else None
+
+
+def print_scaling_table(rows: list[dict]) -> None:
+    print(
+        "\n| optimizer | LR rule | batch | LR | target top-1 | clips to target (measured) | E_min (1 + B/B_noise) "
+        "| measured / predicted | top-1 at --clips | B_noise (B_simple) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        measured, predicted = r.get("clips_to_target"), r.get("predicted_clips")
+        print(
+            f"| {r['optimizer']} | {r['rule']} | {r['batch']} | {r['lr']:.4g} | {100 * r['target']:.1f}% | "
+            + (f"{measured:.0f}" if measured else f"not reached in {r['clips']}")
+            + " | "
+            + (f"{predicted:.0f}" if predicted else "-")
+            + " | "
+            + (f"{measured / predicted:.2f}" if measured and predicted else "-")
+            + f" | {100 * r['top1_at_clips']:.1f}% | "
+            + (f"{r['b_noise']:.3g}" if r.get("b_noise") else "-")
+            + " |"
+        )
 
 
 # --------------------------------------------------------------------------- 2. schedules
@@ -286,20 +424,25 @@ def phase_iterations(cfg, num_samples: int) -> list[dict]:
     return [{**r, "crops": sorted(r["crops"]), "batches": sorted(r["batches"])} for r in counts.values()]
 
 
-def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, args, label: str | None = None) -> dict:
+def engine_run(name: str, epochs: int, data, classes: list[str], root: Path, args, label: str | None = None) -> dict:
+    """One schedule of ``SCHEDULES`` (``name``) through ``fit``; its curve of top-1 against training seconds."""
     from vidact.data.dataset import ClipSpec
-    from vidact.train.config import load_config
+    from vidact.train.config import TrainConfig, load_config, read_config_file
     from vidact.train.data import TrainData
     from vidact.train.engine import fit
 
     default = ClipSpec(args.frames, args.size, args.stride)
     train_set = MemoryClips(*data["train"], default, train=True, seed=args.seed)
     val_set = MemoryClips(*data["val"], default, train=False, seed=args.seed)
-    label = label or mode
+    label = label or SCHEDULES[name][0]
+    settings = list(SCHEDULES[name][1])
+    if name == "bounded" and args.critical_batch:
+        settings.append(f"critical_batch={args.critical_batch}")
+    out = root / "runs" / label.replace("+", "-").replace(" ", "_").replace("(", "").replace(")", "")
     cfg = load_config(
         arch=args.arch,
         data=str(root),
-        out=str(root / "runs" / label.replace("+", "-").replace(" ", "_")),
+        out=str(out),
         frames=args.frames,
         size=args.size,
         stride=args.stride,
@@ -312,24 +455,32 @@ def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, arg
             f"threads={args.threads}",
             "warmup_epochs=0.5",
             f"dropout={args.dropout}",
-            f"multigrid={mode}",
             "val_every=1",
             "log_every=100000",
             f"clip_grad={args.clip_grad}",
             f"optimizer={args.optimizer}",
+            *settings,
             *args.set,
         ],
     )
-    phases = phase_iterations(cfg, len(train_set)) if mode != "none" else []
-    summary = fit(cfg, TrainData(classes, train_set, val_set), progress=False)
-    clock, curve = 0.0, []
+    lines: list[str] = []
+    summary = fit(cfg, TrainData(classes, train_set, val_set), progress=False, notify=lines.append)
+    decided = TrainConfig.from_dict(read_config_file(out / "config.toml"))
+    phases = phase_iterations(decided, len(train_set)) if decided.multigrid != "none" else []
+    probe_s = summary["probe"]["seconds"] if summary.get("probe") else 0.0
+    clock, curve = probe_s, []
     for rec in summary["history"]:
         clock += rec["seconds"]
-        # a model taken at this epoch costs the training so far plus its precise-BN pass
+        # a model taken at this epoch costs the probe and the training so far plus its precise-BN pass
         curve.append((clock + rec.get("precise_bn_seconds", 0.0), rec.get("val_top1", 0.0)))
     result = {
         "schedule": label,
-        "mode": mode,
+        "name": name,
+        "mode": decided.multigrid,
+        "batch_rule": decided.multigrid_batch if decided.multigrid != "none" else "",
+        "critical_batch": decided.critical_batch or None,
+        "decisions": lines,
+        "probe_s": probe_s,
         "epochs": summary["epochs"],
         "iterations": summary["iterations"],
         "phases": phases,
@@ -339,10 +490,12 @@ def engine_run(mode: str, epochs: int, data, classes: list[str], root: Path, arg
         "curve": curve,
     }
     print(
-        f"  {label:20s} {result['epochs']:3d} epochs {result['iterations']:6d} it {result['train_s']:8.1f} s  "
+        f"  {label:22s} {result['epochs']:3d} epochs {result['iterations']:6d} it {result['train_s']:8.1f} s  "
         f"final top-1 {100 * result['final_top1']:5.1f}%",
         flush=True,
     )
+    for line in lines:
+        print(f"    {line}", flush=True)
     print("    top-1 over time: " + ", ".join(f"{s:.0f}s {100 * a:.1f}%" for s, a in curve), flush=True)
     for p in phases:
         print(
@@ -361,29 +514,35 @@ def schedules(data, classes, args) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for mode in args.modes.split(","):
-            results.append(engine_run(mode, args.epochs, data, classes, root, args))
-        plain = next((r for r in results if r["mode"] == "none"), None)
-        both = next((r for r in results if r["mode"] == "long+short"), None)
-        if plain is not None and both is not None and not args.no_control:
-            epochs = max(1, int(round(args.epochs * both["train_s"] / plain["train_s"])))
+        for name in args.modes.split(","):
+            if name not in SCHEDULES:
+                raise SystemExit(f"--modes: {name!r} is not one of {', '.join(SCHEDULES)}")
+            results.append(engine_run(name, args.epochs, data, classes, root, args))
+        plain = next((r for r in results if r["name"] == "none"), None)
+        reference = next((r for r in results if r["name"] == "bounded"), None) or next(
+            (r for r in results if r["name"] == "long+short"), None
+        )
+        if plain is not None and reference is not None and not args.no_control:
+            epochs = max(1, int(round(args.epochs * reference["train_s"] / plain["train_s"])))
             results.append(engine_run("none", epochs, data, classes, root, args, label=CONTROL))
     return results
 
 
 def print_schedule_table(results: list[dict], tolerance: float) -> None:
-    plain = next((r for r in results if r["schedule"] == "none"), results[0])
+    plain = next((r for r in results if r["name"] == "none"), results[0])
     target = plain["final_top1"] - tolerance
     print(
-        f"\n| schedule | epochs | iterations | train s | ratio to plain | final top-1 | best top-1 "
+        f"\n| schedule | batch rule | epochs | iterations | train s | ratio to plain | final top-1 | best top-1 "
         f"| s to plain's top-1 - {100 * tolerance:.0f} pt | fraction of plain time |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         reach = time_to_reach(r["curve"], target)
         r["time_to_plain_top1"] = reach
+        rule = r["batch_rule"] + (f", B_simple {r['critical_batch']:.3g}" if r["critical_batch"] else "")
+        name = r["schedule"] + (f" → {r['mode']}" if r["name"] == "auto" else "")
         print(
-            f"| {r['schedule']} | {r['epochs']} | {r['iterations']} | {r['train_s']:.1f} | "
+            f"| {name} | {rule or '-'} | {r['epochs']} | {r['iterations']} | {r['train_s']:.1f} | "
             f"{r['train_s'] / plain['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
             + (f"{reach:.1f} | {reach / plain['train_s']:.2f} |" if reach is not None else "- | not reached |")
         )
@@ -403,7 +562,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
             [100 * y for y in ys],
             marker="o",
             ms=3,
-            label=r["schedule"].replace("none", "plain"),
+            label=r["schedule"],
             ls="--" if r["schedule"] == CONTROL else "-",
         )
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
@@ -436,14 +595,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--clip-grad", type=float, default=5.0)
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--modes", default=DEFAULT_MODES, help=f"schedules, of: {', '.join(SCHEDULES)}")
+    p.add_argument("--critical-batch", type=float, default=0.0, help="B_simple for 'bounded' (0: the probe's)")
     p.add_argument("--no-control", action="store_true", help="skip the equal-time plain control")
     p.add_argument("--tolerance", type=float, default=0.01, help="'reached plain's top-1' within this (0.01 = 1 pt)")
-    p.add_argument("--gate-iters", type=int, default=120, help="premise gate iterations per shape (0: skip)")
-    p.add_argument("--no-schedules", action="store_true", help="only the gate (or --batch-scaling)")
+    p.add_argument("--gate-clips", type=int, default=960, help="clips per shape in the per-shape table (0: skip)")
+    p.add_argument("--no-schedules", action="store_true", help="only the per-shape table (or --batch-scaling)")
     p.add_argument("--batch-scaling", action="store_true", help="the batch-size measurement instead of the schedules")
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    p.add_argument("--clips", type=int, default=4096, help="--batch-scaling: clips seen per run")
+    p.add_argument("--clips", type=int, default=2048, help="--batch-scaling: batch 8's clips that set the target")
+    p.add_argument("--target", type=float, default=None, help="--batch-scaling: target top-1 (default: batch 8's)")
+    p.add_argument("--scaling-optimizers", default="adamw", help="--batch-scaling: sgd, adamw or both")
+    p.add_argument("--noise-batch", type=int, default=32, help="--batch-scaling: the run that measures B_simple")
+    p.add_argument("--scaling-val", type=int, default=256, help="--batch-scaling: validation clips per evaluation")
     p.add_argument("--sgd-lr", type=float, default=0.02, help="--batch-scaling: SGD LR at the base batch")
     p.add_argument("--adamw-lr", type=float, default=1e-3, help="--batch-scaling: AdamW LR at the base batch")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra training setting")
@@ -454,7 +618,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.classes, args.per_class, args.frames, args.size, args.clip_frames, args.clip_size = 3, 8, 8, 24, 18, 32
-        args.epochs, args.gate_iters, args.clips, args.batches = 1, 2, 32, "8,16"
+        args.epochs, args.gate_clips, args.clips, args.batches, args.noise_batch = 1, 16, 16, "8,16", 16
     return args
 
 
@@ -463,6 +627,9 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     classes, data = load_data(args)
+    source, labels = data["val"]
+    keep = np.random.default_rng([args.seed, 0x5CA1]).permutation(len(labels))[: args.scaling_val]
+    data["scaling_val"] = (_Subset(source, keep), labels[keep])
     regime = (
         f"{args.arch} width {args.width_mult} at {args.frames}x{args.size} stride {args.stride}, batch "
         f"{args.batch_size}, {args.optimizer} lr {args.lr}; {len(data['train'][1])} train / "
@@ -474,19 +641,14 @@ def main(argv=None) -> dict:
         flush=True,
     )
     out = {"args": {k: str(v) for k, v in vars(args).items()}, "regime": regime}
-    if args.gate_iters > 0 and not args.batch_scaling:
-        print("premise gate:", flush=True)
-        out["gate"] = premise_gate(data, len(classes), args)
+    if args.gate_clips > 0 and not args.batch_scaling:
+        print(f"per-shape progress and cost ({args.gate_clips} clips each):", flush=True)
+        out["shapes"] = shape_progress(data, len(classes), args)
+        print_shape_table(out["shapes"], len(classes))
     if args.batch_scaling:
-        print(f"batch scaling ({args.clips} clips seen per run):", flush=True)
+        print(f"batch scaling (target: batch 8's top-1 after {args.clips} clips, unless --target):", flush=True)
         out["batch_scaling"] = batch_scaling(data, len(classes), args)
-        print("\n| optimizer | LR rule | batch | LR | iterations | clips | train s | top-1 |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for r in out["batch_scaling"]:
-            print(
-                f"| {r['optimizer']} | {r['rule']} | {r['batch']} | {r['lr']:.4g} | {r['iterations']} | "
-                f"{r['clips']} | {r['train_s']:.1f} | {100 * r['top1']:.1f}% |"
-            )
+        print_scaling_table(out["batch_scaling"])
     elif not args.no_schedules:
         print("schedules:", flush=True)
         results = schedules(data, classes, args)
@@ -499,6 +661,16 @@ def main(argv=None) -> dict:
     (args.out / "multigrid.json").write_text(json.dumps(out, indent=1))
     print(f"total wall-clock {time.perf_counter() - started:.0f} s; wrote {args.out / 'multigrid.json'}")
     return out
+
+
+class _Subset:
+    """The clips of ``source`` at ``keep`` (a clip source for :func:`evaluate`)."""
+
+    def __init__(self, source, keep):
+        self.source, self.keep = source, keep
+
+    def batch(self, index, *rest):
+        return self.source.batch([int(self.keep[i]) for i in index], *rest)
 
 
 if __name__ == "__main__":

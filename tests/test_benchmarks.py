@@ -19,28 +19,54 @@ def load(name: str):
         sys.path.remove(str(BENCHMARKS))
 
 
-def test_multigrid_benchmark_gate_and_schedules_at_tiny_sizes(tmp_path, capsys):
+def test_multigrid_benchmark_shapes_and_schedules_at_tiny_sizes(tmp_path, capsys):
     out = load("multigrid").main(["--quick", "--out", str(tmp_path)])
-    assert [r["shape"] for r in out["gate"]] == ["coarsest long-cycle shape", "full shape"]
-    coarse, full = out["gate"]
-    assert (coarse["frames"], coarse["crop"], coarse["batch"]) == (2, 17, 64)  # T/4, S/sqrt2, 8x for 8x24
-    assert (full["frames"], full["crop"], full["batch"]) == (8, 24, 8)
+    shapes = [(r["frames"], r["crop"], r["batch"]) for r in out["shapes"]]
+    # each long-cycle shape of 8x24 at the base batch, then the coarsest at the paper's 8x batch
+    assert shapes == [(2, 17, 8), (4, 17, 8), (4, 24, 8), (8, 24, 8), (2, 17, 64)]
+    assert all(r["seconds_per_clip"] > 0 and 0.0 <= r["top1"] <= 1.0 for r in out["shapes"])
     names = [r["schedule"] for r in out["schedules"]]
-    assert names == ["none", "long", "short", "long+short", "plain (equal time)"]
+    assert names == [
+        "plain",
+        "short (paper)",
+        "long+short (paper)",
+        "long+short (bounded)",
+        "long+short (fixed)",
+        "auto",
+        "plain (equal time)",
+    ]
     for r in out["schedules"]:
         assert r["iterations"] > 0 and 0.0 <= r["final_top1"] <= 1.0 and r["curve"]
-    assert {p["frames"] for p in out["schedules"][1]["phases"]} <= {2, 4, 8}  # long cycle: T/4, T/2, T
+    paper, fixed = out["schedules"][2], out["schedules"][4]
+    assert {p["frames"] for p in paper["phases"]} <= {2, 4, 8}  # long cycle: T/4, T/2, T
+    assert max(b for p in fixed["phases"] for b in p["batches"]) == 8  # the base batch at every shape
+    auto = out["schedules"][5]
+    assert auto["decisions"] and auto["decisions"][-1].startswith("multigrid auto: ") and auto["probe_s"] > 0
     assert (tmp_path / "multigrid.png").stat().st_size > 0 and (tmp_path / "multigrid.json").is_file()
-    assert "| long+short |" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "| long+short (bounded) |" in text and "| auto → " in text and "| 2x17 | 64 |" in text
 
 
 def test_multigrid_benchmark_batch_scaling_at_tiny_sizes(tmp_path):
     out = load("multigrid").main(["--quick", "--batch-scaling", "--out", str(tmp_path)])
-    rows = [(r["optimizer"], r["batch"], r["clips"]) for r in out["batch_scaling"]]
-    assert rows == [("sgd", 8, 32), ("sgd", 16, 32), ("adamw", 8, 32), ("adamw", 16, 32)]
-    sgd16, adamw16 = out["batch_scaling"][1], out["batch_scaling"][3]
-    assert sgd16["lr"] == pytest.approx(2 * 0.02)  # linear rule
-    assert adamw16["lr"] == pytest.approx(2**0.5 * 1e-3)  # square-root rule
+    rows = out["batch_scaling"]
+    assert [(r["optimizer"], r["batch"]) for r in rows] == [("adamw", 8), ("adamw", 16)]
+    assert rows[1]["lr"] == pytest.approx(2**0.5 * 1e-3)  # square-root rule
+    assert rows[0]["target"] == rows[1]["target"] == rows[0]["top1_at_clips"]  # batch 8's top-1 sets the target
+    assert rows[0]["clips_to_target"] is not None and rows[0]["curve"]
+
+
+def test_clips_to_reach_interpolates_in_log_clips():
+    mg = load("multigrid")
+    assert mg.clips_to_reach([(100, 0.2), (400, 0.6)], 0.4) == pytest.approx(200.0)
+    assert mg.clips_to_reach([(100, 0.5)], 0.4) == 100.0
+    assert mg.clips_to_reach([(100, 0.2), (400, 0.3)], 0.4) is None
+    rows = [
+        {"batch": 8, "curve": [(1000, 0.5)], "target": 0.5, "b_simple": None},
+        {"batch": 32, "curve": [(2000, 0.5)], "target": 0.5, "b_simple": 8.0},
+    ]
+    mg.predict(rows)  # B_noise 8: E_min = 1000 / 2, batch 32 needs E_min x 5
+    assert rows[1]["predicted_clips"] == pytest.approx(2500.0) and rows[1]["clips_to_target"] == 2000.0
 
 
 def test_x3d_parity_benchmark_runs_both_models_on_the_same_batches(tmp_path):

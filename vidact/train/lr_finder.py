@@ -1,11 +1,17 @@
 """The LR range test (Smith 2017, "Cyclical Learning Rates"; as fast.ai's and Lightning's LR finders).
 
-Train from the initial weights with the LR growing geometrically every step, smooth the loss
-(bias-corrected exponential moving average), stop once it is not finite or exceeds
-``DIVERGENCE`` times its minimum. The rule that picks the LR (fast.ai's ``lr_min``): the LR at
-the minimum of the smoothed loss, divided by ten, i.e. an order of magnitude below where the
-loss stops falling and starts to blow up. When the loss never fell (its minimum in the first
-tenth of the sweep) the test says so and picks nothing.
+Train from the initial weights with the LR growing geometrically every step; stop once the loss
+is not finite or its exponential moving average exceeds ``DIVERGENCE`` times its minimum (as
+fast.ai does). The rule that picks the LR, applied to the finished sweep: smooth the losses with
+a centred running median of ``WINDOW`` steps (no lag, unlike a moving average, so the answer does
+not shift with the number of steps); find the first LR where the smoothed loss rises ``RISE``
+above its lowest value so far (Smith's point where the loss "starts to get ragged", the largest
+LR that still trains); pick it divided by ``BELOW_RISE``. The LR a run is given is its schedule's
+peak (warm-up, then cosine), the role of Smith's maximum LR. A small network on a few hundred
+clips barely lowers its loss within the sweep, so the rise is the test's clearest signal there,
+where the minimum of a flat, noisy loss (fast.ai's ``lr_min`` rule) falls anywhere. A sweep
+stopped by a blow-up the median cannot show yet (its last step or two) takes the blow-up as the
+rise. When the loss never rose within the sweep the test says so and picks nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-SMOOTHING = 0.9  # EMA factor of the loss (fast.ai uses 0.98 over 100 steps; the probe has fewer)
-DIVERGENCE = 4.0  # stop when the smoothed loss exceeds this many times its minimum
-BELOW_MINIMUM = 10.0  # the pick: the LR at the smoothed minimum / this
+SMOOTHING = 0.9  # EMA factor of the loss for the stop (fast.ai uses 0.98 over 100 steps; the probe has fewer)
+DIVERGENCE = 4.0  # stop when the EMA of the loss exceeds this many times its minimum
+WINDOW = 5  # centred running median of the rule
+RISE = 0.3  # the rise: the smoothed loss 30% above its lowest value so far
+BELOW_RISE = 2.0  # the pick: the LR of the rise / this
 RANGES = {"sgd": (1e-4, 10.0), "adamw": (1e-6, 1.0)}  # the sweep per optimizer
 
 
@@ -37,6 +45,16 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
     return out
 
 
+def running_median(values: list[float], window: int = WINDOW) -> list[float]:
+    """Centred running median (the window shrinks at the ends)."""
+    half = window // 2
+    out = []
+    for i in range(len(values)):
+        part = sorted(values[max(0, i - half) : i + half + 1])
+        out.append(part[len(part) // 2] if len(part) % 2 else 0.5 * (part[len(part) // 2 - 1] + part[len(part) // 2]))
+    return out
+
+
 @dataclass
 class RangeTest:
     """The sweep as run: LRs and losses per step, and the pick."""
@@ -47,48 +65,54 @@ class RangeTest:
     lr: float | None = None  # the pick (None: the loss never fell)
     rule: str = ""
 
-    @property
-    def smoothed(self) -> list[float]:
-        return smooth(self.losses)
-
     def to_dict(self) -> dict:
         return {
             "lr": self.lr,
             "rule": self.rule,
             "stopped": self.stopped,
-            "curve": [[lr, loss] for lr, loss in zip(self.lrs, self.smoothed)],
+            "curve": [[lr, loss] for lr, loss in zip(self.lrs, self.losses)],
         }
 
 
 def suggest_lr(lrs: list[float], losses: list[float]) -> tuple[float | None, str]:
-    """(the LR at the smoothed loss's minimum / 10, the rule in words); None when the minimum lies in the
-    sweep's first tenth (the loss never fell)."""
-    if not losses:
-        return None, "no step of the range test finished"
-    smoothed = smooth(losses)
-    best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    if best < max(1, len(lrs) // 10):
-        return None, f"the smoothed loss never fell below its start ({smoothed[0]:.3g}) over {len(lrs)} steps"
-    lr = lrs[best] / BELOW_MINIMUM
-    return lr, f"LR at the smoothed loss's minimum ({lrs[best]:.3g}, loss {smoothed[best]:.3g}) / {BELOW_MINIMUM:g}"
+    """(the LR where the running median of the loss first rises ``RISE`` above its lowest value so far, divided
+    by ``BELOW_RISE``; the rule in words). None when it never rose."""
+    smoothed = running_median(losses)
+    lowest = math.inf
+    for lr, loss in zip(lrs, smoothed):
+        lowest = min(lowest, loss)
+        if loss > (1 + RISE) * lowest:
+            return lr / BELOW_RISE, (
+                f"the loss (running median of {WINDOW}) rose {100 * RISE:.0f}% above its lowest, {lowest:.3g}, "
+                f"at LR {lr:.3g}; / {BELOW_RISE:g}"
+            )
+    return (
+        None,
+        f"the loss never rose {100 * RISE:.0f}% above its lowest over {len(lrs)} steps"
+        + (f" up to LR {lrs[-1]:.3g}" if lrs else ""),
+    )
 
 
 def range_test(step: Callable[[float], float], lrs: list[float]) -> RangeTest:
     """Call ``step(lr)`` (one training step at ``lr``, returning its loss) for each LR until the loss is not
-    finite or the smoothed loss exceeds ``DIVERGENCE`` x its minimum; then pick by :func:`suggest_lr`."""
+    finite or its moving average exceeds ``DIVERGENCE`` x its minimum; then pick by :func:`suggest_lr`."""
     test = RangeTest()
-    best = math.inf
-    for lr in lrs:
+    best, average = math.inf, 0.0
+    for i, lr in enumerate(lrs):
         loss = step(lr)
         if not math.isfinite(loss):
             test.stopped = f"loss not finite at LR {lr:.3g}"
             break
         test.lrs.append(lr)
         test.losses.append(loss)
-        current = test.smoothed[-1]
+        average = SMOOTHING * average + (1 - SMOOTHING) * loss
+        current = average / (1 - SMOOTHING ** (i + 1))
         best = min(best, current)
-        if len(test.losses) > 1 and current > DIVERGENCE * best:
-            test.stopped = f"smoothed loss above {DIVERGENCE:g}x its minimum at LR {lr:.3g}"
+        if i > 0 and current > DIVERGENCE * best:
+            test.stopped = f"loss average above {DIVERGENCE:g}x its minimum at LR {lr:.3g}"
             break
     test.lr, test.rule = suggest_lr(test.lrs, test.losses)
+    if test.lr is None and test.stopped and test.lrs:  # a blow-up in the last step or two: the median hides it
+        test.lr = test.lrs[-1] / BELOW_RISE
+        test.rule = f"the loss blew up at LR {test.lrs[-1]:.3g} ({test.stopped}); / {BELOW_RISE:g}"
     return test

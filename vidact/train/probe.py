@@ -153,8 +153,10 @@ class Probe:
     def noise_scale(self, seconds: float) -> tuple[dict, list[float]]:
         """B_simple at the coarsest shape over as many steps as fit in ``seconds`` (``MIN_NOISE_STEPS`` to
         ``MAX_NOISE_STEPS``); also each step's seconds per clip."""
-        shape, k = self.shapes[0], NOISE_MICRO_BATCHES
+        shape, k = self.shapes[0], min(NOISE_MICRO_BATCHES, len(self.train_set) // BN_BASE)
         estimate = NoiseScale(beta=0.99)  # bias-corrected: about the mean over the probe's few steps
+        if k < 2:  # a set of fewer than 16 clips has no two micro-batches to compare
+            return {**estimate.to_dict(), "steps": 0, "b_small": BN_BASE, "b_big": 0, "shape": asdict(shape)}, []
         optimizer = self.make_optimizer(self.lr)
         per_clip = []
         self.model.train()
@@ -267,7 +269,7 @@ def run_probe(
         restore_rng_state(rng)
         probe.model.zero_grad(set_to_none=True)
     report.seconds = time.perf_counter() - started
-    if report.seconds > 1.5 * report.budget_seconds:
+    if report.seconds > 1.5 * report.budget_seconds + 2.0:  # (a tiny run's probe is its minimum steps)
         report.notes.append(
             f"took {report.seconds:.1f} s against its budget of {report.budget_seconds:.1f} s "
             f"({100 * PROBE_FRACTION:g}% of the planned run's training, estimated)"
