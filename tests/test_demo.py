@@ -45,13 +45,19 @@ def test_quick_demo_writes_every_stage_and_the_report(quick_demo):
     assert md.count("\n| ") == len(names) + 1  # header + one line per row
     assert "| x3d-xs | rgb | 1x3x8x32x32 |" in md
     assert "| c3d-bn (large set, plain) | rgb | 1x3x8x32x32 |" in md
-    assert "| c3d-bn (large set, long+short multigrid) | rgb | 1x3x8x32x32 |" in md
-    assert "- Multigrid (c3d-bn, 8x32, stride 2, large set): long+short trained" in md
+    assert "| c3d-bn (large set, auto multigrid: " in md  # what auto chose, e.g. long+short, fixed batches
+    assert "- Multigrid (c3d-bn, 8x32, stride 2, large set): auto multigrid: " in md and "Its probe (" in md
     assert f"large set: {QUICK.classes} classes x {QUICK.large_per_class} clips" in md
     assert summary["multigrid"]["plain_seconds"] > 0
     assert f"chance = {100 / QUICK.classes:.1f}%" in md
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 4  # curves, time-to-accuracy, confusion, RGB + flow strip
+    # curves, time-to-accuracy, confusion, RGB + flow strip, and the noise scale where it was measured (a quick
+    # run is too short for a window of the plain run's steps, and its probe's estimate may come out <= 0)
+    plain = json.loads((out / "stages" / "train-c3d-bn-large.json").read_text())
+    auto = json.loads((out / "stages" / "train-c3d-bn-large-multigrid.json").read_text())
+    measured = any(n["b_simple"] for n in plain["noise"]) or bool(auto["probe"]["noise"]["b_simple"])
+    assert page.count('src="data:image/png;base64,') == 4 + measured
+    assert ("figures/noise_scale.png" in md) == measured
     assert page.count("<tr>") == len(names) + 1
     flows = list((out / "flow").rglob("flow.json"))
     assert len(flows) == QUICK.classes * QUICK.per_class

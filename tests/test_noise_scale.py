@@ -176,14 +176,40 @@ def test_a_multigrid_run_logs_the_noise_scale_and_draws_it(tmp_path, one_thread)
     assert Image.open(tmp_path / "run" / "curves.png").size[0] > 1400  # the fourth panel: B_simple
 
 
-def test_one_process_run_that_cannot_cut_its_batches_is_refused(tmp_path):
+def test_one_process_run_that_cannot_cut_its_batches_measures_consecutive_steps_and_says_so(tmp_path, one_thread):
     from helpers.tiny_model import fake_config, fake_data
 
-    from vidact.errors import UsageError
     from vidact.train.engine import fit
+    from vidact.train.metrics_log import read_metrics
 
-    with pytest.raises(UsageError, match=r"batches \(4 clips, BatchNorm over the whole batch\) cannot be cut so"):
-        fit(fake_config(tmp_path / "run", overrides=["noise_scale_every=5"]), fake_data(), progress=False)
+    lines = []
+    cfg = fake_config(tmp_path / "run", epochs=4, overrides=["noise_scale_every=1"])  # batches of 4, plain BN
+    summary = fit(cfg, fake_data(), progress=False, notify=lines.append)
+    assert [line for line in lines if line.startswith("noise scale:")] == [
+        "noise scale: this run's batches (4 clips, BatchNorm over the whole batch) cannot be cut into 8-clip "
+        "sub-batches on one process: each step's gradient is measured against the mean of 4 consecutive steps' "
+        "(an approximation: the weights move between them; under torchrun with 2 or more processes it is exact)"
+    ]
+    noise = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "noise"]
+    # 16 steps of 4 clips: windows of 4 consecutive steps every 4 steps (every is at least the window)
+    assert len(noise) == 4 and all((r["b_small"], r["b_big"], r["method"]) == (4, 16, "steps") for r in noise)
+    assert summary["noise_scale"]["measurements"] == 4
+
+
+def test_consecutive_steps_against_their_mean():
+    from vidact.train.noise_monitor import NoiseMonitor
+
+    monitor = NoiseMonitor(every=8, method="steps")
+    grads = [
+        [torch.tensor([1.0, 0.0])],
+        [torch.tensor([0.0, 1.0])],
+        [torch.tensor([1.0, 0.0])],
+        [torch.tensor([0.0, 1.0])],
+    ]
+    assert [monitor.mode(i, 8) for i in (0, 3, 4, 8)] == ["steps", "steps", None, "steps"]
+    out = [monitor.add_step(i, g, 8) for i, g in enumerate(grads)]
+    assert out[:3] == [None, None, None]
+    assert out[3] == pytest.approx((1.0, 0.5, 8, 32))  # |g|² = 1 each; the mean (0.5, 0.5) has 0.5
 
 
 def test_the_paper_rule_check_speaks_once_after_its_measurements(tmp_path, one_thread, monkeypatch):

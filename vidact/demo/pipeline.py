@@ -3,7 +3,9 @@
 synthesise -> extract frames -> extract TV-L1 flow (torch) -> train and evaluate single-frame (RGB),
 the two-stream temporal net (stacked flow), their late fusion, a small C3D and X3D-XS; then, on a
 larger synthetic set (``OUT/data-large``, where the coarse multigrid batches are a small part of an
-epoch), C3D-BN with the plain schedule and with long+short multigrid -> profile every model ->
+epoch), C3D-BN with the plain schedule (measuring the gradient noise scale) and with ``--multigrid
+auto`` (a short probe measures the critical batch and picks the schedule and batch rule) -> profile
+every model ->
 ``OUT/report.md`` and ``OUT/report.html``.
 
 Each stage writes ``OUT/stages/<stage>.json`` atomically when it finishes; a re-run loads those
@@ -46,6 +48,7 @@ class RunSpec:
     dataset: str = "main"  # main: the demo's set; large: the larger set of the multigrid comparison
     warmup_epochs: float = 0.0
     clip_grad: float = 0.0  # max gradient norm (0: off); the multigrid pair clips its 8x-batch steps
+    noise_scale_every: int = 0  # measure the gradient noise scale every N steps (0: off)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,18 @@ def _runs(
         # X3D-XS learns the motion classes from 8 frames at stride 2 with a high SGD LR (benchmarks/x3d_parity.py)
         RunSpec("x3d-xs", "x3d-xs", "rgb", 8, size, 2, x3d_epochs, width_mult=0.5, lr=0.2),
         # multigrid where it is meant to work: a larger set, T=16 (the coarsest clip keeps 4 frames)
-        RunSpec("c3d-bn-large", "c3d-bn", "rgb", mg_frames, size, 2, mg_epochs, dataset="large", **large),
+        RunSpec(
+            "c3d-bn-large",
+            "c3d-bn",
+            "rgb",
+            mg_frames,
+            size,
+            2,
+            mg_epochs,
+            dataset="large",
+            noise_scale_every=8,
+            **large,
+        ),
         RunSpec(
             "c3d-bn-large-multigrid",
             "c3d-bn",
@@ -102,7 +116,7 @@ def _runs(
             2,
             mg_epochs,
             dataset="large",
-            multigrid="long+short",
+            multigrid="auto",
             **large,
         ),
     )
@@ -242,6 +256,7 @@ def train_config(out: Path, run: RunSpec, cfg: DemoConfig):
         threads=cfg.threads,
         device="cpu",
         multigrid=run.multigrid,
+        noise_scale_every=run.noise_scale_every,
         seed=cfg.seed,
         log_every=1,
     ).validate()
@@ -251,8 +266,10 @@ def train_and_evaluate(out: Path, run: RunSpec, cfg: DemoConfig) -> dict:
     """Train one run, then test its best checkpoint on val (scores saved for fusion)."""
     from vidact.evaluate.multiview import evaluate_checkpoint
     from vidact.train.engine import train
+    from vidact.train.metrics_log import read_metrics
 
-    summary = train(train_config(out, run, cfg))
+    lines: list[str] = []
+    summary = train(train_config(out, run, cfg), notify=lines.append)
     run_dir = out / "runs" / run.name
     report = evaluate_checkpoint(
         summary["best"] or summary["last"],
@@ -277,6 +294,16 @@ def train_and_evaluate(out: Path, run: RunSpec, cfg: DemoConfig) -> dict:
         "classes": [row["class"] for row in report["per_class"]],
         "scores": report["scores"],
         "checkpoint": summary["best"] or summary["last"],
+        "decisions": lines,
+        "multigrid": summary["multigrid"],
+        "multigrid_batch": summary["multigrid_batch"],
+        "probe": summary["probe"],
+        "noise_scale": summary["noise_scale"],
+        "noise": [
+            {k: r.get(k) for k in ("epoch_f", "b_simple", "b_small", "b_big")}
+            for r in read_metrics(run_dir)
+            if r.get("kind") == "noise"
+        ],
     }
 
 

@@ -26,7 +26,7 @@ def result_rows(cfg, results: dict, fused: dict, profiles: dict) -> list[dict]:
     for run in cfg.runs:
         res, prof = results[run.name], profiles[run.name]
         tags = (["large set"] if run.dataset != "main" else []) + (
-            [f"{run.multigrid} multigrid"] if run.multigrid != "none" else (["plain"] if run.dataset != "main" else [])
+            [multigrid_label(run, res)] if run.multigrid != "none" else (["plain"] if run.dataset != "main" else [])
         )
         arch = run.arch + (f" ({', '.join(tags)})" if tags else "")
         rows.append(
@@ -57,6 +57,15 @@ def result_rows(cfg, results: dict, fused: dict, profiles: dict) -> list[dict]:
         }
     )
     return rows
+
+
+def multigrid_label(run, res: dict) -> str:
+    """``long+short multigrid``, or for ``auto`` what it chose: ``auto multigrid: long+short, bounded batches``."""
+    if run.multigrid != "auto":
+        return f"{run.multigrid} multigrid"
+    chosen = res.get("multigrid") or "?"
+    rule = f", {res['multigrid_batch']} batches" if res.get("multigrid_batch") and chosen != "none" else ""
+    return f"auto multigrid: {chosen}{rule}"
 
 
 def _cells(row: dict) -> list[str]:
@@ -178,12 +187,53 @@ def compare_time_to_accuracy(plain: dict, multigrid: dict, tolerance: float = RE
     }
 
 
-def plot_time_to_accuracy(plain: dict, multigrid: dict, path: Path, title: str) -> Path:
+def noise_facts(plain: dict, multigrid: dict) -> str:
+    """The multigrid run's decision and the plain run's measured noise scale, as sentences (or "")."""
+    out = ""
+    for line in multigrid.get("decisions") or []:
+        if line.startswith("multigrid auto:"):
+            out += f" Its probe ({multigrid['probe']['seconds']:.1f} s): {line.removeprefix('multigrid auto: ')}."
+    noise = plain.get("noise_scale") or {}
+    if noise.get("b_simple"):
+        cost = noise.get("overhead_fraction")
+        out += (
+            f" The plain run's gradient noise scale ended at B_simple ≈ {noise['b_simple']:.3g} clips "
+            f"({noise['measurements']} measurements"
+            + (f", {100 * cost:.1f}% of its training time" if cost is not None else "")
+            + ")."
+        )
+    return out
+
+
+def plot_noise_scale(plain: dict, multigrid: dict, path: Path, title: str) -> Path | None:
+    """The plain run's gradient noise scale B_simple over its epochs, the multigrid probe's measurement, and
+    the base batch; None when neither measured it."""
+    points = [(n["epoch_f"], n["b_simple"]) for n in plain.get("noise", []) if n.get("b_simple")]
+    probe = (multigrid.get("probe") or {}).get("noise") or {}
+    if not points and not probe.get("b_simple"):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if points:
+        ax.plot(*zip(*points), marker=".", label="plain run, measured every 8 steps (smoothed)")
+    if probe.get("b_simple"):
+        ax.axhline(probe["b_simple"], color="tab:orange", ls="--", lw=1, label="the auto run's probe, before training")
+    ax.axhline(plain["run"]["batch_size"], color="grey", ls=":", lw=1, label="the base batch")
+    ax.set(title=title, xlabel="epoch", ylabel="B_simple (clips)", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_time_to_accuracy(
+    plain: dict, multigrid: dict, path: Path, title: str, multigrid_name: str = "multigrid"
+) -> Path:
     """Validation top-1 against training seconds, plain schedule and multigrid on the same axes."""
     plt = _pyplot()
     cmp = compare_time_to_accuracy(plain, multigrid)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, res in (("plain", plain), ("long+short multigrid", multigrid)):
+    for label, res in (("plain", plain), (multigrid_name, multigrid)):
         x, y = time_to_accuracy(res["history"])
         ax.plot(x, y, marker="o", label=f"{label} ({x[-1] if x else 0:.0f} s, {y[-1] if y else 0:.1f}%)")
     ax.axhline(cmp["target_top1"], color="grey", ls=":", lw=1, label=f"plain's final top-1 - {REACH_TOLERANCE:g} pt")
@@ -284,14 +334,25 @@ def write_report(
     mg_fact, cmp = None, None
     if pair is not None:
         plain_run = next(r for r in cfg.runs if r.name == pair[0])
+        mg_run = next(r for r in cfg.runs if r.name == pair[1])
+        mg_res = results[pair[1]]
+        label = multigrid_label(mg_run, mg_res)
         title = (
             f"{plain_run.arch} on the large set ({stages.get('synth-large', {}).get('train', '?')} train clips, "
             f"{plain_run.frames}x{plain_run.size}): time to accuracy"
         )
-        figs[f"{plain_run.arch}, plain vs long+short multigrid: time to accuracy"] = plot_time_to_accuracy(
-            results[pair[0]], results[pair[1]], figures / "time_to_accuracy.png", title
+        figs[f"{plain_run.arch}, plain vs {label}: time to accuracy"] = plot_time_to_accuracy(
+            results[pair[0]], mg_res, figures / "time_to_accuracy.png", title, label
         )
-        cmp = compare_time_to_accuracy(results[pair[0]], results[pair[1]])
+        noise_fig = plot_noise_scale(
+            results[pair[0]],
+            mg_res,
+            figures / "noise_scale.png",
+            f"{plain_run.arch} on the large set: gradient noise scale",
+        )
+        if noise_fig is not None:
+            figs[f"{plain_run.arch}: gradient noise scale B_simple"] = noise_fig
+        cmp = compare_time_to_accuracy(results[pair[0]], mg_res)
         reach = (
             f"came within {REACH_TOLERANCE:g} point of the plain run's final top-1 after "
             f"{cmp['multigrid_reach_seconds']:.0f} s, {cmp['reach_fraction']:.2f} of the plain run's training time"
@@ -300,9 +361,9 @@ def write_report(
         )
         mg_fact = (
             f"Multigrid ({plain_run.arch}, {plain_run.frames}x{plain_run.size}, stride {plain_run.stride}, "
-            f"large set): long+short trained {cmp['multigrid_seconds']:.0f} s to {cmp['multigrid_top1']:.1f}% "
+            f"large set): {label} trained {cmp['multigrid_seconds']:.0f} s to {cmp['multigrid_top1']:.1f}% "
             f"against the plain schedule's {cmp['plain_seconds']:.0f} s to {cmp['plain_top1']:.1f}%; it "
-            f"{reach} (training seconds, validation left out)."
+            f"{reach} (training seconds, validation left out)." + noise_facts(results[pair[0]], mg_res)
         )
     figs.update(
         {

@@ -49,7 +49,7 @@ from vidact.train.finetune import Finetuning, param_groups, prepare_finetuning
 from vidact.train.lr import LRSchedule, set_lr
 from vidact.train.memory import checkpoint_stages, out_of_memory
 from vidact.train.metrics_log import MetricsLog
-from vidact.train.noise_monitor import DEFAULT_CHECK_EVERY, DEFAULT_CHECK_WINDOW, NoiseMonitor
+from vidact.train.noise_monitor import CONSECUTIVE, DEFAULT_CHECK_EVERY, DEFAULT_CHECK_WINDOW, NoiseMonitor
 from vidact.train.noise_scale import (
     LocalGradientNorm,
     attach_local_norm,
@@ -401,21 +401,24 @@ def _noise_monitor(
     schedule = batches.schedule if isinstance(batches, MultigridBatchSampler) else None
     world = distributed.get_world_size()
     largest = cfg.step_batch_size * (schedule.largest_batch_mult() if schedule is not None else 1)
-    measurable = world > 1 or (sub_batches(largest, BN_BASE) >= 2 and micro_batches_exact(model))
+    base = cfg.batch_size if cfg.accumulate > 1 else BN_BASE  # the micro-batches: --accumulate's, or BN's
+    cut = sub_batches(largest, base) >= 2 and micro_batches_exact(model)
+    method = "ddp" if world > 1 else ("micro" if cut else "steps")
     check = schedule is not None and schedule.batch_rule == "paper" and schedule.largest_batch_mult() > 1
-    if cfg.noise_scale_every and not measurable:
-        raise UsageError(
-            f"noise_scale_every: one process measures the gradient noise with micro-batches of {BN_BASE} clips "
-            f"inside a batch, and this run's batches ({largest} clips"
-            + ("" if micro_batches_exact(model) else ", BatchNorm over the whole batch")
-            + ") cannot be cut so; run it under torchrun with 2 or more processes, or with multigrid "
-            "(sub-batch BatchNorm, batches of 16 clips and more)"
-        )
-    if not measurable or not (cfg.noise_scale_every or check):
+    if not (cfg.noise_scale_every or (check and method != "steps")):
         return None
+    if method == "steps" and notify is not None and distributed.is_main_process():
+        notify(
+            f"noise scale: this run's batches ({largest} clips"
+            + ("" if micro_batches_exact(model) else ", BatchNorm over the whole batch")
+            + f") cannot be cut into {base}-clip sub-batches on one process: each step's gradient is "
+            f"measured against the mean of {CONSECUTIVE} consecutive steps' (an approximation: the weights move "
+            "between them; under torchrun with 2 or more processes it is exact)"
+        )
     monitor = NoiseMonitor(
         every=cfg.noise_scale_every or DEFAULT_CHECK_EVERY,
-        world_size=world,
+        method=method,
+        base=base,
         window=None if cfg.noise_scale_every else DEFAULT_CHECK_WINDOW,
     )
     if check:
@@ -472,10 +475,11 @@ def _shape_key(x) -> str:
 
 def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch_f: float) -> torch.Tensor:
     """One step's forward and backward (gradients left in ``.grad``); the loss. A step the noise monitor
-    picks is measured: cut into micro-batches on one process, its local gradient read under DDP."""
+    picks is measured: cut into micro-batches on one process, its local gradient read under DDP, or its
+    gradient added to the monitor's window of consecutive steps."""
     state, noise = run.state, run.noise
     model, scaler = state.model, state.scaler
-    mode = noise.mode(model, state.iteration, len(y)) if noise is not None else None
+    mode = noise.mode(state.iteration, len(y)) if noise is not None else None
     scale = float(scaler.get_scale()) if scaler.is_enabled() else 1.0
     started = time.perf_counter()
 
@@ -488,11 +492,8 @@ def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch
 
     state.optimizer.zero_grad(set_to_none=True)
     accumulate = run.cfg.accumulate
-    if mode == "micro" and accumulate > 1 and len(y) % accumulate:
-        mode = None  # a short last batch of an accumulated run: not cut evenly, not measured
-    if mode == "micro":  # with --accumulate, its micro-batches are the measured ones
-        k = accumulate if accumulate > 1 else sub_batches(len(y), noise.base)
-        step = micro_batch_backward(model, x, y, k, loss_of, scale=scale)
+    if mode == "micro":  # with --accumulate, its micro-batches are the measured ones (the monitor's base)
+        step = micro_batch_backward(model, x, y, sub_batches(len(y), noise.base), loss_of, scale=scale)
         loss, small_sq, big_sq, b_small, b_big = step.loss, step.small_sq, step.big_sq, step.micro_size, len(y)
     else:
         if mode == "ddp":
@@ -502,11 +503,16 @@ def _forward_backward(run: Run, x, y: torch.Tensor, epoch: int, lr: float, epoch
             small_sq = mean_over_ranks(run.local_norm.stop() / scale**2)  # the one extra scalar all-reduce
             big_sq = gradient_squared_norm(model, scale)
             b_small, b_big = len(y), len(y) * distributed.get_world_size()
+    window = None
+    if mode == "steps":
+        window = noise.add_step(state.iteration, [p.grad for p in model.parameters()], len(y), scale)
     if noise is not None:
         if run.device.type == "cuda":
             torch.cuda.synchronize(run.device)
         noise.time_step(_shape_of(x), len(y), time.perf_counter() - started, measured=mode is not None)
-        if mode is not None:
+        if window is not None:
+            small_sq, big_sq, b_small, b_big = window
+        if mode in ("micro", "ddp") or window is not None:
             record = noise.record(small_sq, big_sq, b_small, b_big)
             if run.log is not None:
                 run.log.log({**record, "epoch": epoch, "step": state.iteration + 1, "epoch_f": epoch_f})

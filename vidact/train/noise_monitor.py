@@ -1,11 +1,16 @@
 """When a training run measures the gradient noise scale, what it costs, and what it says.
 
 :class:`NoiseMonitor` picks the steps (every N-th step of the run, by its iteration count, so a resumed
-run measures the same steps; on one process only steps whose batch holds two or more BatchNorm
-sub-batches), keeps the smoothed estimate
+run measures the same steps), keeps the smoothed estimate
 (:class:`vidact.train.noise_scale.NoiseScale`), times the measured steps against unmeasured steps
 of the same shape (the overhead), and calls back once after a given number of measurements (the
 multigrid batch-rule check).
+
+Its method is fixed for the run: ``ddp`` (each rank's local gradient against the average),
+``micro`` (one process, batches cut into BatchNorm sub-batches; only steps whose batch holds two or
+more), or ``steps``, for one process whose batches cannot be cut (BatchNorm over a whole batch of
+8): the gradients of ``CONSECUTIVE`` consecutive steps against their mean (GPT-NeoX's approach),
+an approximation, as the weights move between those steps.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vidact.train.noise_scale import NoiseScale, micro_batches_exact, sub_batches
+import torch
+
+from vidact.train.noise_scale import NoiseScale, squared_norm, sub_batches
 from vidact.train.subbatch_bn import BN_BASE
+
+METHODS = ("ddp", "micro", "steps")
+CONSECUTIVE = 4  # the steps method: each step's gradient against the mean of 4
 
 DEFAULT_CHECK_EVERY = 4  # the paper rule's check: every 4th step of the first 64
 DEFAULT_CHECK_WINDOW = 64
@@ -37,7 +47,7 @@ class NoiseMonitor:
     """The measurement schedule, estimate and cost of one run's noise-scale measurement."""
 
     every: int
-    world_size: int = 1
+    method: str = "micro"
     base: int = BN_BASE  # clips per micro-batch on one process
     window: int | None = None  # measure only the first this many steps (None: the whole run)
     beta: float = 0.9
@@ -47,26 +57,47 @@ class NoiseMonitor:
     measured_seconds: float = 0.0
     measured: list[tuple[tuple, int, float]] = field(default_factory=list)  # (shape, clips, seconds)
     clocks: dict[tuple, _ShapeClock] = field(default_factory=dict)
-    _exact: bool | None = None
+    _sum: list | None = None  # the steps method: the window's gradient sum ...
+    _small: list[float] = field(default_factory=list)  # ... and each step's squared norm
+    _batch: int = 0
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        self.every = max(self.every, CONSECUTIVE) if self.method == "steps" else self.every
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         self.estimate = NoiseScale(self.beta)
 
-    def mode(self, model, iteration: int, batch: int) -> str | None:
-        """How step ``iteration`` (a batch of ``batch`` clips on this rank) is measured: ``ddp``, ``micro``
-        or None (not measured)."""
+    def mode(self, iteration: int, batch: int) -> str | None:
+        """How step ``iteration`` (a batch of ``batch`` clips on this rank) is measured: the method, or None."""
         if self.window is not None and iteration >= self.window:
             self.settle()
             return None
+        if self.method == "steps":
+            return "steps" if iteration % self.every < CONSECUTIVE else None
         if iteration % self.every:
             return None
-        if self.world_size > 1:
-            return "ddp"
-        if self._exact is None:
-            self._exact = micro_batches_exact(model)
-        return "micro" if self._exact and sub_batches(batch, self.base) >= 2 else None
+        if self.method == "micro" and sub_batches(batch, self.base) < 2:
+            return None
+        return self.method
+
+    def add_step(
+        self, iteration: int, grads: list[torch.Tensor | None], batch: int, scale: float = 1.0
+    ) -> tuple | None:
+        """The steps method: add one step's gradients; (small², big², B_small, B_big) when the window of
+        ``CONSECUTIVE`` equal batches is complete, else None."""
+        if iteration % self.every == 0 or batch != self._batch:  # a new window (also after a resume)
+            self._sum, self._small, self._batch = None, [], batch
+        self._small.append(squared_norm(grads, scale))
+        found = [g.detach().float() for g in grads if g is not None]
+        self._sum = [g.clone() for g in found] if self._sum is None else [a.add_(g) for a, g in zip(self._sum, found)]
+        if len(self._small) < CONSECUTIVE:
+            return None
+        big = squared_norm([g / CONSECUTIVE for g in self._sum], scale)
+        small = sum(self._small) / CONSECUTIVE
+        self._sum, self._small = None, []
+        return small, big, batch, batch * CONSECUTIVE
 
     def record(self, small_sq: float, big_sq: float, b_small: float, b_big: float) -> dict:
         """Add one measured step; the ``metrics.jsonl`` record (``kind: noise``)."""
@@ -80,6 +111,7 @@ class NoiseMonitor:
             "small_sq": small_sq,
             "big_sq": big_sq,
             "finite": ok,
+            "method": self.method,
             **{k: v for k, v in self.estimate.to_dict().items() if k in ("g_sq", "trace", "b_simple")},
         }
 
