@@ -18,8 +18,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from vidact.train.noise_scale import find_ddp, micro_batch
+from vidact.runtime.wrap import find_ddp
 from vidact.train.subbatch_bn import deferred_running_stats
+
+
+def micro_batch(x, j: int, k: int):
+    """Micro-batch ``j`` of ``k`` of a batch (a tensor, or a list of per-stream tensors): clips j, j+k, ..."""
+    if isinstance(x, (list, tuple)):
+        return [micro_batch(s, j, k) for s in x]
+    return x[j::k]
 
 
 def accumulate_gradients(

@@ -36,6 +36,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vidact.runtime.wrap import find_ddp
+from vidact.train.accumulate import accumulate_gradients
+
 
 def two_batch_estimate(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tuple[float, float]:
     """(|G|², tr(Σ)) from the squared gradient norms of a small and a big batch (unbiased, unsmoothed)."""
@@ -118,13 +121,6 @@ def gradient_squared_norm(model: nn.Module, scale: float = 1.0) -> float:
 
 
 # --------------------------------------------------------------------------- one process: micro-batches
-def micro_batch(x, j: int, k: int):
-    """Micro-batch ``j`` of ``k`` of a batch (a tensor, or a list of per-stream tensors): clips j, j+k, ..."""
-    if isinstance(x, (list, tuple)):
-        return [micro_batch(s, j, k) for s in x]
-    return x[j::k]
-
-
 def micro_batches_exact(model: nn.Module) -> bool:
     """True when micro-batches give the batch's own gradient: no BatchNorm in training mode normalises
     over the whole batch (sub-batch BN layers, or none at all)."""
@@ -140,8 +136,7 @@ def micro_batches_exact(model: nn.Module) -> bool:
 class MicroBatchStep:
     """The outcome of :func:`micro_batch_backward`."""
 
-    loss: torch.Tensor  # the batch's mean loss (detached)
-    logits: torch.Tensor | None  # None: not kept
+    loss: torch.Tensor  # the batch's mean loss (detached, unscaled)
     small_sq: float  # mean squared norm of the micro-batches' gradients
     big_sq: float  # squared norm of their mean (the batch's gradient)
     micro_size: int
@@ -149,37 +144,37 @@ class MicroBatchStep:
 
 
 def micro_batch_backward(model: nn.Module, x, y: torch.Tensor, k: int, loss_of, *, scale: float = 1.0):
-    """Forward and backward ``k`` micro-batches of ``x`` one at a time; leave their mean gradient in
-    ``.grad`` (as one backward of the whole batch would) and return both squared norms.
+    """:func:`vidact.train.accumulate.accumulate_gradients` over ``k`` equal micro-batches (their mean gradient
+    left in ``.grad``, as one backward of the whole batch would give, running statistics folded once), with
+    each micro-batch's gradient read as it is added: both squared norms.
 
-    ``loss_of(x, y)`` returns a micro-batch's mean loss, multiplied by ``scale`` where a gradient
-    scaler is on (the norms are divided by it). BatchNorm running statistics are folded in once, as
-    for the whole batch (:func:`vidact.train.subbatch_bn.deferred_running_stats`).
+    ``loss_of(x, y)`` returns a micro-batch's mean loss, multiplied by ``scale`` where a gradient scaler is on
+    (the norms and the loss are divided by it). ``.grad`` is emptied first.
     """
-    from vidact.train.subbatch_bn import deferred_running_stats
-
     n = len(y)
     if k < 2 or n % k:
         raise ValueError(f"cannot cut a batch of {n} into {k} equal micro-batches")
     params = [p for p in model.parameters() if p.requires_grad]
-    total: list[torch.Tensor | None] = [None] * len(params)
-    small, losses = 0.0, []
-    with deferred_running_stats(model):
-        for j in range(k):
-            loss = loss_of(micro_batch(x, j, k), y[j::k])
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            small += squared_norm(grads, scale)
-            for i, g in enumerate(grads):
-                if g is not None:
-                    total[i] = g.clone() if total[i] is None else total[i].add_(g)
-            losses.append(loss.detach() / scale)
-    for p, g in zip(params, total):
-        p.grad = None if g is None else g.div_(k)
+    for p in params:
+        p.grad = None
+    before: list[torch.Tensor | None] = [None] * len(params)
+    small = 0.0
+
+    def measure(_: int) -> None:
+        """Micro-batch j added g_j / k to ``.grad``: its gradient is k x the difference."""
+        nonlocal small
+        added = []
+        for i, p in enumerate(params):
+            grad = None if p.grad is None else p.grad.detach().float()
+            added.append(grad if before[i] is None or grad is None else grad - before[i])
+            before[i] = None if grad is None else grad.clone()
+        small += squared_norm(added, scale) * k * k
+
+    loss = accumulate_gradients(model, x, y, k, loss_of, after_micro_batch=measure)
     return MicroBatchStep(
-        loss=torch.stack(losses).mean(),
-        logits=None,
+        loss=loss / scale,
         small_sq=small / k,
-        big_sq=squared_norm(total, scale),
+        big_sq=gradient_squared_norm(model, scale),
         micro_size=n // k,
         batch_size=n,
     )
@@ -212,15 +207,6 @@ def averaging_hook(state: LocalGradientNorm, bucket):  # no annotations: DDP com
         state.sq += buffer.detach().float().pow(2).sum().double().cpu()
     buffer.div_(dist.get_world_size())
     return dist.all_reduce(buffer, async_op=True).get_future().then(lambda fut: fut.value()[0])
-
-
-def find_ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
-    """The DistributedDataParallel wrapper in ``model`` (under ``torch.compile`` too), or None."""
-    while model is not None:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            return model
-        model = getattr(model, "_orig_mod", None)
-    return None
 
 
 def attach_local_norm(model: nn.Module) -> LocalGradientNorm | None:
