@@ -17,7 +17,8 @@ training, not decoding:
    training time). Prints iterations per phase, top-1 after every epoch against training seconds,
    and a table: train seconds (a probe's seconds included), ratio to plain, final top-1, seconds
    to reach the plain run's final top-1 (within ``--tolerance``) and that time as a fraction of
-   plain's. Training seconds leave out validation; a multigrid point counts its precise-BN pass.
+   plain's, and the gradient noise scale every run measures (``--noise-every``, default 10 steps)
+   with what measuring it cost. Training seconds leave out validation; a multigrid point counts its precise-BN pass.
    ``multigrid.png`` plots top-1 against training seconds.
 3. ``--batch-scaling``: the large-batch model checked against measurement. For batches 8-128
    (full shape, sub-batch BN over 8 clips, constant LR after a short warm-up, LR x the optimizer's
@@ -435,7 +436,7 @@ def engine_run(name: str, epochs: int, data, classes: list[str], root: Path, arg
     train_set = MemoryClips(*data["train"], default, train=True, seed=args.seed)
     val_set = MemoryClips(*data["val"], default, train=False, seed=args.seed)
     label = label or SCHEDULES[name][0]
-    settings = list(SCHEDULES[name][1])
+    settings = list(SCHEDULES[name][1]) + ([f"noise_scale_every={args.noise_every}"] if args.noise_every else [])
     if name == "bounded" and args.critical_batch:
         settings.append(f"critical_batch={args.critical_batch}")
     out = root / "runs" / label.replace("+", "-").replace(" ", "_").replace("(", "").replace(")", "")
@@ -481,6 +482,7 @@ def engine_run(name: str, epochs: int, data, classes: list[str], root: Path, arg
         "critical_batch": decided.critical_batch or None,
         "decisions": lines,
         "probe_s": probe_s,
+        "noise_scale": summary.get("noise_scale"),
         "epochs": summary["epochs"],
         "iterations": summary["iterations"],
         "phases": phases,
@@ -533,9 +535,10 @@ def print_schedule_table(results: list[dict], tolerance: float) -> None:
     target = plain["final_top1"] - tolerance
     print(
         f"\n| schedule | batch rule | epochs | iterations | train s | ratio to plain | final top-1 | best top-1 "
-        f"| s to plain's top-1 - {100 * tolerance:.0f} pt | fraction of plain time |"
+        f"| s to plain's top-1 - {100 * tolerance:.0f} pt | fraction of plain time | B_simple (last) "
+        "| noise-scale cost |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         reach = time_to_reach(r["curve"], target)
         r["time_to_plain_top1"] = reach
@@ -545,7 +548,16 @@ def print_schedule_table(results: list[dict], tolerance: float) -> None:
             f"| {name} | {rule or '-'} | {r['epochs']} | {r['iterations']} | {r['train_s']:.1f} | "
             f"{r['train_s'] / plain['train_s']:.2f} | {100 * r['final_top1']:.1f}% | {100 * r['best_top1']:.1f}% | "
             + (f"{reach:.1f} | {reach / plain['train_s']:.2f} |" if reach is not None else "- | not reached |")
+            + noise_cells(r.get("noise_scale"))
         )
+
+
+def noise_cells(noise: dict | None) -> str:
+    """B_simple at the run's end and the share of its training time measuring it cost."""
+    if not noise or not noise.get("measurements"):
+        return " - | - |"
+    b, cost = noise.get("b_simple"), noise.get("overhead_fraction")
+    return (f" {b:.3g} |" if b is not None else " - |") + (f" {100 * cost:.1f}% |" if cost is not None else " - |")
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:
@@ -597,6 +609,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clip-grad", type=float, default=5.0)
     p.add_argument("--modes", default=DEFAULT_MODES, help=f"schedules, of: {', '.join(SCHEDULES)}")
     p.add_argument("--critical-batch", type=float, default=0.0, help="B_simple for 'bounded' (0: the probe's)")
+    p.add_argument("--noise-every", type=int, default=10, help="measure the noise scale every N steps (0: off)")
     p.add_argument("--no-control", action="store_true", help="skip the equal-time plain control")
     p.add_argument("--tolerance", type=float, default=0.01, help="'reached plain's top-1' within this (0.01 = 1 pt)")
     p.add_argument("--gate-clips", type=int, default=960, help="clips per shape in the per-shape table (0: skip)")
