@@ -41,7 +41,7 @@ def test_multigrid_benchmark_shapes_and_schedules_at_tiny_sizes(tmp_path, capsys
     assert {p["frames"] for p in paper["phases"]} <= {2, 4, 8}  # long cycle: T/4, T/2, T
     assert max(b for p in fixed["phases"] for b in p["batches"]) == 8  # the base batch at every shape
     auto = out["schedules"][5]
-    assert auto["decisions"] and auto["decisions"][-1].startswith("multigrid auto: ") and auto["probe_s"] > 0
+    assert any(line.startswith("multigrid auto: ") for line in auto["decisions"]) and auto["probe_s"] > 0
     assert (tmp_path / "multigrid.png").stat().st_size > 0 and (tmp_path / "multigrid.json").is_file()
     text = capsys.readouterr().out
     assert "| long+short (bounded) |" in text and "| auto → " in text and "| 2x17 | 64 |" in text
