@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vidact.train.auto import COST_LIMIT, choose_multigrid, needs_probe
+from vidact.train.auto import COST_LIMIT, GROWTH_PAYS, choose_multigrid, needs_probe
 
 
 @pytest.mark.parametrize(
@@ -127,3 +127,13 @@ def test_lr_auto_picks_an_lr_by_the_range_test_and_records_it(tmp_path, one_thre
     a, b = _final_weights(tmp_path / "auto"), _final_weights(tmp_path / "by_hand")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("speedup, rule", [(None, "bounded"), (GROWTH_PAYS, "bounded"), (GROWTH_PAYS - 0.01, "fixed")])
+def test_a_batch_grows_only_where_growing_makes_a_clip_cheaper(speedup, rule):
+    """B_simple 60 allows 4x at batch 8; on a device where a 4x coarse batch is not 1.25x faster per clip
+    (a CPU), the batch stays at the base."""
+    choice = choose_multigrid(60.0, base_batch=8, frames=16, size=48, growth_speedup=speedup)
+    assert (choice.mode, choice.batch_rule) == ("long+short", rule)
+    if rule == "fixed":
+        assert "B_simple allows batches up to 4x, but a 4x coarse batch made a clip only 1.24x as fast" in choice.reason

@@ -9,7 +9,10 @@ The multigrid choice (:func:`choose_multigrid`), in order:
 2. a clip of fewer than 8 frames leaves the long cycle's coarsest clips one frame: the short cycle alone;
 3. otherwise long+short, with the largest batch multiplier the measured B_simple allows
    (:func:`vidact.train.multigrid.allowed_batch_mult`): the paper's rule when its largest batch fits,
-   ``fixed`` when not even 2x does, ``bounded`` in between; ``fixed`` when B_simple could not be measured.
+   ``fixed`` when not even 2x does, ``bounded`` in between; ``fixed`` when B_simple could not be measured,
+   and ``fixed`` when the larger batch does not make a coarse clip at least ``GROWTH_PAYS`` times
+   cheaper here (a CPU, or a GPU already busy at the base batch): a batch grows to fill a device,
+   and where that buys no time, growing it only risks accuracy.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vidact.train.probe import Probe, probe_shapes, run_probe
 
 COST_LIMIT = 0.75  # a coarse clip at or above this fraction of a full clip's seconds: multigrid saves no time
 MIN_COARSE_FRAMES = 2  # the long cycle's coarsest clip (T/4) needs motion
+GROWTH_PAYS = 1.25  # a larger batch must make a coarse clip this many times cheaper to be worth growing
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,17 @@ def paper_largest(mode: str, frames: int, size: int) -> int:
 
 
 def choose_multigrid(
-    b_simple: float | None, *, base_batch: int, frames: int, size: int, cost_ratio: float | None = None
+    b_simple: float | None,
+    *,
+    base_batch: int,
+    frames: int,
+    size: int,
+    cost_ratio: float | None = None,
+    growth_speedup: float | None = None,
 ) -> MultigridChoice:
     """The schedule and batch rule for a run of clips (frames, size) at global base batch ``base_batch``, from
-    the measured B_simple (clips; None: not measurable) and a coarse clip's cost relative to a full clip."""
+    the measured B_simple (clips; None: not measurable), a coarse clip's cost relative to a full clip, and how
+    many times cheaper a coarse clip is in the batch B_simple allows than in the base batch (None: not timed)."""
     coarse_t, coarse_s, _ = long_cycle_shapes(frames, size)[0]
     if cost_ratio is not None and cost_ratio >= COST_LIMIT:
         return MultigridChoice(
@@ -72,6 +83,15 @@ def choose_multigrid(
     head = f"{why_mode}B_simple ≈ {b_simple:.3g} clips: {mode}"
     waste = clips_ratio(largest * base_batch, base_batch, b_simple) if b_simple > 0 else float("inf")
     paper = f"the paper's {largest}x would need {waste:.2g}x the clips of batch {base_batch} for the same progress"
+    grown = min(allowed, largest)
+    if grown > 1 and growth_speedup is not None and growth_speedup < GROWTH_PAYS:
+        return MultigridChoice(
+            mode,
+            "fixed",
+            0.0,
+            f"{head} at the base batch: B_simple allows batches up to {grown}x, but a {grown}x coarse batch made "
+            f"a clip only {growth_speedup:.2f}x as fast here, so growing the batch would save no time",
+        )
     if allowed >= largest:
         return MultigridChoice(mode, "paper", 0.0, f"{head} with the paper's batches (up to {largest}x fit)")
     if allowed == 1:
@@ -156,6 +176,7 @@ def resolve_auto(
             noise=cfg.multigrid != "none",
             lr_test=cfg.lr_finder,
             optimizer_name=cfg.optimizer,
+            growth=_growth_to_time(cfg, world * cfg.batch_size, frames, size),
             notify=notify,
         )
         decided = (*decide(cfg, report.to_dict(), world * cfg.batch_size, frames, size), report.to_dict())
@@ -166,11 +187,24 @@ def resolve_auto(
     return dataclasses.replace(cfg, **changes, probe_decision="; ".join(lines)).validate(), report
 
 
+def _growth_to_time(cfg: TrainConfig, base_batch: int, frames: int, size: int) -> Callable[[float | None], int] | None:
+    """For ``--multigrid auto``: the batch multiplier the probe times against the base batch, given B_simple."""
+    if cfg.multigrid != "auto":
+        return None
+
+    def growth(b_simple: float | None) -> int:
+        if b_simple is None:
+            return 1
+        return min(allowed_batch_mult(b_simple, base_batch), paper_largest("long+short", frames, size))
+
+    return growth
+
+
 def decide(cfg: TrainConfig, report: dict, base_batch: int, frames: int, size: int) -> tuple[dict, list[str]]:
     """(config changes, one line per decision) from a probe's report."""
     changes: dict = {}
     lines: list[str] = []
-    cost = f"probe {report['seconds']:.1f} s, budget {report['budget_seconds']:.1f} s"
+    spent = f"probe {report['seconds']:.1f} s, budget {report['budget_seconds']:.1f} s"
     if cfg.lr_finder:
         test = report["lr"]
         changes["lr_finder"] = False
@@ -185,20 +219,29 @@ def decide(cfg: TrainConfig, report: dict, base_batch: int, frames: int, size: i
         noise = report["noise"]
         b_simple = noise["b_simple"]
         if cfg.multigrid == "auto":
-            ratio = report["cost"]["ratio"] if report.get("cost") else None
-            choice = choose_multigrid(b_simple, base_batch=base_batch, frames=frames, size=size, cost_ratio=ratio)
+            cost = report.get("cost") or {}
+            choice = choose_multigrid(
+                b_simple,
+                base_batch=base_batch,
+                frames=frames,
+                size=size,
+                cost_ratio=cost.get("ratio"),
+                growth_speedup=cost.get("growth_speedup"),
+            )
             changes.update(
                 multigrid=choice.mode, multigrid_batch=choice.batch_rule, critical_batch=choice.critical_batch
             )
-            lines.append(f"multigrid auto: {choice.reason} ({cost})")
+            lines.append(f"multigrid auto: {choice.reason} ({spent})")
         elif b_simple is not None:  # the bounded rule, waiting for its critical batch
             changes["critical_batch"] = b_simple
             allowed = allowed_batch_mult(b_simple, base_batch)
-            lines.append(f"multigrid bounded: B_simple ≈ {b_simple:.3g} clips allows batches up to {allowed}x ({cost})")
+            lines.append(
+                f"multigrid bounded: B_simple ≈ {b_simple:.3g} clips allows batches up to {allowed}x ({spent})"
+            )
         else:
             changes["multigrid_batch"] = "fixed"
             lines.append(
                 f"warning: multigrid bounded: B_simple not measurable (|G|² estimate <= 0); the base batch at "
-                f"every shape ({cost})"
+                f"every shape ({spent})"
             )
     return changes, lines

@@ -12,7 +12,9 @@ crop S' counting T'·S'²/(T·S²)), split between the parts asked for:
   measured by :func:`vidact.train.noise_scale.micro_batch_backward` and smoothed by
   :class:`vidact.train.noise_scale.NoiseScale`, at the run's LR;
 - **what a clip costs**: seconds per clip (loading included) of those coarse steps against the
-  full-shape steps (the first step of each left out: it starts the loader);
+  full-shape steps (the first step of each left out: it starts the loader); and, when the measured
+  noise scale allows a larger batch, a few coarse steps at the base batch against as many at the
+  larger one: whether growing the batch makes a clip cheaper here at all;
 - **LR range test** (:mod:`vidact.train.lr_finder`): steps at the base batch at the finest
   long-cycle shape whose steps fit ``MIN_LR_STEPS`` into its share (the coarsest otherwise), as
   many as fit.
@@ -44,6 +46,7 @@ NOISE_MICRO_BATCHES = 4  # micro-batches of 8 clips per noise step: B_small 8, B
 MIN_NOISE_STEPS, MAX_NOISE_STEPS = 8, 60
 MIN_LR_STEPS, MAX_LR_STEPS = 30, 100
 COST_STEPS = 3  # full-shape steps that time a clip (the first is not counted: it starts the loader)
+GROWTH_STEPS = 3  # coarse steps at the base and at a larger batch that time the growth (the first not counted)
 CALIBRATION_STEPS = 2  # range-test steps at its first LR that time a step
 
 
@@ -183,10 +186,14 @@ class Probe:
 
     def full_shape_seconds_per_clip(self, steps: int = COST_STEPS) -> list[float]:
         """Seconds per clip (loading included) of ``steps`` training steps at the full shape and base batch."""
+        return self.seconds_per_clip(self.shapes[-1], self.batch_size, steps)
+
+    def seconds_per_clip(self, shape: ProbeShape, clips: int, steps: int) -> list[float]:
+        """Seconds per clip (loading included) of ``steps`` training steps of ``clips`` clips at ``shape``."""
         optimizer = self.make_optimizer(self.lr)
         per_clip, last = [], time.perf_counter()
         self.model.train()
-        for batch in self.batches(self.shapes[-1], self.batch_size, steps, self.seed + 0xC057):
+        for batch in self.batches(shape, clips, steps, self.seed + 0xC057):
             x, y = self._xy(batch)
             optimizer.zero_grad(set_to_none=True)
             loss = self._loss_of(x, y)
@@ -234,11 +241,13 @@ def run_probe(
     noise: bool,
     lr_test: bool,
     optimizer_name: str,
+    growth: Callable[[float | None], int] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """Run the asked parts within ``PROBE_FRACTION`` of the planned run's training time, estimated as
     ``planned_clips`` (full-shape clip equivalents) x the seconds a full-shape clip took in the probe's first
-    steps; the model's weights and buffers and the random generators are restored after."""
+    steps; the model's weights and buffers and the random generators are restored after. ``growth(b_simple)``
+    names the batch multiplier whose coarse steps to time against the base batch's (1: none)."""
     report = ProbeReport(budget_clips=PROBE_FRACTION * planned_clips)
     saved = {k: v.detach().clone() for k, v in probe.model.state_dict().items()}
     rng = capture_rng_state()
@@ -264,6 +273,13 @@ def run_probe(
                 "ratio": coarse_s / full_s if full_s > 0 else None,
                 "coarse_shape_cost": probe.shapes[0].cost,
             }
+            mult = growth(report.noise["b_simple"]) if growth is not None else 1
+            batch = probe.batch_size * mult
+            if mult > 1 and batch <= len(probe.train_set):
+                probe.model.load_state_dict(saved)
+                base_s = _typical(probe.seconds_per_clip(probe.shapes[0], probe.batch_size, GROWTH_STEPS)[1:])
+                grown_s = _typical(probe.seconds_per_clip(probe.shapes[0], batch, GROWTH_STEPS)[1:])
+                report.cost.update(growth_mult=mult, growth_speedup=base_s / grown_s if grown_s > 0 else None)
     finally:
         probe.model.load_state_dict(saved)
         restore_rng_state(rng)
