@@ -94,7 +94,7 @@ def test_multigrid_auto_decides_records_and_trains_as_the_decision_given_by_hand
     assert decided["probe_decision"].startswith("multigrid auto: ") and decided["probe_decision"] in lines
     assert auto["decisions"] == decided["probe_decision"]
     probe = auto["probe"]
-    assert probe["noise"]["steps"] >= 8 and probe["noise"]["b_small"] == 8 and probe["noise"]["b_big"] == 32
+    assert probe["noise"]["steps"] >= 4 and probe["noise"]["b_small"] == 8 and probe["noise"]["b_big"] == 32
     assert probe["cost"]["ratio"] > 0 and 0 < probe["fraction_of_run"] < 1
     by_hand = [f"{k}={decided[k]}" for k in ("multigrid", "multigrid_batch", "critical_batch")]
     fit(shaped_config(tmp_path / "by_hand", batch_size=2, overrides=by_hand), shaped_data(), progress=False)

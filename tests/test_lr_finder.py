@@ -22,14 +22,20 @@ def _curve(lr: float, i: int) -> float:
     return base * (1 + 0.03 * (-1) ** i) * (3.0 if i == 20 else 1.0)
 
 
-def test_the_pick_is_half_the_lr_where_the_loss_rises_30_percent_above_its_lowest():
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_pick_is_the_lr_where_the_loss_rises_30_percent_above_its_lowest_over_the_optimizers_divisor(optimizer):
     lrs = geometric_lrs(1e-4, 10.0, 100)
-    lr, rule = suggest_lr(lrs, [_curve(lr, i) for i, lr in enumerate(lrs)])
+    lr, rule = suggest_lr(lrs, [_curve(lr, i) for i, lr in enumerate(lrs)], BELOW_RISE[optimizer])
     # the curve is 1.0 at its lowest (LR 0.1) and reaches 1.3 at LR 0.1 * 1.3 ** (1 / 0.3) = 0.24; the ±3% wiggle
     # moves that by up to three steps of the sweep (12% each)
     rise = 0.1 * (1 + RISE) ** (1 / 0.3)
-    assert lr == pytest.approx(rise / BELOW_RISE, rel=0.4)
-    assert "rose 30% above its lowest" in rule and rule.endswith(f"; / {BELOW_RISE:g}")
+    assert lr == pytest.approx(rise / BELOW_RISE[optimizer], rel=0.4)
+    assert "rose 30% above its lowest" in rule
+    assert rule.endswith("; / 10") if optimizer == "adamw" else rule.endswith("at LR 0.305")
+
+
+def test_sgd_takes_the_rise_and_adamw_a_tenth_of_it():
+    assert BELOW_RISE == {"sgd": 1.0, "adamw": 10.0}
 
 
 def test_the_pick_does_not_depend_on_the_number_of_steps():
@@ -62,9 +68,9 @@ def test_the_sweep_stops_at_divergence():
         calls.append(lr)
         return 2.0 if lr < 1.0 else (math.inf if lr > 3.0 else 2.0 * (lr / 0.5) ** 4)
 
-    test = range_test(step, lrs)
+    test = range_test(step, lrs, below=2.0)
     assert test.stopped.startswith("loss average above 4x its minimum") or test.stopped.startswith("loss not finite")
     assert max(test.lrs) < 3.0 and len(calls) < 50
     # the blow-up is the rise when the median of the last steps cannot show it
-    assert test.lr == pytest.approx(max(test.lrs) / BELOW_RISE) and "blew up" in test.rule
+    assert test.lr == pytest.approx(max(test.lrs) / 2.0) and "blew up" in test.rule
     assert test.to_dict()["curve"][0] == [1e-4, 2.0]

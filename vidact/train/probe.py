@@ -8,11 +8,13 @@ batch: seconds per clip, loading included) and the planned run's clips (a clip o
 crop S' counting T'·S'²/(T·S²)), split between the parts asked for:
 
 - **noise scale**: steps of ``NOISE_MICRO_BATCHES`` micro-batches of the 8-clip BatchNorm
-  sub-batch at the coarsest long-cycle shape (where the paper's rule grows the batch most),
-  measured by :func:`vidact.train.noise_scale.micro_batch_backward` and smoothed by
-  :class:`vidact.train.noise_scale.NoiseScale`, at the run's LR;
-- **what a clip costs**: seconds per clip (loading included) of those coarse steps against the
-  full-shape steps (the first step of each left out: it starts the loader); and, when the measured
+  sub-batch at the full shape (the shape the run ends at and is judged at; at the coarsest
+  shape, at the start of training, B_simple came out 10-20x larger on the synthetic sets, where
+  the full shape's agreed with the clips a batch size needs, ``benchmarks/multigrid.py
+  --batch-scaling``), measured by :func:`vidact.train.noise_scale.micro_batch_backward` and
+  smoothed by :class:`vidact.train.noise_scale.NoiseScale`, at the run's LR;
+- **what a clip costs**: seconds per clip (loading included) of a few coarsest-shape steps
+  against the full-shape steps (the first step of each left out: it starts the loader); and, when the measured
   noise scale allows a larger batch, a few coarse steps at the base batch against as many at the
   larger one: whether growing the batch makes a clip cheaper here at all;
 - **LR range test** (:mod:`vidact.train.lr_finder`): steps at the base batch at the finest
@@ -35,7 +37,7 @@ from vidact.data.loader import make_loader
 from vidact.runtime.checkpoint import capture_rng_state, restore_rng_state
 from vidact.runtime.device import autocast, to_device
 from vidact.train.lr import set_lr
-from vidact.train.lr_finder import RANGES, geometric_lrs, range_test
+from vidact.train.lr_finder import BELOW_RISE, RANGES, geometric_lrs, range_test
 from vidact.train.multigrid import long_cycle_shapes
 from vidact.train.noise_scale import NoiseScale, micro_batch_backward
 from vidact.train.samplers import IterationBudgetSampler
@@ -43,7 +45,7 @@ from vidact.train.subbatch_bn import BN_BASE
 
 PROBE_FRACTION = 0.025  # of the planned run's training time
 NOISE_MICRO_BATCHES = 4  # micro-batches of 8 clips per noise step: B_small 8, B_big 32
-MIN_NOISE_STEPS, MAX_NOISE_STEPS = 8, 60
+MIN_NOISE_STEPS, MAX_NOISE_STEPS = 4, 60
 MIN_LR_STEPS, MAX_LR_STEPS = 30, 100
 COST_STEPS = 3  # full-shape steps that time a clip (the first is not counted: it starts the loader)
 GROWTH_STEPS = 3  # coarse steps at the base and at a larger batch that time the growth (the first not counted)
@@ -154,9 +156,9 @@ class Probe:
 
     # ------------------------------------------------------------------ the parts
     def noise_scale(self, seconds: float) -> tuple[dict, list[float]]:
-        """B_simple at the coarsest shape over as many steps as fit in ``seconds`` (``MIN_NOISE_STEPS`` to
+        """B_simple at the full shape over as many steps as fit in ``seconds`` (``MIN_NOISE_STEPS`` to
         ``MAX_NOISE_STEPS``); also each step's seconds per clip."""
-        shape, k = self.shapes[0], min(NOISE_MICRO_BATCHES, len(self.train_set) // BN_BASE)
+        shape, k = self.shapes[-1], min(NOISE_MICRO_BATCHES, len(self.train_set) // BN_BASE)
         estimate = NoiseScale(beta=0.99)  # bias-corrected: about the mean over the probe's few steps
         if k < 2:  # a set of fewer than 16 clips has no two micro-batches to compare
             return {**estimate.to_dict(), "steps": 0, "b_small": BN_BASE, "b_big": 0, "shape": asdict(shape)}, []
@@ -230,7 +232,7 @@ class Probe:
         per_step = time.perf_counter() - last  # the last one: the first starts the loader
         left = seconds - (time.perf_counter() - began)
         steps = max(MIN_LR_STEPS, min(MAX_LR_STEPS, int(left / max(per_step, 1e-9))))
-        test = range_test(step, geometric_lrs(start, end, steps))
+        test = range_test(step, geometric_lrs(start, end, steps), BELOW_RISE[optimizer_name])
         return {**test.to_dict(), "steps": len(test.losses), "planned_steps": steps, "shape": asdict(shape)}
 
 
@@ -265,8 +267,9 @@ def run_probe(
             if report.lr["lr"] is not None:
                 probe.lr = report.lr["lr"]
         if noise:
-            report.noise, coarse = probe.noise_scale(share)
-            coarse_s = _typical(coarse[1:])
+            report.noise, _ = probe.noise_scale(share)
+            probe.model.load_state_dict(saved)
+            coarse_s = _typical(probe.seconds_per_clip(probe.shapes[0], probe.batch_size, GROWTH_STEPS)[1:])
             report.cost = {
                 "coarse_seconds_per_clip": coarse_s,
                 "full_seconds_per_clip": full_s,
@@ -276,10 +279,8 @@ def run_probe(
             mult = growth(report.noise["b_simple"]) if growth is not None else 1
             batch = probe.batch_size * mult
             if mult > 1 and batch <= len(probe.train_set):
-                probe.model.load_state_dict(saved)
-                base_s = _typical(probe.seconds_per_clip(probe.shapes[0], probe.batch_size, GROWTH_STEPS)[1:])
                 grown_s = _typical(probe.seconds_per_clip(probe.shapes[0], batch, GROWTH_STEPS)[1:])
-                report.cost.update(growth_mult=mult, growth_speedup=base_s / grown_s if grown_s > 0 else None)
+                report.cost.update(growth_mult=mult, growth_speedup=coarse_s / grown_s if grown_s > 0 else None)
     finally:
         probe.model.load_state_dict(saved)
         restore_rng_state(rng)
