@@ -137,3 +137,11 @@ def test_a_batch_grows_only_where_growing_makes_a_clip_cheaper(speedup, rule):
     assert (choice.mode, choice.batch_rule) == ("long+short", rule)
     if rule == "fixed":
         assert "B_simple allows batches up to 4x, but a 4x coarse batch made a clip only 1.24x as fast" in choice.reason
+
+
+def test_the_batch_is_bounded_by_the_lower_bound_of_a_noisy_estimate():
+    choice = choose_multigrid(171.0, base_batch=8, frames=16, size=48, b_low=40.0)
+    assert (choice.batch_rule, choice.critical_batch) == ("bounded", 40.0)  # 4x, where 171 alone allows 8x
+    assert choice.reason.startswith("B_simple ≈ 171 clips (at least 40 within one standard error): long+short")
+    assert "with batches up to 4x" in choice.reason
+    assert choose_multigrid(171.0, base_batch=8, frames=16, size=48, b_low=0.0).batch_rule == "fixed"

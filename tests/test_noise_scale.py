@@ -256,3 +256,14 @@ def test_ddp_run_measures_each_rank_against_the_averaged_gradient(tmp_path):
     assert all((r["b_small"], r["b_big"]) == (4, 8) for r in noise)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["b_simple"] == pytest.approx(ranks[1]["b_simple"])  # the same estimate on every rank
+
+
+def test_the_lower_bound_is_one_standard_error_below_the_steps_mean():
+    est = NoiseScale()
+    assert est.b_simple_low() is None
+    # |G|² per step 1 and 3 (mean 2, standard error 1), tr(Σ) 40 and 60 (mean 50, standard error 10)
+    for g_sq, trace in ((1.0, 40.0), (3.0, 60.0)):
+        est.update(g_sq + trace / 8, g_sq + trace / 64, 8, 64)
+    assert est.b_simple_low() == pytest.approx((50 - 10) / (2 + 1))
+    assert est.b_simple_low(z=0) == pytest.approx(50 / 2)
+    assert est.to_dict()["b_simple_low"] == pytest.approx(40 / 3)

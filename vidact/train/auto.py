@@ -6,9 +6,11 @@ The multigrid choice (:func:`choose_multigrid`), in order:
 
 1. a coarse clip that costs ``COST_LIMIT`` or more of a full clip's seconds (loading-bound) saves no
    time: the plain schedule;
-2. a clip of fewer than 8 frames leaves the long cycle's coarsest clips one frame: the short cycle alone;
+2. a clip of fewer than 6 frames leaves the long cycle's coarsest clips one frame: the short cycle alone;
 3. otherwise long+short, with the largest batch multiplier the measured B_simple allows
-   (:func:`vidact.train.multigrid.allowed_batch_mult`): the paper's rule when its largest batch fits,
+   (:func:`vidact.train.multigrid.allowed_batch_mult`; of its lower bound, one standard error over the
+   probe's few steps: the estimate is noisy, and a batch grows only as far as the measurement is sure of):
+   the paper's rule when its largest batch fits,
    ``fixed`` when not even 2x does, ``bounded`` in between; ``fixed`` when B_simple could not be measured,
    and ``fixed`` when the larger batch does not make a coarse clip at least ``GROWTH_PAYS`` times
    cheaper here (a CPU, or a GPU already busy at the base batch): a batch grows to fill a device,
@@ -58,10 +60,13 @@ def choose_multigrid(
     size: int,
     cost_ratio: float | None = None,
     growth_speedup: float | None = None,
+    b_low: float | None = None,
 ) -> MultigridChoice:
     """The schedule and batch rule for a run of clips (frames, size) at global base batch ``base_batch``, from
-    the measured B_simple (clips; None: not measurable), a coarse clip's cost relative to a full clip, and how
-    many times cheaper a coarse clip is in the batch B_simple allows than in the base batch (None: not timed)."""
+    the measured B_simple (clips; None: not measurable) and its lower bound ``b_low`` (one standard error over
+    the probe's steps; the rule bounds the batch by it where given), a coarse clip's cost relative to a full
+    clip, and how many times cheaper a coarse clip is in the allowed batch than in the base batch (None: not
+    timed)."""
     coarse_t, coarse_s, _ = long_cycle_shapes(frames, size)[0]
     if cost_ratio is not None and cost_ratio >= COST_LIMIT:
         return MultigridChoice(
@@ -79,9 +84,11 @@ def choose_multigrid(
         return MultigridChoice(
             mode, "fixed", 0.0, f"{why_mode}B_simple not measurable (|G|² estimate <= 0): {mode} at the base batch"
         )
-    allowed = allowed_batch_mult(b_simple, base_batch)
-    head = f"{why_mode}B_simple ≈ {b_simple:.3g} clips: {mode}"
-    waste = clips_ratio(largest * base_batch, base_batch, b_simple) if b_simple > 0 else float("inf")
+    bound = b_simple if b_low is None else min(b_low, b_simple)
+    allowed = allowed_batch_mult(bound, base_batch)
+    low = "" if b_low is None else f" (at least {b_low:.3g} within one standard error)"
+    head = f"{why_mode}B_simple ≈ {b_simple:.3g} clips{low}: {mode}"
+    waste = clips_ratio(largest * base_batch, base_batch, bound) if bound > 0 else float("inf")
     paper = f"the paper's {largest}x would need {waste:.2g}x the clips of batch {base_batch} for the same progress"
     grown = min(allowed, largest)
     if grown > 1 and growth_speedup is not None and growth_speedup < GROWTH_PAYS:
@@ -96,7 +103,7 @@ def choose_multigrid(
         return MultigridChoice(mode, "paper", 0.0, f"{head} with the paper's batches (up to {largest}x fit)")
     if allowed == 1:
         return MultigridChoice(mode, "fixed", 0.0, f"{head} at the base batch; {paper}")
-    return MultigridChoice(mode, "bounded", b_simple, f"{head} with batches up to {allowed}x; {paper}")
+    return MultigridChoice(mode, "bounded", bound, f"{head} with batches up to {allowed}x; {paper}")
 
 
 def needs_probe(cfg: TrainConfig) -> bool:
@@ -187,15 +194,19 @@ def resolve_auto(
     return dataclasses.replace(cfg, **changes, probe_decision="; ".join(lines)).validate(), report
 
 
-def _growth_to_time(cfg: TrainConfig, base_batch: int, frames: int, size: int) -> Callable[[float | None], int] | None:
-    """For ``--multigrid auto``: the batch multiplier the probe times against the base batch, given B_simple."""
+def _growth_to_time(cfg: TrainConfig, base_batch: int, frames: int, size: int) -> Callable[[dict], int] | None:
+    """For ``--multigrid auto``: the batch multiplier the probe times against the base batch, given its noise
+    measurement."""
     if cfg.multigrid != "auto":
         return None
 
-    def growth(b_simple: float | None) -> int:
-        if b_simple is None:
+    def growth(noise: dict) -> int:
+        bound = noise["b_simple"] if noise.get("b_simple_low") is None else noise["b_simple_low"]
+        if noise["b_simple"] is None or bound is None:
             return 1
-        return min(allowed_batch_mult(b_simple, base_batch), paper_largest("long+short", frames, size))
+        return min(
+            allowed_batch_mult(min(bound, noise["b_simple"]), base_batch), paper_largest("long+short", frames, size)
+        )
 
     return growth
 
@@ -227,6 +238,7 @@ def decide(cfg: TrainConfig, report: dict, base_batch: int, frames: int, size: i
                 size=size,
                 cost_ratio=cost.get("ratio"),
                 growth_speedup=cost.get("growth_speedup"),
+                b_low=noise.get("b_simple_low"),
             )
             changes.update(
                 multigrid=choice.mode, multigrid_batch=choice.batch_rule, critical_batch=choice.critical_batch

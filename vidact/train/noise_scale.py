@@ -72,6 +72,7 @@ class NoiseScale:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         self.g_sq, self.trace = _EMA(beta), _EMA(beta)
         self.skipped = 0
+        self.steps: list[tuple[float, float]] = []  # every step's unsmoothed (|G|², tr(Σ)), for the spread
 
     def update(self, small_sq: float, big_sq: float, b_small: float, b_big: float) -> bool:
         """Add one step's norms; False (and nothing added) when a norm is not finite."""
@@ -81,6 +82,7 @@ class NoiseScale:
         g_sq, trace = two_batch_estimate(small_sq, big_sq, b_small, b_big)
         self.g_sq.update(g_sq)
         self.trace.update(trace)
+        self.steps.append((g_sq, trace))
         return True
 
     @property
@@ -95,11 +97,27 @@ class NoiseScale:
             return None
         return max(trace, 0.0) / g_sq
 
+    def b_simple_low(self, z: float = 1.0) -> float | None:
+        """A lower bound of B_simple, ``z`` standard errors below: the steps' mean tr(Σ) less ``z`` of its
+        standard errors over their mean |G|² plus ``z`` of its own (0 when the bound's tr(Σ) is; None with
+        fewer than 2 steps). Few steps of a noisy estimate give a low bound, which tightens as steps add up."""
+        n = len(self.steps)
+        if n < 2:
+            return None
+        stats = []
+        for values in zip(*self.steps):
+            mean = sum(values) / n
+            stats.append((mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)))
+        (g_mean, g_se), (t_mean, t_se) = stats
+        high_g = g_mean + z * g_se
+        return max(t_mean - z * t_se, 0.0) / high_g if high_g > 0 else None
+
     def to_dict(self) -> dict:
         return {
             "g_sq": self.g_sq.value,
             "trace": self.trace.value,
             "b_simple": self.b_simple,
+            "b_simple_low": self.b_simple_low(),
             "measurements": self.measurements,
             "skipped": self.skipped,
         }

@@ -243,13 +243,14 @@ def run_probe(
     noise: bool,
     lr_test: bool,
     optimizer_name: str,
-    growth: Callable[[float | None], int] | None = None,
+    growth: Callable[[dict], int] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """Run the asked parts within ``PROBE_FRACTION`` of the planned run's training time, estimated as
     ``planned_clips`` (full-shape clip equivalents) x the seconds a full-shape clip took in the probe's first
-    steps; the model's weights and buffers and the random generators are restored after. ``growth(b_simple)``
-    names the batch multiplier whose coarse steps to time against the base batch's (1: none)."""
+    steps; the model's weights and buffers and the random generators are restored after. ``growth(noise)``
+    names the batch multiplier whose coarse steps to time against the base batch's (1: none), given the noise
+    measurement."""
     report = ProbeReport(budget_clips=PROBE_FRACTION * planned_clips)
     saved = {k: v.detach().clone() for k, v in probe.model.state_dict().items()}
     rng = capture_rng_state()
@@ -276,7 +277,7 @@ def run_probe(
                 "ratio": coarse_s / full_s if full_s > 0 else None,
                 "coarse_shape_cost": probe.shapes[0].cost,
             }
-            mult = growth(report.noise["b_simple"]) if growth is not None else 1
+            mult = growth(report.noise) if growth is not None else 1
             batch = probe.batch_size * mult
             if mult > 1 and batch <= len(probe.train_set):
                 grown_s = _typical(probe.seconds_per_clip(probe.shapes[0], batch, GROWTH_STEPS)[1:])
