@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from vidact.data.dataset import ClipSpec
+from vidact.errors import UsageError
+from vidact.train.config import TrainConfig
 from vidact.train.lr import LRSchedule
 from vidact.train.multigrid import build_schedule
 from vidact.train.samplers import MultigridBatchSampler
@@ -37,6 +39,27 @@ def test_one_shape_per_batch_following_the_schedule(mode):
             assert plan.phase == schedule.phase_at(plan.epoch)
             lo, hi = plan.stride_range
             assert all(lo <= s.stride <= hi for s in specs)
+
+
+def test_short_clips_span_the_full_time_unless_the_stride_rule_keeps_the_base_stride():
+    # 8 frames at stride 2: a 2-frame clip draws strides 2..8 (PySlowFast), or keeps 2
+    span = build_schedule("long", BASE, frames=8, size=32, batch_size=8, stride=2)
+    base = build_schedule("long", BASE, frames=8, size=32, batch_size=8, stride=2, stride_rule="base")
+    assert {(p.frames, span.stride_range(p)) for p in span.phases} == {(2, (2, 8)), (4, (2, 4)), (8, (2, 2))}
+    assert {base.stride_range(p) for p in base.phases} == {(2, 2)}
+    drawn = {
+        spec.stride for batch in _epoch(MultigridBatchSampler(400, span, rank=0, world_size=1), 0) for _, spec in batch
+    }
+    assert drawn == set(range(2, 9))
+    kept = {
+        spec.stride for batch in _epoch(MultigridBatchSampler(400, base, rank=0, world_size=1), 0) for _, spec in batch
+    }
+    assert kept == {2}
+    assert [row["stride"] for row in base.rows()] == [[2, 2]] * len(base.phases)
+    with pytest.raises(UsageError, match="multigrid_stride='half' is not one of span, base"):
+        build_schedule("long", BASE, frames=8, size=32, batch_size=8, stride_rule="half")
+    with pytest.raises(UsageError, match="multigrid_stride"):
+        TrainConfig(multigrid="long", multigrid_stride="half").validate()
 
 
 def test_short_cycle_batches_cycle_4x_2x_1x():

@@ -19,7 +19,7 @@ import tomllib
 from vidact.errors import UsageError, first_line
 from vidact.runtime.device import AMP_MODES
 from vidact.train.lr import SCHEDULES
-from vidact.train.multigrid import BATCH_RULES, LR_SCALINGS, SHORT_CYCLE_RULES
+from vidact.train.multigrid import BATCH_RULES, LR_SCALINGS, SHORT_CYCLE_RULES, STRIDE_RULES
 from vidact.train.multigrid import MODES as MULTIGRID_MODES
 from vidact.train.preemption import Cadence
 
@@ -84,6 +84,7 @@ class TrainConfig:
     # -1: 20 with multigrid (its running statistics come from other shapes), 0 (off) otherwise
     multigrid_lr_scaling: str = "auto"  # LR x batch multiplier (linear), x its square root (sqrt), or x1
     multigrid_short_cycle: str = "pyslowfast"  # short-cycle crops of the default size, or "relative" to the current
+    multigrid_stride: str = "span"  # shorter clips' strides up to the full clip's span (PySlowFast), or "base"
     multigrid_batch: str = "paper"  # batch multipliers: the paper's, bounded by the critical batch, or fixed
     critical_batch: float = 0.0  # B_simple in clips for the bounded rule; 0 = measured by the probe
     noise_scale_every: int = 0  # measure the gradient noise scale every N steps (0 = off)
@@ -124,6 +125,7 @@ class TrainConfig:
         _choice("multigrid_lr_scaling", self.multigrid_lr_scaling, MULTIGRID_LR_SCALINGS)
         _choice("multigrid_short_cycle", self.multigrid_short_cycle, SHORT_CYCLE_RULES)
         _choice("multigrid_batch", self.multigrid_batch, BATCH_RULES)
+        _choice("multigrid_stride", self.multigrid_stride, STRIDE_RULES)
         for name in ("epochs", "batch_size", "val_every", "log_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")

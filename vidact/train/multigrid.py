@@ -59,6 +59,7 @@ MODES = ("none", "long", "short", "long+short")
 LONG_CYCLE_FACTORS = ((0.25, 2**-0.5), (0.5, 2**-0.5), (0.5, 1.0), (1.0, 1.0))
 SHORT_CYCLE_FACTORS = (0.5, 0.5**0.5)
 SHORT_CYCLE_RULES = ("pyslowfast", "relative")  # crops from the default size, or from the current long-cycle size
+STRIDE_RULES = ("span", "base")  # a shorter clip's stride drawn up to the full clip's span, or kept at the base stride
 LR_SCALINGS = ("linear", "sqrt", "none")
 EPOCH_FACTOR = 1.5
 COSINE_STAGES = 4
@@ -182,6 +183,7 @@ class MultigridSchedule:
     total_epochs: int
     phases: tuple[Phase, ...]
     short_cycle_rule: str = "pyslowfast"
+    stride_rule: str = "span"
     batch_rule: str = "paper"
     critical_batch: float | None = None  # the measured B_simple (clips) the bounded rule used
     max_batch_mult: int | None = None  # combined batch multiplier cap; None: the paper's
@@ -217,7 +219,10 @@ class MultigridSchedule:
         return max(p.batch_mult * s.batch_mult for p in self.phases for s in self.short_shapes(p))
 
     def stride_range(self, phase: Phase) -> tuple[int, int]:
-        """Frame-rate jitter: strides in [rate, rate·T/t] so short clips span the full time."""
+        """The strides a clip of ``phase`` draws from: ``span`` (PySlowFast's frame-rate jitter) [rate, rate·T/t],
+        so that some short clips span the full clip's time; ``base``: the base stride alone."""
+        if self.stride_rule == "base":
+            return self.stride, self.stride
         return self.stride, max(self.stride, self.stride * self.frames // phase.frames)
 
     def main_lr(self, epoch: float) -> float:
@@ -269,6 +274,7 @@ class MultigridSchedule:
             "batch_size": self.batch_size,
             "total_epochs": self.total_epochs,
             "short_cycle_rule": self.short_cycle_rule,
+            "stride_rule": self.stride_rule,
             "batch_rule": self.batch_rule,
             "critical_batch": self.critical_batch,
             "max_batch_mult": self.max_batch_mult,
@@ -304,6 +310,7 @@ def build_schedule(
     cosine_stages: int = COSINE_STAGES,
     lr_scaling: str = "linear",
     short_cycle: str = "pyslowfast",
+    stride_rule: str = "span",
     batch_rule: str = "paper",
     critical_batch: float | None = None,
     world_size: int = 1,
@@ -317,6 +324,8 @@ def build_schedule(
     cap = batch_cap(batch_rule, critical_batch, batch_size * world_size)
     lr_multiplier(1, lr_scaling)  # validates the name
     short_cycle_shapes(size, size, short_cycle)  # validates the rule
+    if stride_rule not in STRIDE_RULES:
+        raise UsageError(f"multigrid_stride={stride_rule!r} is not one of {', '.join(STRIDE_RULES)}")
     if min(frames, size, batch_size, stride) < 1:
         raise UsageError("multigrid needs frames, size, batch size and stride >= 1")
     if cosine_stages < 2:
@@ -329,6 +338,7 @@ def build_schedule(
         stride=stride,
         batch_size=batch_size,
         short_cycle_rule=short_cycle,
+        stride_rule=stride_rule,
         batch_rule=batch_rule,
         critical_batch=critical_batch if batch_rule == "bounded" else None,
         max_batch_mult=cap,
@@ -361,6 +371,7 @@ def schedule_for_config(cfg) -> MultigridSchedule:
         batch_size=cfg.step_batch_size,
         lr_scaling=cfg.resolved_lr_scaling(),
         short_cycle=cfg.multigrid_short_cycle,
+        stride_rule=cfg.multigrid_stride,
         batch_rule=cfg.multigrid_batch,
         critical_batch=cfg.critical_batch or None,
         world_size=launch_env().world_size,
