@@ -63,6 +63,10 @@ SCHEDULES = {
     "long+short": ("long+short (paper)", ["multigrid=long+short"]),
     "bounded": ("long+short (bounded)", ["multigrid=long+short", "multigrid_batch=bounded"]),
     "fixed": ("long+short (fixed)", ["multigrid=long+short", "multigrid_batch=fixed"]),
+    "fixed-base": (
+        "long+short (fixed, base stride)",
+        ["multigrid=long+short", "multigrid_batch=fixed", "multigrid_stride=base"],
+    ),
     "auto": ("auto", ["multigrid=auto"]),
 }
 DEFAULT_MODES = "none,short,long+short,bounded,fixed,auto"
