@@ -106,6 +106,28 @@ def test_training_records_and_says_its_loading_plan(tmp_path):
     assert (tmp_path / "config.toml").read_text().startswith("# data loading: 1 loader worker (as given)")
 
 
+def test_a_run_ends_its_loader_workers_when_it_returns(tmp_path):
+    """Training, validation, precise-BN and probe loaders keep persistent workers; a process that trains
+    several runs (a benchmark, the demo) must not keep every earlier run's workers alive."""
+    import multiprocessing
+
+    from helpers.shaped_clips import shaped_config, shaped_data
+
+    from vidact.train.engine import fit
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    cfg = shaped_config(tmp_path, batch_size=2, overrides=["multigrid=auto", "workers=1", "precise_bn_batches=1"])
+    summary = fit(cfg, shaped_data(), progress=False)
+    assert summary["probe"] is not None  # the probe made loaders of its own
+    assert {p.pid for p in multiprocessing.active_children()} == before
+    loader = build_loader(FakeMotionClips(), 2, train=False, workers=2)
+    next(iter(loader))
+    assert len(multiprocessing.active_children()) == len(before) + 2
+    loader.close()
+    loader.close()  # idempotent
+    assert {p.pid for p in multiprocessing.active_children()} == before
+
+
 # ----------------------------------------------------------------------------- waiting for data
 class SlowClips(FakeMotionClips):
     """Clips that take 50 ms each to "read", as a slow disk or decoder would."""

@@ -200,6 +200,17 @@ class ClipLoader(DataLoader):
         _exit_flag().watch(batches)
         return self._relogging(batches)
 
+    def close(self) -> None:
+        """End this loader's worker processes now. Its workers are persistent: left alone they live as long
+        as the loader object, which in a process that trains several runs (a benchmark, the demo) is until a
+        garbage collection finds it, perhaps in the middle of a later run's epoch."""
+        iterator = getattr(self, "_iterator", None)
+        self._iterator = None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        if self.worker_logs is not None:
+            self.worker_logs.relog()
+
     def _relogging(self, batches):
         for batch in batches:
             self.worker_logs.relog()

@@ -272,9 +272,12 @@ def evaluate_checkpoint(
     amp = cfg.get("amp", "none") if dev.type == "cuda" else "none"
     with make_progress(disable=None if progress is not False else True) as bar:
         task = bar.add_task(f"eval {split} {clips}x{crops}", total=len(dataset), status="")
-        scores = drop_replaced_views(
-            collect_view_scores(model, loader, dev, amp=amp, on_batch=lambda n: bar.advance(task, n))
-        )
+        try:
+            scores = drop_replaced_views(
+                collect_view_scores(model, loader, dev, amp=amp, on_batch=lambda n: bar.advance(task, n))
+            )
+        finally:
+            loader.close()
     scores.classes = list(splits.classes)
     scores.meta = {
         "arch": ckpt["arch"],

@@ -843,8 +843,17 @@ def fit(
                     amp=run.amp,
                     checkpointing=cfg.activation_checkpointing,
                 ) from None
+            finally:
+                close_loaders(run)
     finally:
         set_decoder_threads(previous_threads)  # setup_run set this run's; the process gets its own back
+
+
+def close_loaders(run: Run) -> None:
+    """End the run's loader workers (training, validation, precise BN) as the run ends."""
+    for loader in (run.loader, run.val_loader, run.precise_bn.loader if run.precise_bn else None):
+        if hasattr(loader, "close"):
+            loader.close()
 
 
 def _train_epochs(run: Run, progress: bool | None) -> dict:

@@ -121,6 +121,7 @@ class Probe:
     decoder_threads: int = 0
     seed: int = 0
     clip_grad: float = 0.0
+    loaders: list = field(default_factory=list)  # every loader made, closed when the probe ends
 
     def batches(self, shape: ProbeShape, batch: int, steps: int, seed: int) -> Iterator[dict]:
         """``steps`` shuffled batches of ``batch`` clips at ``shape`` from the whole training set (rank 0 alone)."""
@@ -134,7 +135,15 @@ class Probe:
             seed=seed,
             device=self.device,
         )
+        self.loaders.append(loader)
         return iter(loader)
+
+    def close(self) -> None:
+        """End the workers of every loader the probe made (its parts stop reading before a loader ends)."""
+        for loader in self.loaders:
+            if hasattr(loader, "close"):
+                loader.close()
+        self.loaders.clear()
 
     def _xy(self, batch: dict):
         return to_device(batch["video"], self.device), torch.as_tensor(batch["label"]).to(self.device)
@@ -283,6 +292,7 @@ def run_probe(
                 grown_s = _typical(probe.seconds_per_clip(probe.shapes[0], batch, GROWTH_STEPS)[1:])
                 report.cost.update(growth_mult=mult, growth_speedup=coarse_s / grown_s if grown_s > 0 else None)
     finally:
+        probe.close()
         probe.model.load_state_dict(saved)
         restore_rng_state(rng)
         probe.model.zero_grad(set_to_none=True)
