@@ -29,7 +29,7 @@ training, not decoding:
    from batch 8's measurement.
 
 Default: 8 classes x 448 clips of the ``natural`` synthetic style (2,688 train / 896 val),
-c3d-bn width 1/8 at 16x48, stride 2, batch 8, AdamW 1e-3, 6 base epochs: about 25 minutes
+c3d-bn width 1/8 at 16x48, stride 2, batch 8, AdamW 1e-3, 6 base epochs: about 30 minutes
 on 2 CPU cores. ``--quick`` runs tiny sizes (the test suite's smoke run).
 
     .venv/bin/python benchmarks/multigrid.py                                 # shapes + schedules
