@@ -249,7 +249,7 @@ def build_loader(
     pin_memory: bool = False,
     prefetch_factor: int = 2,
     decoder_threads: int = 0,
-) -> DataLoader:
+) -> ClipLoader:
     """A DataLoader over ``dataset``: shuffled when ``train`` (unless a sampler is given),
     persistent seeded workers when ``workers > 0`` (each decoding with ``decoder_threads``, their
     warnings logged here: :class:`WorkerLogs`), batches from :func:`collate_clips`.
@@ -302,7 +302,7 @@ def make_loader(
     device: torch.device | None = None,
     train: bool = False,
     decoder_threads: int = 0,
-) -> DataLoader:
+) -> ClipLoader:
     """:func:`build_loader` over ``batch_sampler`` (or fixed-size batches in order), pinned memory for CUDA."""
     return build_loader(
         dataset,

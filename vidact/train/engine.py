@@ -26,9 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from vidact.data.loader import LoaderPlan, make_loader, plan_loading
+from vidact.data.loader import ClipLoader, LoaderPlan, make_loader, plan_loading
 from vidact.errors import TrainingDiverged, UsageError
 from vidact.evaluate.metrics import topk_accuracy
 from vidact.evaluate.multiview import collect_view_scores
@@ -142,7 +141,7 @@ class PreciseBN:
 
     batches: int  # per refresh
     sampler: EpochBatchSampler  # a fixed draw per epoch, so a resumed run draws the same
-    loader: DataLoader
+    loader: ClipLoader
 
 
 @dataclass(kw_only=True)
@@ -159,8 +158,8 @@ class Run:
     batches: TrainingBatches
     lr_at: Callable[[float], float]
     num_epochs: int
-    loader: DataLoader
-    val_loader: DataLoader | None
+    loader: ClipLoader
+    val_loader: ClipLoader | None
     precise_bn: PreciseBN | None
     criterion: nn.Module
     folder: Path
@@ -852,7 +851,7 @@ def fit(
 def close_loaders(run: Run) -> None:
     """End the run's loader workers (training, validation, precise BN) as the run ends."""
     for loader in (run.loader, run.val_loader, run.precise_bn.loader if run.precise_bn else None):
-        if hasattr(loader, "close"):
+        if loader is not None:
             loader.close()
 
 

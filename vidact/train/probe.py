@@ -141,8 +141,7 @@ class Probe:
     def close(self) -> None:
         """End the workers of every loader the probe made (its parts stop reading before a loader ends)."""
         for loader in self.loaders:
-            if hasattr(loader, "close"):
-                loader.close()
+            loader.close()
         self.loaders.clear()
 
     def _xy(self, batch: dict):

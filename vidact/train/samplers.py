@@ -92,13 +92,6 @@ class _RankSampler(Sampler):
         """Select the epoch; a resumed run skips the ``start_batch`` batches it has already done."""
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
-    def batches(self) -> list[list]:  # pragma: no cover - every sampler defines it
-        raise NotImplementedError
-
-    def total_batches(self, num_epochs: int) -> int:
-        """Iterations of ``num_epochs`` epochs (the same number every epoch, unless a sampler says otherwise)."""
-        return num_epochs * len(self.batches())
-
 
 class EpochBatchSampler(_RankSampler):
     """Shuffled batches of ``batch_size`` per rank whose order depends only on (seed, epoch)."""
@@ -147,6 +140,10 @@ class EpochBatchSampler(_RankSampler):
     def __len__(self) -> int:
         return max(len(self.batches()) - self.start_batch, 0)
 
+    def total_batches(self, num_epochs: int) -> int:
+        """Iterations of ``num_epochs`` epochs (the same number every epoch)."""
+        return num_epochs * len(self.batches())
+
 
 class IterationBudgetSampler(_RankSampler):
     """Exactly ``iterations`` shuffled batches as one epoch, passing over the data as often as needed."""
@@ -179,6 +176,10 @@ class IterationBudgetSampler(_RankSampler):
 
     def __len__(self) -> int:
         return max(self.iterations - self.start_batch, 0)
+
+    def total_batches(self, num_epochs: int) -> int:
+        """Iterations of ``num_epochs`` epochs of ``iterations`` each."""
+        return num_epochs * self.iterations
 
 
 @dataclass(frozen=True)
